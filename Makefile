@@ -1,0 +1,52 @@
+# Lakka. Every target works on a fresh machine with Go installed.
+# `make run` and `make test` are the two commands a newcomer needs.
+
+GO        ?= go
+BIN       := bin/lakka
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 3s
+SEED      ?= 500
+
+.PHONY: all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers clean
+
+all: build
+
+## build: compile bin/lakka
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/lakka
+
+## run: start an origin (embedded store, demo content) and an edge in front of it on loopback
+run: build
+	./scripts/run.sh $(BIN) $(SEED)
+
+## test: formatting, vet, every test with -race, and a short run of every fuzz target
+test: fmt-check vet unit fuzz
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -shuffle=on -count=1 -timeout 10m ./...
+
+## fuzz: run every fuzz target for FUZZTIME (default 3s); make fuzz FUZZTIME=1m for longer
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+## lint: gofmt and go vet
+lint: fmt-check vet
+
+## bench: Go benchmarks of the hot paths (allocations included)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./...
+
+## bench-hit: cache-hit throughput of the edge against a bare fasthttp server, with wrk
+bench-hit: build
+	./scripts/bench-hit.sh $(BIN)
+
+clean:
+	rm -rf bin

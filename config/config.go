@@ -1,0 +1,403 @@
+// Package config holds Lakka's configuration: plain structs, their defaults,
+// strict loading from one YAML file and validation.
+//
+// Loading is strict: an unknown key anywhere in the file is an error, and every
+// error names the key path (for example "backends.servers[1].address") and what
+// is wrong with it. Validate joins every problem it finds, so one run of
+// "lakka config check" lists them all.
+//
+// The zero value of Config is not useful; start from Default() and override.
+// A Config is a plain value: copy it freely, share it read-only.
+package config
+
+import (
+	_ "embed"
+	"time"
+)
+
+// Config is the whole configuration of one Lakka process. The edge reads
+// Edge, Backends, Cache, Key, Routes, Compression, Purge and Log; the origin
+// reads Origin and Log.
+type Config struct {
+	Edge        Edge        `yaml:"edge"`
+	Backends    Backends    `yaml:"backends"`
+	Cache       Cache       `yaml:"cache"`
+	Key         Key         `yaml:"key"`
+	Routes      []Route     `yaml:"routes"`
+	Compression Compression `yaml:"compression"`
+	Purge       Purge       `yaml:"purge"`
+	Log         Log         `yaml:"log"`
+	Origin      Origin      `yaml:"origin"`
+}
+
+// Edge configures the client-facing listener and the admin listener.
+type Edge struct {
+	// Listen is the address of the client listener (host:port).
+	Listen string `yaml:"listen"`
+	// Admin is the address of the admin listener: /metrics, /healthz and
+	// the purge API. It must differ from Listen.
+	Admin string `yaml:"admin"`
+	// MaxConnections bounds concurrent client connections.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP bounds concurrent connections from one client
+	// address; 0 means no per-address limit.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ReadTimeout bounds reading one request (line, headers and body).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle for longer.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds the request line plus headers (431 beyond).
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// MaxURIBytes bounds the request target (414 beyond).
+	MaxURIBytes ByteSize `yaml:"max_uri_bytes"`
+	// MaxRequestBodyBytes bounds request bodies (413 beyond).
+	MaxRequestBodyBytes ByteSize `yaml:"max_request_body_bytes"`
+	// DrainDelay is how long /healthz answers 503 before the listener stops
+	// on SIGTERM, so that load balancers take the node out first.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MemoryLimitBytes sets the Go runtime's soft memory limit (GOMEMLIMIT);
+	// 0 derives it from cache.size_bytes.
+	MemoryLimitBytes ByteSize `yaml:"memory_limit_bytes"`
+	// ForwardedProto is the value sent to backends in X-Forwarded-Proto:
+	// "http", or "https" when a TLS-terminating load balancer is in front.
+	ForwardedProto string `yaml:"forwarded_proto"`
+	// TrustedProxies lists networks (CIDR) whose X-Forwarded-For is kept and
+	// appended to; from anyone else it is replaced.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ViaName is the pseudonym this node adds to Via and Cache-Status.
+	ViaName string `yaml:"via_name"`
+	// DebugHeaders passes Surrogate-Key and Surrogate-Control to clients.
+	DebugHeaders bool `yaml:"debug_headers"`
+}
+
+// Backends configures the origin servers the edge fetches from.
+type Backends struct {
+	// Director picks a backend per fetch: "round_robin" across healthy
+	// servers, or "fallback": the first healthy server in list order.
+	Director string `yaml:"director"`
+	// Servers lists the backends; at least one is required to run an edge.
+	Servers []Backend `yaml:"servers"`
+	// ConnectTimeout bounds establishing a connection.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// FirstByteTimeout bounds the wait for the response headers after the
+	// request was written.
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// BetweenBytesTimeout bounds each read of the response body.
+	BetweenBytesTimeout time.Duration `yaml:"between_bytes_timeout"`
+	// WriteTimeout bounds writing the request to the backend.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// FetchTimeout bounds a whole fetch (connect to last body byte).
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// IdleTimeout closes pooled keep-alive connections idle for longer.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections bounds connections to one backend.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxFetches bounds concurrent fetches to one backend; more wait up to
+	// QueueTimeout, then get stale content or 503.
+	MaxFetches int `yaml:"max_fetches"`
+	// QueueTimeout bounds the wait for a fetch slot.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// MaxResponseHeaderBytes bounds a backend's response headers (502 beyond).
+	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes"`
+	// Probe configures active health checks.
+	Probe Probe `yaml:"probe"`
+	// Passive configures health from real traffic.
+	Passive Passive `yaml:"passive"`
+}
+
+// Backend is one origin server.
+type Backend struct {
+	// Name labels the backend in metrics and logs; defaults to Address.
+	Name string `yaml:"name"`
+	// Address is host:port.
+	Address string `yaml:"address"`
+}
+
+// Probe configures active health checks, like Varnish's .probe: of the
+// last Window probes, at least Threshold must succeed for a backend to be
+// healthy.
+type Probe struct {
+	// Enabled turns probing on.
+	Enabled bool `yaml:"enabled"`
+	// Path is requested with GET on every backend.
+	Path string `yaml:"path"`
+	// Host is sent as the Host header; empty uses the backend address.
+	Host string `yaml:"host"`
+	// Interval is the time between probes.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one probe.
+	Timeout time.Duration `yaml:"timeout"`
+	// Window is how many recent probes count.
+	Window int `yaml:"window"`
+	// Threshold is how many of them must have succeeded.
+	Threshold int `yaml:"threshold"`
+	// Initial is how many probes count as successful at start.
+	Initial int `yaml:"initial"`
+	// ExpectedStatus is the status a healthy backend answers.
+	ExpectedStatus int `yaml:"expected_status"`
+}
+
+// Passive takes a backend out of rotation after consecutive connection
+// failures seen by real fetches.
+type Passive struct {
+	// Failures is the number of consecutive failures that mark a backend
+	// sick; 0 disables passive health.
+	Failures int `yaml:"failures"`
+	// Cooldown is how long a passively failed backend stays out.
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// Cache configures the RAM store and the freshness defaults.
+type Cache struct {
+	// SizeBytes bounds the store: bodies, headers, variants, tag index and
+	// per-object overhead all count.
+	SizeBytes ByteSize `yaml:"size_bytes"`
+	// MaxObjectBytes is the largest body stored; larger bodies are streamed
+	// through to the client uncached.
+	MaxObjectBytes ByteSize `yaml:"max_object_bytes"`
+	// DefaultTTL is the freshness of a cacheable response that carries no
+	// explicit lifetime (no max-age, s-maxage, Surrogate-Control, Expires).
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// Grace is the default window after expiry during which a stale object
+	// is served while one background refresh runs (stale-while-revalidate
+	// from the origin wins).
+	Grace time.Duration `yaml:"grace"`
+	// Keep is the default window after grace during which a stale object is
+	// kept for revalidation and for serving when the origin fails
+	// (stale-if-error from the origin wins).
+	Keep time.Duration `yaml:"keep"`
+	// HitForMissTTL is how long an uncacheable answer is remembered so that
+	// later requests for it skip request coalescing.
+	HitForMissTTL time.Duration `yaml:"hit_for_miss_ttl"`
+	// WaitTimeout bounds how long a request waits for another request's
+	// fetch of the same object.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	// MaxVariants bounds the Vary variants stored per URL.
+	MaxVariants int `yaml:"max_variants"`
+	// StripCookies lists cookie names (globs: "_ga*") that never change a
+	// response; they are removed before lookup and before forwarding.
+	StripCookies []string `yaml:"strip_cookies"`
+	// RefreshWorkers bounds concurrent background refreshes.
+	RefreshWorkers int `yaml:"refresh_workers"`
+	// RefreshQueue bounds queued background refreshes.
+	RefreshQueue int `yaml:"refresh_queue"`
+}
+
+// Key configures cache key normalisation. Whatever is removed from the key is
+// removed from the forwarded request too, so the origin cannot vary on it.
+type Key struct {
+	// StripQuery lists query parameter names (globs: "utm_*") removed from
+	// the key and the forwarded URL.
+	StripQuery []string `yaml:"strip_query"`
+	// SortQuery sorts query parameters (stably, by name) in the key and the
+	// forwarded URL.
+	SortQuery bool `yaml:"sort_query"`
+}
+
+// Route overrides caching rules for requests that match it. The first route
+// whose Host and PathPrefix match wins.
+type Route struct {
+	// Name labels the route in logs and errors.
+	Name string `yaml:"name"`
+	// Host matches the request host (lower-case, no port); "*.example.com"
+	// matches subdomains; empty matches every host.
+	Host string `yaml:"host"`
+	// PathPrefix matches the start of the normalised path; empty matches all.
+	PathPrefix string `yaml:"path_prefix"`
+	// Pass sends matching requests to the backend uncached.
+	Pass bool `yaml:"pass"`
+	// TTL, when set, replaces the freshness lifetime the origin gave.
+	TTL *time.Duration `yaml:"ttl"`
+	// MinTTL and MaxTTL, when set, clamp the origin's freshness lifetime.
+	MinTTL *time.Duration `yaml:"min_ttl"`
+	MaxTTL *time.Duration `yaml:"max_ttl"`
+	// Grace and Keep, when set, replace the origin's and the defaults.
+	Grace *time.Duration `yaml:"grace"`
+	Keep  *time.Duration `yaml:"keep"`
+	// StripSetCookie removes Set-Cookie from matching responses so that they
+	// can be stored.
+	StripSetCookie bool `yaml:"strip_set_cookie"`
+	// IgnoreCookies removes the Cookie header from matching requests before
+	// lookup and forwarding: for content that never depends on cookies.
+	IgnoreCookies bool `yaml:"ignore_cookies"`
+}
+
+// Compression configures how the edge stores and serves compressed bodies.
+type Compression struct {
+	// Enabled compresses compressible bodies once at store time.
+	Enabled bool `yaml:"enabled"`
+	// GzipLevel is the gzip level used at store time (1-9).
+	GzipLevel int `yaml:"gzip_level"`
+	// Zstd also serves zstd to clients that prefer it.
+	Zstd bool `yaml:"zstd"`
+	// MinBytes is the smallest body worth compressing.
+	MinBytes ByteSize `yaml:"min_bytes"`
+	// Types lists compressible media types; "text/*" matches a family.
+	Types []string `yaml:"types"`
+}
+
+// Purge configures invalidation.
+type Purge struct {
+	// Token authenticates the purge API (Authorization: Bearer TOKEN);
+	// LAKKA_PURGE_TOKEN overrides it. Empty disables the API.
+	Token string `yaml:"token"`
+	// AllowNetworks lists networks (CIDR) allowed to send the PURGE method
+	// to the client listener.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// Log configures the process log and the access log.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format of the process log: text or json.
+	Format string `yaml:"format"`
+	// Access is where access log lines go: stdout, stderr, off, or a file.
+	Access string `yaml:"access"`
+	// AccessFormat is combined (NCSA combined plus cache status and time
+	// taken, like varnishncsa) or json.
+	AccessFormat string `yaml:"access_format"`
+	// AccessBuffer bounds queued access log lines; when full, lines are
+	// dropped and counted rather than slowing requests.
+	AccessBuffer int `yaml:"access_buffer"`
+}
+
+// Origin configures the bundled news origin.
+type Origin struct {
+	// Listen is the address the origin serves on.
+	Listen string `yaml:"listen"`
+	// DatabaseURL selects PostgreSQL; empty uses the embedded store.
+	// DATABASE_URL overrides it.
+	DatabaseURL string `yaml:"database_url"`
+	// Seed is the number of generated articles on an empty store.
+	Seed int `yaml:"seed"`
+	// EdgeAdmins lists edge admin addresses that receive purges.
+	EdgeAdmins []string `yaml:"edge_admins"`
+	// SoftPurge sends soft purges (mark stale) instead of hard ones.
+	SoftPurge bool `yaml:"soft_purge"`
+	// Pages sets freshness per page kind.
+	Pages Pages `yaml:"pages"`
+	// ViewFlushInterval is how often buffered view counts are written.
+	ViewFlushInterval time.Duration `yaml:"view_flush_interval"`
+}
+
+// Pages sets the freshness the origin announces for each kind of page.
+type Pages struct {
+	Front    Freshness `yaml:"front"`
+	Section  Freshness `yaml:"section"`
+	Article  Freshness `yaml:"article"`
+	MostRead Freshness `yaml:"most_read"`
+	Sitemap  Freshness `yaml:"sitemap"`
+}
+
+// Freshness is what the origin puts in Cache-Control for one kind of page.
+type Freshness struct {
+	MaxAge               time.Duration `yaml:"max_age"`
+	StaleWhileRevalidate time.Duration `yaml:"stale_while_revalidate"`
+	StaleIfError         time.Duration `yaml:"stale_if_error"`
+}
+
+// Default returns the configuration used when a key is absent.
+func Default() Config {
+	return Config{
+		Edge: Edge{
+			Listen:              "127.0.0.1:8080",
+			Admin:               "127.0.0.1:8081",
+			MaxConnections:      10000,
+			ReadTimeout:         10 * time.Second,
+			WriteTimeout:        30 * time.Second,
+			IdleTimeout:         60 * time.Second,
+			MaxHeaderBytes:      16 * KiB,
+			MaxURIBytes:         8 * KiB,
+			MaxRequestBodyBytes: 1 * MiB,
+			DrainDelay:          5 * time.Second,
+			ShutdownTimeout:     30 * time.Second,
+			ForwardedProto:      "http",
+			ViaName:             "lakka",
+		},
+		Backends: Backends{
+			Director:               "round_robin",
+			ConnectTimeout:         1 * time.Second,
+			FirstByteTimeout:       15 * time.Second,
+			BetweenBytesTimeout:    10 * time.Second,
+			WriteTimeout:           5 * time.Second,
+			FetchTimeout:           30 * time.Second,
+			IdleTimeout:            60 * time.Second,
+			MaxConnections:         512,
+			MaxFetches:             256,
+			QueueTimeout:           2 * time.Second,
+			MaxResponseHeaderBytes: 32 * KiB,
+			Probe: Probe{
+				Path:           "/healthz",
+				Interval:       5 * time.Second,
+				Timeout:        2 * time.Second,
+				Window:         8,
+				Threshold:      3,
+				Initial:        3,
+				ExpectedStatus: 200,
+			},
+			Passive: Passive{
+				Failures: 5,
+				Cooldown: 10 * time.Second,
+			},
+		},
+		Cache: Cache{
+			SizeBytes:      256 * MiB,
+			MaxObjectBytes: 8 * MiB,
+			DefaultTTL:     120 * time.Second,
+			Grace:          10 * time.Second,
+			Keep:           0,
+			HitForMissTTL:  120 * time.Second,
+			WaitTimeout:    35 * time.Second,
+			MaxVariants:    16,
+			StripCookies:   []string{"_ga", "_ga_*", "_gid", "_gat*", "_fbp", "_fbc", "__utm*", "_gcl_*"},
+			RefreshWorkers: 16,
+			RefreshQueue:   4096,
+		},
+		Key: Key{
+			StripQuery: []string{"utm_*", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid"},
+		},
+		Compression: Compression{
+			Enabled:   true,
+			GzipLevel: 6,
+			MinBytes:  512,
+			Types: []string{
+				"text/*", "application/json", "application/javascript",
+				"application/xml", "application/rss+xml", "application/atom+xml",
+				"application/xhtml+xml", "application/manifest+json",
+				"application/ld+json", "image/svg+xml",
+			},
+		},
+		Purge: Purge{
+			AllowNetworks: []string{"127.0.0.1/32", "::1/128"},
+		},
+		Log: Log{
+			Level:        "info",
+			Format:       "text",
+			Access:       "stdout",
+			AccessFormat: "combined",
+			AccessBuffer: 8192,
+		},
+		Origin: Origin{
+			Listen:            "127.0.0.1:8000",
+			SoftPurge:         true,
+			ViewFlushInterval: 5 * time.Second,
+			Pages: Pages{
+				Front:    Freshness{MaxAge: 10 * time.Second, StaleWhileRevalidate: 30 * time.Second, StaleIfError: 24 * time.Hour},
+				Section:  Freshness{MaxAge: 30 * time.Second, StaleWhileRevalidate: 60 * time.Second, StaleIfError: 24 * time.Hour},
+				Article:  Freshness{MaxAge: 300 * time.Second, StaleWhileRevalidate: 60 * time.Second, StaleIfError: 24 * time.Hour},
+				MostRead: Freshness{MaxAge: 30 * time.Second, StaleWhileRevalidate: 30 * time.Second, StaleIfError: 24 * time.Hour},
+				Sitemap:  Freshness{MaxAge: 60 * time.Second, StaleWhileRevalidate: 60 * time.Second, StaleIfError: 24 * time.Hour},
+			},
+		},
+	}
+}
+
+// Example is config/example.yaml: every key with its default, documented.
+//
+//go:embed example.yaml
+var Example []byte

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks every value and returns all problems joined, each naming
+// its key path.
+func (c *Config) Validate() error {
+	v := &validator{}
+	c.validateEdge(v)
+	c.validateBackends(v)
+	c.validateCache(v)
+	c.validateKey(v)
+	c.validateRoutes(v)
+	c.validateCompression(v)
+	c.validatePurge(v)
+	c.validateLog(v)
+	c.validateOrigin(v)
+	return errors.Join(v.errs...)
+}
+
+// ValidateEdge checks what an edge needs to start beyond Validate: at least
+// one backend.
+func (c *Config) ValidateEdge() error {
+	if len(c.Backends.Servers) == 0 {
+		return errors.New("backends.servers: at least one backend is required (config file or --backend)")
+	}
+	return nil
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) errorf(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) addr(key, a string, required bool) {
+	if a == "" {
+		if required {
+			v.errorf(key, "required (host:port)")
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		v.errorf(key, "%q is not host:port", a)
+		return
+	}
+	if strings.ContainsAny(host, " /") {
+		v.errorf(key, "%q has an invalid host", a)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		v.errorf(key, "%q has an invalid port", a)
+	}
+}
+
+func (v *validator) positive(key string, n int) {
+	if n <= 0 {
+		v.errorf(key, "must be greater than 0, got %d", n)
+	}
+}
+
+func (v *validator) nonNegative(key string, n int) {
+	if n < 0 {
+		v.errorf(key, "must not be negative, got %d", n)
+	}
+}
+
+func (v *validator) duration(key string, d time.Duration, allowZero bool) {
+	switch {
+	case d < 0:
+		v.errorf(key, "must not be negative, got %s", d)
+	case d == 0 && !allowZero:
+		v.errorf(key, "must be greater than 0")
+	}
+}
+
+func (v *validator) size(key string, b ByteSize, lo ByteSize) {
+	if b < lo {
+		v.errorf(key, "must be at least %s, got %s", lo, b)
+	}
+}
+
+func (v *validator) networks(key string, nets []string) {
+	for i, n := range nets {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			v.errorf(fmt.Sprintf("%s[%d]", key, i), "%q is not a network in CIDR form (e.g. 10.0.0.0/8)", n)
+		}
+	}
+}
+
+func (v *validator) globs(key string, globs []string) {
+	for i, g := range globs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if g == "" {
+			v.errorf(k, "empty pattern")
+			continue
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			v.errorf(k, "%q is not a valid pattern", g)
+		}
+	}
+}
+
+func (c *Config) validateEdge(v *validator) {
+	e := &c.Edge
+	v.addr("edge.listen", e.Listen, true)
+	v.addr("edge.admin", e.Admin, true)
+	if e.Listen != "" && e.Listen == e.Admin {
+		v.errorf("edge.admin", "must differ from edge.listen (%s)", e.Listen)
+	}
+	v.positive("edge.max_connections", e.MaxConnections)
+	v.nonNegative("edge.max_connections_per_ip", e.MaxConnectionsPerIP)
+	v.duration("edge.read_timeout", e.ReadTimeout, false)
+	v.duration("edge.write_timeout", e.WriteTimeout, false)
+	v.duration("edge.idle_timeout", e.IdleTimeout, false)
+	v.size("edge.max_header_bytes", e.MaxHeaderBytes, 1*KiB)
+	v.size("edge.max_uri_bytes", e.MaxURIBytes, 256)
+	if e.MaxURIBytes > e.MaxHeaderBytes {
+		v.errorf("edge.max_uri_bytes", "must not exceed edge.max_header_bytes (%s)", e.MaxHeaderBytes)
+	}
+	v.size("edge.max_request_body_bytes", e.MaxRequestBodyBytes, 0)
+	v.duration("edge.drain_delay", e.DrainDelay, true)
+	v.duration("edge.shutdown_timeout", e.ShutdownTimeout, false)
+	v.size("edge.memory_limit_bytes", e.MemoryLimitBytes, 0)
+	if e.MemoryLimitBytes != 0 && e.MemoryLimitBytes < c.Cache.SizeBytes {
+		v.errorf("edge.memory_limit_bytes", "must be larger than cache.size_bytes (%s), or 0 to derive it", c.Cache.SizeBytes)
+	}
+	if e.ForwardedProto != "http" && e.ForwardedProto != "https" {
+		v.errorf("edge.forwarded_proto", "must be http or https, got %q", e.ForwardedProto)
+	}
+	v.networks("edge.trusted_proxies", e.TrustedProxies)
+	if e.ViaName == "" || strings.ContainsAny(e.ViaName, " \t,;\"\r\n") {
+		v.errorf("edge.via_name", "must be a single token without spaces, commas or quotes, got %q", e.ViaName)
+	}
+}
+
+func (c *Config) validateBackends(v *validator) {
+	b := &c.Backends
+	if b.Director != "round_robin" && b.Director != "fallback" {
+		v.errorf("backends.director", "must be round_robin or fallback, got %q", b.Director)
+	}
+	names := map[string]int{}
+	for i, s := range b.Servers {
+		key := fmt.Sprintf("backends.servers[%d]", i)
+		v.addr(key+".address", s.Address, true)
+		name := s.Name
+		if name == "" {
+			name = s.Address
+		}
+		if j, dup := names[name]; dup {
+			v.errorf(key+".name", "%q is already used by backends.servers[%d]", name, j)
+		}
+		names[name] = i
+	}
+	v.duration("backends.connect_timeout", b.ConnectTimeout, false)
+	v.duration("backends.first_byte_timeout", b.FirstByteTimeout, false)
+	v.duration("backends.between_bytes_timeout", b.BetweenBytesTimeout, false)
+	v.duration("backends.write_timeout", b.WriteTimeout, false)
+	v.duration("backends.fetch_timeout", b.FetchTimeout, false)
+	v.duration("backends.idle_timeout", b.IdleTimeout, false)
+	v.positive("backends.max_connections", b.MaxConnections)
+	v.positive("backends.max_fetches", b.MaxFetches)
+	v.duration("backends.queue_timeout", b.QueueTimeout, true)
+	v.size("backends.max_response_header_bytes", b.MaxResponseHeaderBytes, 1*KiB)
+	p := &b.Probe
+	if p.Enabled {
+		if !strings.HasPrefix(p.Path, "/") {
+			v.errorf("backends.probe.path", "must start with /, got %q", p.Path)
+		}
+		v.duration("backends.probe.interval", p.Interval, false)
+		v.duration("backends.probe.timeout", p.Timeout, false)
+		v.positive("backends.probe.window", p.Window)
+		if p.Window > 64 {
+			v.errorf("backends.probe.window", "must be at most 64, got %d", p.Window)
+		}
+		if p.Threshold <= 0 || p.Threshold > p.Window {
+			v.errorf("backends.probe.threshold", "must be between 1 and backends.probe.window (%d), got %d", p.Window, p.Threshold)
+		}
+		if p.Initial < 0 || p.Initial > p.Window {
+			v.errorf("backends.probe.initial", "must be between 0 and backends.probe.window (%d), got %d", p.Window, p.Initial)
+		}
+		if p.ExpectedStatus < 100 || p.ExpectedStatus > 599 {
+			v.errorf("backends.probe.expected_status", "must be an HTTP status, got %d", p.ExpectedStatus)
+		}
+	}
+	v.nonNegative("backends.passive.failures", b.Passive.Failures)
+	if b.Passive.Failures > 0 {
+		v.duration("backends.passive.cooldown", b.Passive.Cooldown, false)
+	}
+}
+
+func (c *Config) validateCache(v *validator) {
+	k := &c.Cache
+	v.size("cache.size_bytes", k.SizeBytes, 1*MiB)
+	v.size("cache.max_object_bytes", k.MaxObjectBytes, 1)
+	if k.MaxObjectBytes > k.SizeBytes/2 {
+		v.errorf("cache.max_object_bytes", "must be at most half of cache.size_bytes (%s), got %s", k.SizeBytes, k.MaxObjectBytes)
+	}
+	v.duration("cache.default_ttl", k.DefaultTTL, true)
+	v.duration("cache.grace", k.Grace, true)
+	v.duration("cache.keep", k.Keep, true)
+	v.duration("cache.hit_for_miss_ttl", k.HitForMissTTL, true)
+	v.duration("cache.wait_timeout", k.WaitTimeout, false)
+	v.positive("cache.max_variants", k.MaxVariants)
+	v.globs("cache.strip_cookies", k.StripCookies)
+	v.positive("cache.refresh_workers", k.RefreshWorkers)
+	v.positive("cache.refresh_queue", k.RefreshQueue)
+}
+
+func (c *Config) validateKey(v *validator) {
+	v.globs("key.strip_query", c.Key.StripQuery)
+}
+
+func (c *Config) validateRoutes(v *validator) {
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Host != "" {
+			h := r.Host
+			if strings.HasPrefix(h, "*.") {
+				h = h[2:]
+			}
+			if h == "" || strings.ContainsAny(h, "*/: ") || h != strings.ToLower(h) {
+				v.errorf(key+".host", "must be a lower-case host name, optionally starting with \"*.\", got %q", r.Host)
+			}
+		}
+		if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+			v.errorf(key+".path_prefix", "must start with /, got %q", r.PathPrefix)
+		}
+		for _, d := range []struct {
+			name string
+			d    *time.Duration
+		}{{"ttl", r.TTL}, {"min_ttl", r.MinTTL}, {"max_ttl", r.MaxTTL}, {"grace", r.Grace}, {"keep", r.Keep}} {
+			if d.d != nil {
+				v.duration(key+"."+d.name, *d.d, true)
+			}
+		}
+		if r.MinTTL != nil && r.MaxTTL != nil && *r.MinTTL > *r.MaxTTL {
+			v.errorf(key+".min_ttl", "must not exceed max_ttl (%s)", *r.MaxTTL)
+		}
+		if r.Pass && (r.TTL != nil || r.MinTTL != nil || r.MaxTTL != nil || r.StripSetCookie) {
+			v.errorf(key+".pass", "a pass route stores nothing: remove ttl, min_ttl, max_ttl and strip_set_cookie")
+		}
+	}
+}
+
+func (c *Config) validateCompression(v *validator) {
+	z := &c.Compression
+	if z.GzipLevel < 1 || z.GzipLevel > 9 {
+		v.errorf("compression.gzip_level", "must be between 1 and 9, got %d", z.GzipLevel)
+	}
+	v.size("compression.min_bytes", z.MinBytes, 0)
+	for i, t := range z.Types {
+		major, minor, ok := strings.Cut(t, "/")
+		if !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") || t != strings.ToLower(t) {
+			v.errorf(fmt.Sprintf("compression.types[%d]", i), "must be a lower-case media type such as text/html or text/*, got %q", t)
+		}
+	}
+}
+
+func (c *Config) validatePurge(v *validator) {
+	if strings.ContainsAny(c.Purge.Token, " \t\r\n") {
+		v.errorf("purge.token", "must not contain whitespace")
+	}
+	v.networks("purge.allow_networks", c.Purge.AllowNetworks)
+}
+
+func (c *Config) validateLog(v *validator) {
+	l := &c.Log
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "must be debug, info, warn or error, got %q", l.Level)
+	}
+	if l.Format != "text" && l.Format != "json" {
+		v.errorf("log.format", "must be text or json, got %q", l.Format)
+	}
+	if l.Access == "" {
+		v.errorf("log.access", "must be stdout, stderr, off or a file path")
+	}
+	if l.AccessFormat != "combined" && l.AccessFormat != "json" {
+		v.errorf("log.access_format", "must be combined or json, got %q", l.AccessFormat)
+	}
+	v.positive("log.access_buffer", l.AccessBuffer)
+}
+
+func (c *Config) validateOrigin(v *validator) {
+	o := &c.Origin
+	v.addr("origin.listen", o.Listen, true)
+	v.nonNegative("origin.seed", o.Seed)
+	for i, a := range o.EdgeAdmins {
+		v.addr(fmt.Sprintf("origin.edge_admins[%d]", i), a, true)
+	}
+	v.duration("origin.view_flush_interval", o.ViewFlushInterval, false)
+	for _, p := range []struct {
+		name string
+		f    Freshness
+	}{{"front", o.Pages.Front}, {"section", o.Pages.Section}, {"article", o.Pages.Article}, {"most_read", o.Pages.MostRead}, {"sitemap", o.Pages.Sitemap}} {
+		key := "origin.pages." + p.name
+		v.duration(key+".max_age", p.f.MaxAge, true)
+		v.duration(key+".stale_while_revalidate", p.f.StaleWhileRevalidate, true)
+		v.duration(key+".stale_if_error", p.f.StaleIfError, true)
+	}
+}

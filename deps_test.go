@@ -1,0 +1,97 @@
+// Package lakka_test enforces the import policy of STYLE.md, the way Go's
+// go/build/deps_test.go does: each package may import only what its row in
+// DESIGN.md allows.
+package lakka_test
+
+import (
+	"go/build"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/lakka-cache/lakka"
+
+// allowed lists, per package prefix, the module packages it may import.
+// Third-party imports are checked separately by thirdParty.
+var allowed = map[string][]string{
+	"config":           {},
+	"cachepolicy":      {},
+	"edge":             {"cachepolicy", "config"},
+	"origin":           {"config"},
+	"origin/surrogate": {},
+	"bench":            {"config"},
+	"cmd/lakka":        {"*"},
+}
+
+// thirdParty lists the non-stdlib modules each package may import.
+var thirdParty = map[string][]string{
+	"config":           {"go.yaml.in/yaml/v3"},
+	"cachepolicy":      {},
+	"origin/surrogate": {},
+	"edge":             {"github.com/valyala/fasthttp", "github.com/dgraph-io/ristretto/v2", "github.com/klauspost/compress", "github.com/prometheus/client_golang", "github.com/prometheus/client_model", "github.com/cespare/xxhash/v2"},
+	"origin":           {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},
+	"bench":            {"github.com/HdrHistogram/hdrhistogram-go", "github.com/prometheus/client_golang", "github.com/prometheus/common", "github.com/prometheus/client_model"},
+	"cmd/lakka":        {"*"},
+}
+
+func rule(m map[string][]string, rel string) ([]string, bool) {
+	best := ""
+	for k := range m {
+		if (rel == k || strings.HasPrefix(rel, k+"/")) && len(k) > len(best) {
+			best = k
+		}
+	}
+	if best == "" {
+		return nil, false
+	}
+	return m[best], true
+}
+
+func permitted(list []string, imp string) bool {
+	for _, a := range list {
+		if a == "*" || imp == a || strings.HasPrefix(imp, a+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestImportPolicy(t *testing.T) {
+	out, err := exec.Command("go", "list", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		if rel == "" {
+			continue
+		}
+		p, err := build.Import(pkg, ".", 0)
+		if err != nil {
+			t.Fatalf("import %s: %v", pkg, err)
+		}
+		mods, ok := rule(allowed, rel)
+		if !ok {
+			t.Errorf("%s: no import rule; add it to deps_test.go and DESIGN.md's layout", rel)
+			continue
+		}
+		third, _ := rule(thirdParty, rel)
+		for _, imp := range p.Imports {
+			switch {
+			case strings.HasPrefix(imp, module+"/"):
+				dep := strings.TrimPrefix(imp, module+"/")
+				if strings.HasPrefix(dep, rel+"/") || permitted(mods, dep) {
+					continue
+				}
+				t.Errorf("%s imports %s: not allowed by the layout", rel, dep)
+			case !strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
+				// standard library
+			default:
+				if !permitted(third, imp) {
+					t.Errorf("%s imports %s: third-party import not in its allow list", rel, imp)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Starts the bundled origin (embedded store, demo content) and an edge in
+# front of it on loopback, prints their URLs, and stops both on Ctrl-C.
+# Usage: scripts/run.sh BIN SEED. Addresses can be changed with ORIGIN_ADDR,
+# EDGE_ADDR and ADMIN_ADDR.
+set -eu
+bin=${1:-bin/lakka}
+seed=${2:-500}
+origin=${ORIGIN_ADDR:-127.0.0.1:8000}
+edge=${EDGE_ADDR:-127.0.0.1:8080}
+admin=${ADMIN_ADDR:-127.0.0.1:8081}
+: "${LAKKA_PURGE_TOKEN:=demo-purge-token}"
+: "${LAKKA_ORIGIN_TOKEN:=demo-origin-token}"
+export LAKKA_PURGE_TOKEN LAKKA_ORIGIN_TOKEN
+
+pids=""
+cleanup() {
+	trap - INT TERM EXIT
+	for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+wait_up() {
+	i=0
+	until curl -fsS -o /dev/null "http://$1$2" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -gt 100 ]; then echo "run: $3 did not come up on $1" >&2; exit 1; fi
+		sleep 0.1
+	done
+}
+
+"$bin" origin --listen "$origin" --seed "$seed" --edge-admin "$admin" &
+pids="$pids $!"
+wait_up "$origin" /healthz origin
+"$bin" edge --listen "$edge" --admin "$admin" --backend "$origin" &
+pids="$pids $!"
+wait_up "$admin" /healthz edge
+
+cat <<MSG
+
+  origin:        http://$origin/
+  edge:          http://$edge/          (try: curl -si http://$edge/ | head)
+  edge metrics:  http://$admin/metrics
+  purge token:   $LAKKA_PURGE_TOKEN     (lakka purge --admin $admin --tag front)
+
+  Ctrl-C stops both.
+MSG
+wait
