@@ -1,0 +1,44 @@
+package cachepolicy
+
+// StripCookies appends to dst the cookies of a Cookie header value whose
+// names match none of the globs, joined by "; ", and returns it. A result
+// equal to dst means no cookie is left. Malformed pieces (without '=') are
+// kept: the origin may read them, so they must count.
+func StripCookies(dst, cookie []byte, globs []string) []byte {
+	start := len(dst)
+	for len(cookie) > 0 {
+		end := indexByte(cookie, ';')
+		piece := cookie
+		if end >= 0 {
+			piece, cookie = cookie[:end], cookie[end+1:]
+		} else {
+			cookie = nil
+		}
+		piece = trimOWS(piece)
+		if len(piece) == 0 {
+			continue
+		}
+		name := piece
+		if eq := indexByte(piece, '='); eq >= 0 {
+			name = trimOWS(piece[:eq])
+		}
+		if matchAny(globs, name) {
+			continue
+		}
+		if len(dst) > start {
+			dst = append(dst, ';', ' ')
+		}
+		dst = append(dst, piece...)
+	}
+	return dst
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

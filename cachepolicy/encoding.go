@@ -1,0 +1,146 @@
+package cachepolicy
+
+// Encoding is a content coding the edge can serve.
+type Encoding uint8
+
+// Encodings, in the edge's order of preference among equals.
+const (
+	Identity Encoding = iota
+	Gzip
+	Zstd
+)
+
+func (e Encoding) String() string {
+	switch e {
+	case Gzip:
+		return "gzip"
+	case Zstd:
+		return "zstd"
+	}
+	return "identity"
+}
+
+// AcceptEncoding is what a client's Accept-Encoding allows, reduced to the
+// encodings the edge serves, so that the request's spelling never splits
+// the cache.
+type AcceptEncoding struct {
+	// Gzip and Zstd are the q-values (0..1000) of each coding; 0 means not
+	// acceptable. Identity is acceptable unless IdentityQ is 0.
+	GzipQ, ZstdQ, IdentityQ int
+}
+
+// ParseAcceptEncoding reads one or more Accept-Encoding field values
+// (RFC 9110 §12.5.3). Unknown codings are ignored, "*" applies to every
+// coding not listed, "x-gzip" is gzip, and q=0 excludes. No header at all
+// means identity only (a cache must not assume a client decodes gzip).
+func ParseAcceptEncoding(values ...[]byte) AcceptEncoding {
+	ae := AcceptEncoding{GzipQ: -1, ZstdQ: -1, IdentityQ: -1}
+	star := -1
+	for _, v := range values {
+		for len(v) > 0 {
+			end := indexByte(v, ',')
+			item := v
+			if end >= 0 {
+				item, v = v[:end], v[end+1:]
+			} else {
+				v = nil
+			}
+			item = trimOWS(item)
+			name := item
+			q := 1000
+			if semi := indexByte(item, ';'); semi >= 0 {
+				name = trimOWS(item[:semi])
+				q = parseQ(item[semi+1:])
+			}
+			switch {
+			case equalFold(name, "gzip") || equalFold(name, "x-gzip"):
+				ae.GzipQ = max(ae.GzipQ, q)
+			case equalFold(name, "zstd"):
+				ae.ZstdQ = max(ae.ZstdQ, q)
+			case equalFold(name, "identity"):
+				ae.IdentityQ = max(ae.IdentityQ, q)
+			case len(name) == 1 && name[0] == '*':
+				star = max(star, q)
+			}
+		}
+	}
+	for _, q := range [...]*int{&ae.GzipQ, &ae.ZstdQ} {
+		if *q < 0 {
+			*q = max(star, 0)
+		}
+	}
+	if ae.IdentityQ < 0 {
+		// identity is acceptable unless excluded explicitly or by "*;q=0".
+		ae.IdentityQ = 1
+		if star == 0 {
+			ae.IdentityQ = 0
+		}
+	}
+	return ae
+}
+
+// parseQ reads the parameters after ';' and returns the q weight in
+// thousandths; a malformed weight counts as 0 (not acceptable), the safe
+// reading for a cache.
+func parseQ(params []byte) int {
+	for len(params) > 0 {
+		end := indexByte(params, ';')
+		p := params
+		if end >= 0 {
+			p, params = params[:end], params[end+1:]
+		} else {
+			params = nil
+		}
+		p = trimOWS(p)
+		if len(p) < 2 || lower(p[0]) != 'q' || p[1] != '=' {
+			continue
+		}
+		v := trimOWS(p[2:])
+		if len(v) == 0 || len(v) > 5 {
+			return 0
+		}
+		switch v[0] {
+		case '1':
+			for _, c := range v[1:] {
+				if c != '.' && c != '0' {
+					return 0
+				}
+			}
+			return 1000
+		case '0':
+			if len(v) == 1 {
+				return 0
+			}
+			if v[1] != '.' {
+				return 0
+			}
+			q, mult := 0, 100
+			for _, c := range v[2:] {
+				if c < '0' || c > '9' {
+					return 0
+				}
+				q += int(c-'0') * mult
+				mult /= 10
+			}
+			return q
+		}
+		return 0
+	}
+	return 1000
+}
+
+// Choose returns the encoding to serve among those the edge offers: the
+// acceptable one with the highest q, preferring gzip, then zstd, then
+// identity on ties (compressed is smaller; gzip is what the cache stores).
+// ok is false when nothing offered is acceptable (then identity is the
+// only sensible answer, or 406).
+func (ae AcceptEncoding) Choose(offerGzip, offerZstd bool) (Encoding, bool) {
+	best, bestQ := Identity, ae.IdentityQ
+	if offerGzip && ae.GzipQ > 0 && ae.GzipQ >= bestQ {
+		best, bestQ = Gzip, ae.GzipQ
+	}
+	if offerZstd && ae.ZstdQ > 0 && ae.ZstdQ > bestQ {
+		best, bestQ = Zstd, ae.ZstdQ
+	}
+	return best, bestQ > 0
+}
