@@ -10,18 +10,18 @@ type Reason uint8
 // Reasons returned in Decision.Reason. Their String forms are stable: they
 // appear in logs and in the Cache-Status "detail" parameter.
 const (
-	ReasonStored          Reason = iota // storable
-	ReasonRequestNoStore                // the request said no-store
-	ReasonNoStore                       // Cache-Control or Surrogate-Control no-store
-	ReasonPrivate                       // Cache-Control: private
-	ReasonNoCache                       // Cache-Control: no-cache (revalidate on every use)
-	ReasonAuthorization                 // request had Authorization; response did not allow sharing
-	ReasonSetCookie                     // response sets a cookie
-	ReasonVaryStar                      // Vary: *
-	ReasonStatus                        // status is not cacheable here
-	ReasonNoLifetime                    // nothing makes it usable: no freshness, grace or keep
-	ReasonTooLarge                      // body larger than the store's object limit
-	ReasonPass                          // a route or the request says pass
+	ReasonStored         Reason = iota // storable
+	ReasonRequestNoStore               // the request said no-store
+	ReasonNoStore                      // Cache-Control or Surrogate-Control no-store
+	ReasonPrivate                      // Cache-Control: private
+	ReasonNoCache                      // Cache-Control: no-cache (revalidate on every use)
+	ReasonAuthorization                // request had Authorization; response did not allow sharing
+	ReasonSetCookie                    // response sets a cookie
+	ReasonVaryStar                     // Vary: *
+	ReasonStatus                       // status is not cacheable here
+	ReasonNoLifetime                   // nothing makes it usable: no freshness, grace or keep
+	ReasonTooLarge                     // body larger than the store's object limit
+	ReasonPass                         // a route or the request says pass
 )
 
 var reasonNames = [...]string{
