@@ -115,7 +115,7 @@ func (c *Config) validateEdge(v *validator) {
 	e := &c.Edge
 	v.addr("edge.listen", e.Listen, true)
 	v.addr("edge.admin", e.Admin, true)
-	if e.Listen != "" && e.Listen == e.Admin {
+	if e.Listen != "" && e.Listen == e.Admin && !strings.HasSuffix(e.Listen, ":0") {
 		v.errorf("edge.admin", "must differ from edge.listen (%s)", e.Listen)
 	}
 	v.positive("edge.max_connections", e.MaxConnections)

@@ -41,6 +41,7 @@ load-test harness.`,
 	root.AddCommand(
 		newVersionCmd(),
 		newConfigCmd(),
+		newEdgeCmd(),
 	)
 	return root
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge"
+)
+
+func newEdgeCmd() *cobra.Command {
+	var (
+		file      string
+		listen    string
+		admin     string
+		backends  []string
+		cacheSize config.ByteSize
+	)
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Run a caching edge node in front of one or more backends",
+		Long: `Run a caching reverse proxy: responses are kept in RAM (bounded by
+cache.size_bytes), freshness comes from the origin's headers, concurrent
+misses share one origin fetch, stale objects are served while they are
+refreshed. The admin listener serves /metrics, /healthz and the purge API.
+SIGTERM drains the node (healthz 503, then the listener closes, in-flight
+requests finish) and exits 0.
+
+Flags override the configuration file; see "lakka config default" for
+every key.`,
+		Example: `  lakka edge --listen 127.0.0.1:8080 --admin 127.0.0.1:8081 --backend 127.0.0.1:8000
+  lakka edge --config /etc/lakka/lakka.yaml --cache-size 2GiB`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if file != "" {
+				var err error
+				if cfg, err = config.LoadFile(file); err != nil {
+					return err
+				}
+			}
+			f := cmd.Flags()
+			if f.Changed("listen") {
+				cfg.Edge.Listen = listen
+			}
+			if f.Changed("admin") {
+				cfg.Edge.Admin = admin
+			}
+			if f.Changed("backend") {
+				cfg.Backends.Servers = nil
+				for _, b := range backends {
+					cfg.Backends.Servers = append(cfg.Backends.Servers, config.Backend{Address: b})
+				}
+			}
+			if f.Changed("cache-size") {
+				cfg.Cache.SizeBytes = cacheSize
+			}
+			if err := cfg.Validate(); err != nil {
+				return usagef("%v", flagNames(err))
+			}
+			if err := cfg.ValidateEdge(); err != nil {
+				return usagef("%v", err)
+			}
+			return runEdge(cmd, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "configuration file (YAML)")
+	f.StringVar(&listen, "listen", "", "client listener address (edge.listen)")
+	f.StringVar(&admin, "admin", "", "admin listener address: /metrics, /healthz, purge API (edge.admin)")
+	f.StringArrayVar(&backends, "backend", nil, "backend address host:port, repeatable (backends.servers)")
+	f.Var(&cacheSize, "cache-size", "cache size in bytes, e.g. 512MiB (cache.size_bytes)")
+	return cmd
+}
+
+// flagNames adds the flag name to validation errors about keys that have
+// a flag, so that the user knows what to change.
+func flagNames(err error) error {
+	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --cache-size cache.size_bytes)", err)
+}
+
+func runEdge(cmd *cobra.Command, cfg config.Config) error {
+	logger, err := newLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	limit := int64(cfg.Edge.MemoryLimitBytes)
+	if limit == 0 {
+		limit = 2*int64(cfg.Cache.SizeBytes) + 64<<20
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := edge.New(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return srv.Run(ctx)
+}

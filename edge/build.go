@@ -1,0 +1,514 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// meta is what the edge reads from a backend response's headers.
+type meta struct {
+	resp       cachepolicy.Response
+	varyNames  []string // without accept-encoding, which the edge handles
+	varyStar   bool
+	varyAE     bool // the origin varies on Accept-Encoding
+	tags       []string
+	enc        cachepolicy.Encoding
+	encodingOK bool // identity or gzip: something the edge can store
+	noTransform bool
+}
+
+func (s *Server) responseMeta(resp *fasthttp.Response) meta {
+	h := &resp.Header
+	var m meta
+	r := &m.resp
+	r.Status = resp.StatusCode()
+	r.CacheControl = cachepolicy.NewDirectives()
+	r.SurrogateControl = cachepolicy.NewDirectives()
+	r.Age = cachepolicy.Absent
+	var sk [][]byte
+	var vary [][]byte
+	for k, v := range h.All() {
+		switch {
+		case asciiEqualFold(k, "cache-control"):
+			r.CacheControl.Parse(v)
+		case asciiEqualFold(k, "surrogate-control"):
+			r.SurrogateControl.ParseTargeted(v, s.cfg.Edge.ViaName)
+			r.HasSurrogateControl = true
+		case asciiEqualFold(k, "expires"):
+			r.ExpiresPresent = true
+			r.Expires, _ = cachepolicy.ParseHTTPDate(v)
+		case asciiEqualFold(k, "date"):
+			r.Date, _ = cachepolicy.ParseHTTPDate(v)
+		case asciiEqualFold(k, "age"):
+			if d, ok := parseSeconds(v); ok {
+				r.Age = d
+			}
+		case asciiEqualFold(k, "set-cookie"):
+			r.SetCookie = true
+		case asciiEqualFold(k, "vary"):
+			vary = append(vary, v)
+		case asciiEqualFold(k, "etag"), asciiEqualFold(k, "last-modified"):
+			r.HasValidator = true
+		case asciiEqualFold(k, "surrogate-key"), asciiEqualFold(k, "xkey"):
+			sk = append(sk, v)
+		}
+	}
+	names, star := cachepolicy.ParseVary(nil, vary...)
+	m.varyStar = star
+	r.VaryStar = star
+	for _, n := range names {
+		if n == "accept-encoding" {
+			m.varyAE = true
+			continue
+		}
+		m.varyNames = append(m.varyNames, n)
+	}
+	if len(sk) > 0 {
+		m.tags, _ = cachepolicy.ParseSurrogateKeys(nil, sk...)
+	}
+	m.noTransform = r.CacheControl.NoTransform
+	ce := bytes.TrimSpace(h.ContentEncoding())
+	switch {
+	case len(ce) == 0 || asciiEqualFold(ce, "identity"):
+		m.enc, m.encodingOK = cachepolicy.Identity, true
+	case asciiEqualFold(ce, "gzip") || asciiEqualFold(ce, "x-gzip"):
+		m.enc, m.encodingOK = cachepolicy.Gzip, true
+	}
+	return m
+}
+
+func parseSeconds(b []byte) (time.Duration, bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// storedSkip lists origin headers not kept in Entry.fields: framing,
+// hop-by-hop, edge-only, and the ones the entry keeps separately.
+var storedSkip = []string{
+	"content-length", "transfer-encoding", "connection", "keep-alive",
+	"proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
+	"age", "x-cache", "date", "content-type", "content-encoding", "etag",
+	"vary", "via", "set-cookie", "surrogate-key", "surrogate-control", "xkey",
+}
+
+// newEntry turns a storable response into an entry: headers copied into
+// one buffer, body stored gzip-compressed when compressible (once, here),
+// a gzip body from the origin checked to decode. It returns nil (no error)
+// when the URL already has as many variants as allowed.
+func (s *Server) newEntry(urlKey []byte, resp *fasthttp.Response, m meta, body []byte, dec cachepolicy.Decision, resTime time.Time, rv requestView) (*Entry, error) {
+	var key []byte
+	if len(m.varyNames) > 0 {
+		if rv.ctx != nil {
+			key = appendVariantKey(make([]byte, 0, len(urlKey)+64), urlKey, m.varyNames, &rv.ctx.Request.Header)
+		} else {
+			key = appendVariantValues(make([]byte, 0, len(urlKey)+64), urlKey, rv.varyValues)
+		}
+		if marker := s.store.get(urlKey); marker != nil && marker.kind == kindVary {
+			if s.store.get(key) == nil && int(marker.variants.Add(1)) > s.cfg.Cache.MaxVariants {
+				marker.variants.Add(-1)
+				return nil, nil
+			}
+		}
+	} else {
+		key = append(make([]byte, 0, len(urlKey)), urlKey...)
+	}
+	e, err := s.entryFrom(urlKey, resp, m, dec, resTime, requestView{})
+	if err != nil {
+		return nil, err
+	}
+	e.key = key
+	if err := s.setBody(e, m, body); err != nil {
+		return nil, err
+	}
+	e.vary = s.varyValue(m, e.enc == cachepolicy.Gzip)
+	e.cost += int64(len(e.key) + len(e.body) + len(e.vary))
+	return e, nil
+}
+
+// entryFrom builds an entry's headers and freshness from a response; the
+// caller sets the key and the body. Its cost covers everything but those.
+func (s *Server) entryFrom(urlKey []byte, resp *fasthttp.Response, m meta, dec cachepolicy.Decision, resTime time.Time, _ requestView) (*Entry, error) {
+	h := &resp.Header
+	e := &Entry{
+		urlLen:     len(urlKey),
+		kind:       kindObject,
+		id:         s.store.nextID.Add(1),
+		status:     resp.StatusCode(),
+		storedAt:   resTime,
+		initialAge: dec.InitialAge,
+		ttl:        dec.TTL,
+		grace:      dec.Grace,
+		keep:       dec.Keep,
+		revalidate: dec.Revalidate,
+		varyNames:  m.varyNames,
+		tags:       m.tags,
+	}
+	// Headers, in one buffer.
+	var buf []byte
+	type span struct{ k0, k1, v0, v1 int }
+	var spans []span
+	conn := h.Peek(fasthttp.HeaderConnection)
+	add := func(k, v []byte) {
+		sp := span{k0: len(buf)}
+		buf = append(buf, k...)
+		sp.k1, sp.v0 = len(buf), len(buf)
+		buf = append(buf, v...)
+		sp.v1 = len(buf)
+		spans = append(spans, sp)
+	}
+	for k, v := range h.All() {
+		if inList(storedSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
+			continue
+		}
+		add(k, v)
+	}
+	// Via: the origin's, then ours.
+	if prior := h.Peek(fasthttp.HeaderVia); len(prior) > 0 {
+		add([]byte(fasthttp.HeaderVia), append(append(append([]byte(nil), prior...), ", "...), s.via...))
+	} else {
+		add([]byte(fasthttp.HeaderVia), s.via)
+	}
+	piece := func(b []byte) [2]int {
+		start := len(buf)
+		buf = append(buf, b...)
+		return [2]int{start, len(buf)}
+	}
+	ct := piece(h.ContentType())
+	var date [2]int
+	if d := h.Peek(fasthttp.HeaderDate); len(d) > 0 {
+		date = piece(d)
+	} else {
+		date = piece(cachepolicy.AppendHTTPDate(nil, resTime))
+	}
+	etag := piece(h.Peek(fasthttp.HeaderETag))
+	lm := piece(h.Peek(fasthttp.HeaderLastModified))
+	sc := piece(h.Peek("Surrogate-Control"))
+
+	sub := func(p [2]int) []byte { return buf[p[0]:p[1]:p[1]] }
+	e.fields = make([]field, len(spans))
+	for i, sp := range spans {
+		e.fields[i] = field{key: buf[sp.k0:sp.k1:sp.k1], value: buf[sp.v0:sp.v1:sp.v1]}
+	}
+	e.contentType = sub(ct)
+	e.date = sub(date)
+	e.etag = sub(etag)
+	e.lastModified = sub(lm)
+	e.surrogateControl = sub(sc)
+	if len(e.lastModified) > 0 {
+		e.lastModTime, _ = cachepolicy.ParseHTTPDate(e.lastModified)
+	}
+	e.cost = int64(len(buf)) + entryOverhead + int64(len(e.fields))*48
+	for _, t := range e.tags {
+		e.cost += int64(len(t)) + 64
+	}
+	return e, nil
+}
+
+// appendVariantValues builds a variant key from stored values (background
+// refresh of a variant).
+func appendVariantValues(dst, url []byte, values [][]byte) []byte {
+	dst = append(dst, url...)
+	dst = append(dst, 0)
+	for _, v := range values {
+		dst = append(dst, v...)
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// variantValues splits a variant key's suffix back into header values.
+func variantValues(e *Entry) [][]byte {
+	if len(e.varyNames) == 0 || len(e.key) <= e.urlLen {
+		return nil
+	}
+	rest := e.key[e.urlLen+1:]
+	vals := make([][]byte, 0, len(e.varyNames))
+	for range e.varyNames {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			break
+		}
+		vals = append(vals, rest[:i])
+		rest = rest[i+1:]
+	}
+	return vals
+}
+
+// varyValue is the Vary sent to clients: the origin's fields, plus
+// Accept-Encoding when the served encoding depends on the request.
+func (s *Server) varyValue(m meta, encoded bool) []byte {
+	var v []byte
+	for _, n := range m.varyNames {
+		if len(v) > 0 {
+			v = append(v, ", "...)
+		}
+		v = append(v, canonicalName(n)...)
+	}
+	if encoded || m.varyAE {
+		if len(v) > 0 {
+			v = append(v, ", "...)
+		}
+		v = append(v, "Accept-Encoding"...)
+	}
+	return v
+}
+
+// canonicalName turns "accept-language" into "Accept-Language".
+func canonicalName(n string) []byte {
+	b := []byte(n)
+	up := true
+	for i, c := range b {
+		if up && 'a' <= c && c <= 'z' {
+			b[i] = c - 32
+		}
+		up = c == '-'
+	}
+	return b
+}
+
+// maxInflation bounds how much larger than cache.max_object_bytes a
+// decoded gzip body from the origin may be (gzip bombs).
+const maxInflation = 8
+
+// setBody stores body in e: gzip from the origin is kept after checking
+// that it decodes; a compressible identity body is compressed once; other
+// bodies are kept as they are.
+func (s *Server) setBody(e *Entry, m meta, body []byte) error {
+	limit := int64(s.cfg.Cache.MaxObjectBytes) * maxInflation
+	switch {
+	case m.enc == cachepolicy.Gzip:
+		n, err := gunzipLen(body, limit)
+		if err != nil {
+			return fmt.Errorf("gzip body from origin: %w", err)
+		}
+		e.body, e.enc, e.identityLen = body, cachepolicy.Gzip, n
+		e.etagEnc = cachepolicy.Gzip
+	case s.compressible(e.contentType, len(body), m.noTransform):
+		gz := gzipBytes(body, s.cfg.Compression.GzipLevel)
+		s.m.compressions.Inc()
+		if len(gz) < len(body) {
+			e.body, e.enc, e.identityLen = gz, cachepolicy.Gzip, int64(len(body))
+			e.etagEnc = cachepolicy.Identity
+		} else {
+			e.body, e.enc, e.identityLen = body, cachepolicy.Identity, int64(len(body))
+		}
+	default:
+		e.body, e.enc, e.identityLen = body, cachepolicy.Identity, int64(len(body))
+		e.etagEnc = cachepolicy.Identity
+	}
+	if len(e.etag) > 0 && e.enc == cachepolicy.Gzip {
+		other := cachepolicy.Identity
+		if e.etagEnc == cachepolicy.Identity {
+			other = cachepolicy.Gzip
+		}
+		e.etagOther = suffixETag(e.etag, other)
+	}
+	return nil
+}
+
+// suffixETag derives the ETag of another encoding of the same
+// representation: "abc" becomes "abc-gzip" (RFC 9110 §8.8.3: different
+// encodings are different representations and need different tags).
+func suffixETag(etag []byte, enc cachepolicy.Encoding) []byte {
+	if len(etag) < 2 || etag[len(etag)-1] != '"' {
+		return etag
+	}
+	out := make([]byte, 0, len(etag)+10)
+	out = append(out, etag[:len(etag)-1]...)
+	out = append(out, '-')
+	out = append(out, enc.String()...)
+	return append(out, '"')
+}
+
+// compressible reports whether a body of this type and size is worth
+// compressing at store time.
+func (s *Server) compressible(contentType []byte, n int, noTransform bool) bool {
+	c := &s.cfg.Compression
+	if !c.Enabled || noTransform || int64(n) < int64(c.MinBytes) {
+		return false
+	}
+	mt := contentType
+	if i := bytes.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	mt = bytes.TrimSpace(mt)
+	if len(mt) == 0 {
+		return false
+	}
+	for _, t := range c.Types {
+		if major, ok := cutSuffix(t, "/*"); ok {
+			if len(mt) > len(major) && mt[len(major)] == '/' && asciiEqualFold(mt[:len(major)], major) {
+				return true
+			}
+			continue
+		}
+		if asciiEqualFold(mt, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func cutSuffix(s, suffix string) (string, bool) {
+	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
+		return s[:len(s)-len(suffix)], true
+	}
+	return s, false
+}
+
+var gzipWriters [10]sync.Pool // by level
+
+func gzipBytes(body []byte, level int) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(body)/3 + 64)
+	w, _ := gzipWriters[level].Get().(*gzip.Writer)
+	if w == nil {
+		w, _ = gzip.NewWriterLevel(&buf, level)
+	} else {
+		w.Reset(&buf)
+	}
+	_, _ = w.Write(body) // writes to a bytes.Buffer do not fail
+	_ = w.Close()
+	gzipWriters[level].Put(w)
+	return buf.Bytes()
+}
+
+var errInflation = errors.New("decoded body too large")
+
+// gunzipLen decodes body to count its decoded length, checking the CRC and
+// refusing more than limit bytes.
+func gunzipLen(body []byte, limit int64) (int64, error) {
+	r, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(r, limit+1))
+	if err != nil {
+		return 0, err
+	}
+	if n > limit {
+		return 0, errInflation
+	}
+	return n, r.Close()
+}
+
+// gunzip decodes a gzip body of at most limit decoded bytes; sizeHint
+// sizes the buffer (the exact length for stored bodies).
+func gunzip(body []byte, sizeHint, limit int64) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(sizeHint, limit)+1))
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, errInflation
+	}
+	return buf.Bytes(), nil
+}
+
+// refreshed merges a 304 into the stale entry it revalidated (RFC 9111
+// §4.3.4): the stored body, the stored header fields with those the 304
+// sends replacing fields of the same name, and freshness computed from the
+// merged header fields.
+func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
+	h := &fr.resp.Header
+	merged := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(merged)
+	mh := &merged.Header
+	mh.SetStatusCode(stale.status)
+	conn := h.Peek(fasthttp.HeaderConnection)
+	in304 := func(name []byte) bool { return len(h.PeekBytes(name)) > 0 }
+	for _, f := range stale.fields {
+		if !in304(f.key) {
+			mh.AddBytesKV(f.key, f.value)
+		}
+	}
+	if len(stale.surrogateControl) > 0 && len(h.Peek("Surrogate-Control")) == 0 {
+		mh.SetBytesV("Surrogate-Control", stale.surrogateControl)
+	}
+	for k, v := range h.All() {
+		if inList(responseSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) ||
+			asciiEqualFold(k, "content-type") || asciiEqualFold(k, "content-encoding") {
+			continue
+		}
+		mh.AddBytesKV(k, v)
+	}
+	if len(h.Peek(fasthttp.HeaderDate)) > 0 {
+		mh.SetBytesV(fasthttp.HeaderDate, h.Peek(fasthttp.HeaderDate))
+	} else {
+		mh.SetBytesV(fasthttp.HeaderDate, stale.date)
+	}
+	if len(h.Peek(fasthttp.HeaderETag)) == 0 && len(stale.etag) > 0 {
+		mh.SetBytesV(fasthttp.HeaderETag, stale.etag)
+	}
+	if len(h.Peek(fasthttp.HeaderLastModified)) == 0 && len(stale.lastModified) > 0 {
+		mh.SetBytesV(fasthttp.HeaderLastModified, stale.lastModified)
+	}
+	if len(stale.tags) > 0 && len(h.Peek("Surrogate-Key")) == 0 && len(h.Peek("xkey")) == 0 {
+		for _, t := range stale.tags {
+			mh.Add("Surrogate-Key", t)
+		}
+	}
+	mh.SetContentTypeBytes(stale.contentType)
+
+	m := s.responseMeta(merged)
+	m.resp.HasValidator = true
+	rules := s.rulesFor(stale.url())
+	dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, fr.reqTime, fr.resTime, rules)
+	e, err := s.entryFrom(stale.url(), merged, m, dec, fr.resTime, requestView{})
+	if err != nil {
+		// Unreachable: entryFrom only fails on bodies, and the body is not
+		// touched here.
+		panic("BUG: refreshed: " + err.Error())
+	}
+	e.key = stale.key
+	e.body, e.enc, e.identityLen, e.etagEnc = stale.body, stale.enc, stale.identityLen, stale.etagEnc
+	if len(e.etag) > 0 && e.enc == cachepolicy.Gzip {
+		other := cachepolicy.Identity
+		if e.etagEnc == cachepolicy.Identity {
+			other = cachepolicy.Gzip
+		}
+		e.etagOther = suffixETag(e.etag, other)
+	}
+	e.vary = stale.vary
+	e.varyNames = stale.varyNames
+	e.cost = stale.cost - int64(len(stale.body)) + int64(len(e.body))
+	if !dec.Store {
+		// The merged response may not be stored (or has no lifetime left):
+		// serve the body this once, keep nothing.
+		e.ttl, e.grace, e.keep = 0, 0, 0
+	}
+	return e
+}
+
+// rulesFor returns the caching rules of the route matching a URL key.
+func (s *Server) rulesFor(urlKey []byte) cachepolicy.Rules {
+	host, target := cachepolicy.SplitKey(urlKey)
+	if i := cachepolicy.MatchRoute(s.matches, cachepolicy.HostWithoutPort(host), target); i >= 0 {
+		return s.routes[i].rules
+	}
+	return s.defaults
+}

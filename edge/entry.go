@@ -1,0 +1,187 @@
+package edge
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// entryKind says what a stored value is.
+type entryKind uint8
+
+const (
+	// kindObject is a cached response.
+	kindObject entryKind = iota
+	// kindVary marks a URL whose responses vary: its variants are stored
+	// under variantKey(key, request values of varyNames).
+	kindVary
+	// kindHitForMiss remembers that a URL's answer was uncacheable, so that
+	// requests for it skip coalescing until it expires (Varnish's
+	// hit-for-miss).
+	kindHitForMiss
+)
+
+// field is one stored response header; key and value point into the
+// entry's header buffer.
+type field struct{ key, value []byte }
+
+// Entry is one stored value: a cached response, a Vary marker or a
+// hit-for-miss marker. Every field is set before the entry is published
+// (stored or handed to waiters) and never written again; the state that
+// changes later (soft purge, removal, the identity copy) is atomic.
+type Entry struct {
+	// key is the full storage key; a hit compares it with the lookup key
+	// (ristretto compares only 128-bit hashes).
+	key []byte
+	// urlLen is the length of the URL part of key (host+target); variants
+	// append their variant suffix after it.
+	urlLen int
+	kind   entryKind
+	// id is unique per entry: the tag index and the identity pool use it to
+	// tell a replaced entry from its replacement.
+	id uint64
+
+	status int
+	// fields are the end-to-end headers served as-is (not Content-Length,
+	// Content-Encoding, Content-Type, Date, ETag, Vary, Age or hop-by-hop
+	// ones, which are handled separately).
+	fields       []field
+	contentType  []byte
+	date         []byte
+	etag         []byte
+	lastModified []byte
+	lastModTime  time.Time
+	// surrogateControl is kept to compute freshness again after a 304.
+	surrogateControl []byte
+	// vary is the Vary value sent to clients (the origin's, with
+	// Accept-Encoding added when the encoding depends on the request).
+	vary []byte
+
+	// body is stored in encoding enc (cachepolicy.Identity or Gzip).
+	body []byte
+	enc  cachepolicy.Encoding
+	// identityLen is the length of the decoded body (len(body) when enc is
+	// Identity).
+	identityLen int64
+	// etagEnc is the encoding the origin's ETag belongs to; when serving
+	// another encoding, the ETag gets a suffix.
+	etagEnc cachepolicy.Encoding
+	// etagOther is the ETag served for the encoding that is not etagEnc.
+	etagOther []byte
+	// identity holds the decoded body while identity clients ask for it
+	// (see identityPool); nil otherwise.
+	identity atomic.Pointer[[]byte]
+
+	// Freshness, measured on the monotonic clock from storedAt.
+	storedAt   time.Time
+	initialAge time.Duration
+	ttl        time.Duration
+	grace      time.Duration
+	keep       time.Duration
+	revalidate bool
+
+	// varyNames are the request headers a kindVary marker varies on.
+	varyNames []string
+	// tags are the Surrogate-Key tags of the response.
+	tags []string
+	// cost is what the entry counts against the store's byte budget.
+	cost int64
+
+	// purgedAt is 0, or the age (ns) at which a soft purge made the entry
+	// stale.
+	purgedAt atomic.Int64
+	// dead says the entry was hard-purged or removed: it is never served.
+	dead atomic.Bool
+	// exited says the store has accounted for the entry leaving.
+	exited atomic.Bool
+	// variants counts the variants stored under a kindVary marker.
+	variants atomic.Int32
+	// refreshing says a background refresh is queued or running; retryAt
+	// (UnixNano) holds off the next one after a failure.
+	refreshing atomic.Bool
+	retryAt    atomic.Int64
+}
+
+// url returns the URL part of the entry's key (host+target).
+func (e *Entry) url() []byte { return e.key[:e.urlLen] }
+
+// freshness is where an entry stands at some moment.
+type freshness uint8
+
+const (
+	fresh   freshness = iota // serve it
+	inGrace                  // serve stale at once, refresh in the background
+	inKeep                   // only for revalidation, or to serve when the origin fails
+	gone                     // unusable
+)
+
+// age returns the entry's current age (RFC 9111 §4.2.3).
+func (e *Entry) age(now time.Time) time.Duration {
+	return e.initialAge + max(now.Sub(e.storedAt), 0)
+}
+
+// expiresAt returns the age at which the entry stops being fresh: its TTL,
+// or earlier if it was soft-purged.
+func (e *Entry) expiresAt() time.Duration {
+	if p := e.purgedAt.Load(); p != 0 && time.Duration(p) < e.ttl {
+		return time.Duration(p)
+	}
+	return e.ttl
+}
+
+// state returns where the entry stands at now.
+func (e *Entry) state(now time.Time) freshness {
+	if e.dead.Load() {
+		return gone
+	}
+	a := e.age(now)
+	exp := e.expiresAt()
+	switch {
+	case a < exp && !e.revalidate:
+		return fresh
+	case a < exp+e.grace && !e.revalidate:
+		return inGrace
+	case a < exp+e.grace+e.keep || (e.revalidate && a < e.ttl+e.grace+e.keep):
+		return inKeep
+	}
+	return gone
+}
+
+// ttlLeft returns the freshness left in whole seconds (negative when
+// stale), for Cache-Status.
+func (e *Entry) ttlLeft(now time.Time) int64 {
+	d := e.expiresAt() - e.age(now)
+	if d < 0 {
+		return -int64((-d + time.Second - 1) / time.Second)
+	}
+	return int64(d / time.Second)
+}
+
+// softPurge marks the entry stale from now on; it reports whether it was
+// fresh before.
+func (e *Entry) softPurge(now time.Time) bool {
+	a := max(e.age(now), 1)
+	for {
+		old := e.purgedAt.Load()
+		if old != 0 && old <= int64(a) {
+			return false
+		}
+		if e.purgedAt.CompareAndSwap(old, int64(a)) {
+			return a < e.ttl
+		}
+	}
+}
+
+// hasValidator says the entry can be revalidated with a conditional request.
+func (e *Entry) hasValidator() bool {
+	return len(e.etag) > 0 || len(e.lastModified) > 0
+}
+
+// etagFor returns the ETag to send with the body in encoding enc.
+func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
+	if len(e.etag) == 0 || enc == e.etagEnc {
+		return e.etag
+	}
+	return e.etagOther
+}

@@ -1,0 +1,182 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// cacheResult is the closed set of X-Cache outcomes; it indexes the
+// pre-resolved metric children so that the hit path never looks up labels.
+type cacheResult uint8
+
+const (
+	resHit cacheResult = iota
+	resMiss
+	resStale
+	resRevalidated
+	resPass
+	resError
+	resPurge
+	numResults
+)
+
+var resultNames = [numResults]string{"HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERROR", "PURGE"}
+
+func (r cacheResult) String() string { return resultNames[r] }
+
+// metrics are the edge's Prometheus metrics. Children with labels from
+// closed sets are resolved at construction.
+type metrics struct {
+	requests   [numResults]prometheus.Counter
+	durations  [numResults]prometheus.Observer
+	statuses   [6]prometheus.Counter // 1xx..5xx, index 0 unused
+	bytesSent  prometheus.Counter
+	panics     prometheus.Counter
+	badRequest *prometheus.CounterVec
+
+	fetches       *prometheus.CounterVec
+	fetchDuration *prometheus.HistogramVec
+	coalesced     prometheus.Counter
+	waitTimeouts  prometheus.Counter
+	hitForMiss    prometheus.Counter
+	stores        prometheus.Counter
+	notStored     *prometheus.CounterVec
+	storeDropped  prometheus.Counter
+	evictions     prometheus.Counter
+	rejections    prometheus.Counter
+	invalidations prometheus.Counter
+
+	identityBytes   prometheus.Gauge
+	identityDropped prometheus.Counter
+	decompressions  prometheus.Counter
+	compressions    prometheus.Counter
+	gzipErrors      prometheus.Counter
+
+	accessLogDropped prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (*metrics, error) {
+	m := &metrics{}
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_requests_total",
+		Help: "Client requests by cache result (the X-Cache value).",
+	}, []string{"cache"})
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lakka_edge_request_duration_seconds",
+		Help:    "Time from reading a request to handing its response to the connection, by cache result.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"cache"})
+	for r := range numResults {
+		m.requests[r] = reqs.WithLabelValues(r.String())
+		m.durations[r] = dur.WithLabelValues(r.String())
+	}
+	statuses := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_responses_total",
+		Help: "Responses to clients by status class.",
+	}, []string{"code"})
+	for i, c := range []string{"", "1xx", "2xx", "3xx", "4xx", "5xx"} {
+		if i > 0 {
+			m.statuses[i] = statuses.WithLabelValues(c)
+		}
+	}
+	m.bytesSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_response_body_bytes_total",
+		Help: "Response body bytes handed to clients (before transport framing).",
+	})
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_panics_total",
+		Help: "Panics recovered in the request handler; each was answered 500.",
+	})
+	m.badRequest = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_bad_requests_total",
+		Help: "Requests refused before lookup, by reason.",
+	}, []string{"reason"})
+	m.fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_origin_fetches_total",
+		Help: "Fetches from backends, by backend and result (ok, error, timeout, busy).",
+	}, []string{"backend", "result"})
+	m.fetchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lakka_edge_origin_fetch_duration_seconds",
+		Help:    "Time to the response headers of backend fetches.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
+	}, []string{"backend"})
+	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_coalesced_requests_total",
+		Help: "Requests answered by another request's fetch (request coalescing).",
+	})
+	m.waitTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_coalesce_wait_timeouts_total",
+		Help: "Requests that gave up waiting for another request's fetch (cache.wait_timeout).",
+	})
+	m.hitForMiss = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_hit_for_miss_total",
+		Help: "Requests sent straight to the origin because the object is remembered as uncacheable.",
+	})
+	m.stores = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_cache_stores_total",
+		Help: "Objects handed to the store.",
+	})
+	m.notStored = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_cache_not_stored_total",
+		Help: "Fetched responses not stored, by reason.",
+	}, []string{"reason"})
+	m.storeDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_cache_store_dropped_total",
+		Help: "Stores dropped by the cache under write contention.",
+	})
+	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_cache_evictions_total",
+		Help: "Objects evicted to make room or because they expired.",
+	})
+	m.rejections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_cache_admission_rejections_total",
+		Help: "New objects the store's admission policy declined.",
+	})
+	m.invalidations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_unsafe_invalidations_total",
+		Help: "Invalidations caused by successful unsafe requests (RFC 9111 section 4.4).",
+	})
+	m.identityBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lakka_edge_identity_copies_bytes",
+		Help: "Bytes of decoded copies of gzip-stored bodies kept for clients without gzip.",
+	})
+	m.identityDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_identity_copies_dropped_total",
+		Help: "Decoded copies dropped to stay within their budget.",
+	})
+	m.decompressions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_decompressions_total",
+		Help: "Stored gzip bodies decoded for clients that do not accept gzip.",
+	})
+	m.compressions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_compressions_total",
+		Help: "Bodies compressed once at store time.",
+	})
+	m.gzipErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_origin_corrupt_gzip_total",
+		Help: "Origin responses whose gzip body did not decode; they were not stored.",
+	})
+	m.accessLogDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_access_log_dropped_total",
+		Help: "Access log lines dropped because the writer fell behind (log.access_buffer).",
+	})
+	objects := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_cache_objects",
+		Help: "Objects in the store (responses, variants and markers).",
+	}, func() float64 { o, _ := st(); return o })
+	bytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_cache_bytes",
+		Help: "Bytes the stored objects count against cache.size_bytes.",
+	}, func() float64 { _, b := st(); return b })
+
+	for _, c := range []prometheus.Collector{
+		reqs, dur, statuses, m.bytesSent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
+		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
+		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped,
+		m.decompressions, m.compressions, m.gzipErrors, m.accessLogDropped, objects, bytes,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

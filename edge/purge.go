@@ -1,0 +1,213 @@
+package edge
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// purge applies an invalidation to the store and returns the number of
+// objects (responses and variants, not markers) it affected.
+func (s *store) purge(p purge, now time.Time) int {
+	affected := s.idx.invalidate(p, now)
+	n := 0
+	for _, e := range affected {
+		if e.kind == kindObject {
+			n++
+		}
+		if !p.soft {
+			if cur := s.get(e.key); cur == e {
+				s.c.Del(e.key)
+			}
+		}
+	}
+	return n
+}
+
+// invalidateAfterUnsafe applies RFC 9111 §4.4: a successful unsafe request
+// invalidates the target URL and same-host Location and Content-Location.
+func (s *Server) invalidateAfterUnsafe(ctx *fasthttp.RequestCtx, rs *reqState, h *fasthttp.ResponseHeader) {
+	urls := [][]byte{append([]byte(nil), rs.key...)}
+	for _, name := range [...]string{fasthttp.HeaderLocation, fasthttp.HeaderContentLocation} {
+		v := h.Peek(name)
+		if len(v) == 0 {
+			continue
+		}
+		var target []byte
+		var host []byte
+		if v[0] == '/' {
+			if len(v) > 1 && v[1] == '/' {
+				continue // network-path reference: another host, most likely
+			}
+			t, _, err := cachepolicy.NormalizeTarget(nil, v, &s.keyRules)
+			if err != nil {
+				continue
+			}
+			target, host = t, rs.host
+		} else {
+			t, abs, err := cachepolicy.NormalizeTarget(nil, v, &s.keyRules)
+			if err != nil || abs == nil {
+				continue
+			}
+			hn, err := cachepolicy.NormalizeHost(nil, abs)
+			if err != nil || string(hn) != string(rs.host) {
+				continue // only the same host (§4.4: prevents denial of service)
+			}
+			target, host = t, hn
+		}
+		urls = append(urls, cachepolicy.AppendKey(nil, host, target))
+	}
+	s.store.purge(purge{urls: urls}, s.now())
+	s.m.invalidations.Inc()
+}
+
+// handlePurgeMethod serves Varnish's PURGE method for one URL (all its
+// variants), from the networks in purge.allow_networks. "Purge-Mode: soft"
+// marks it stale instead of removing it.
+func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
+	rs.result = resPurge
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	h.SetContentType("application/json")
+	a, ok := netip.AddrFromSlice(ctx.RemoteIP())
+	if !ok || !containsAddr(s.purgers, a.Unmap()) {
+		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
+		ctx.Response.SetBodyString(`{"error":"PURGE is not allowed from this address"}` + "\n")
+		return
+	}
+	soft := asciiEqualFold(ctx.Request.Header.Peek("Purge-Mode"), "soft")
+	start := time.Now()
+	n := s.store.purge(purge{urls: [][]byte{append([]byte(nil), rs.key...)}, soft: soft}, s.now())
+	s.observePurge("url", soft, n, time.Since(start))
+	ctx.Response.SetStatusCode(fasthttp.StatusOK)
+	ctx.Response.SetBodyString(`{"purged":` + strconv.Itoa(n) + `,"soft":` + strconv.FormatBool(soft) + "}\n")
+}
+
+func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// PurgeRequest is the JSON body of POST /api/purge (docs/CONTRACTS.md).
+type PurgeRequest struct {
+	Tags []string `json:"tags"`
+	URLs []string `json:"urls"`
+	All  bool     `json:"all"`
+	Soft bool     `json:"soft"`
+}
+
+// PurgeResponse is the answer to a purge.
+type PurgeResponse struct {
+	Purged int  `json:"purged"`
+	Soft   bool `json:"soft"`
+}
+
+// maxPurgeBody bounds a purge request body; maxPurgeItems its tags+urls.
+const (
+	maxPurgeBody  = 1 << 20
+	maxPurgeItems = 10000
+)
+
+// handlePurgeAPI serves POST /api/purge on the admin listener.
+func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.token == "" {
+		apiError(w, http.StatusForbidden, "purge API disabled: set purge.token or LAKKA_PURGE_TOKEN")
+		return
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lakka-purge"`)
+		apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return
+	}
+	var req PurgeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxPurgeBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		return
+	}
+	p, err := s.compilePurge(req)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	start := time.Now()
+	n := s.store.purge(p, s.now())
+	kind := "url"
+	switch {
+	case p.all:
+		kind = "all"
+	case len(p.tags) > 0:
+		kind = "tag"
+	}
+	s.observePurge(kind, p.soft, n, time.Since(start))
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(PurgeResponse{Purged: n, Soft: p.soft})
+}
+
+// compilePurge validates a purge request and normalises its URLs the way
+// requests are normalised, so that they name the same keys.
+func (s *Server) compilePurge(req PurgeRequest) (purge, error) {
+	p := purge{all: req.All, soft: req.Soft}
+	if !req.All && len(req.Tags) == 0 && len(req.URLs) == 0 {
+		return p, errors.New(`nothing to purge: give "tags", "urls" or "all": true`)
+	}
+	if len(req.Tags)+len(req.URLs) > maxPurgeItems {
+		return p, fmt.Errorf("too many tags and urls (at most %d per request)", maxPurgeItems)
+	}
+	for i, t := range req.Tags {
+		tags, skipped := cachepolicy.ParseSurrogateKeys(nil, []byte(t))
+		if skipped > 0 || len(tags) != 1 || tags[0] != t {
+			return p, fmt.Errorf("tags[%d]: %q is not a single tag (printable ASCII, no spaces or commas, at most %d bytes)", i, t, cachepolicy.MaxTagLength)
+		}
+		p.tags = append(p.tags, t)
+	}
+	for i, u := range req.URLs {
+		if u == "" {
+			return p, fmt.Errorf("urls[%d]: empty", i)
+		}
+		target, abs, err := cachepolicy.NormalizeTarget(nil, []byte(u), &s.keyRules)
+		if err != nil {
+			return p, fmt.Errorf("urls[%d]: %q is not an absolute http(s) URL or a path", i, u)
+		}
+		if abs == nil {
+			p.urls = append(p.urls, target)
+			continue
+		}
+		host, err := cachepolicy.NormalizeHost(nil, abs)
+		if err != nil {
+			return p, fmt.Errorf("urls[%d]: %q has a bad host", i, u)
+		}
+		p.urls = append(p.urls, cachepolicy.AppendKey(nil, host, target))
+	}
+	return p, nil
+}
+
+func apiError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func (s *Server) observePurge(kind string, soft bool, n int, d time.Duration) {
+	if s.log.Enabled(nil, -4) {
+		s.log.Debug("purge", "kind", kind, "soft", soft, "purged", n, "duration", d)
+	}
+}

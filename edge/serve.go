@@ -1,0 +1,407 @@
+package edge
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// Pre-built header names and values: the hit path appends nothing it has
+// to allocate.
+var (
+	hdrAge          = []byte("Age")
+	hdrXCache       = []byte("X-Cache")
+	hdrCacheStatus  = []byte("Cache-Status")
+	hdrETag         = []byte("ETag")
+	hdrVary         = []byte("Vary")
+	hdrContentRange = []byte("Content-Range")
+	hdrAcceptRanges = []byte("Accept-Ranges")
+	valGzip         = []byte("gzip")
+	valBytes        = []byte("bytes")
+	strRange        = "Range"
+	strIfRange      = "If-Range"
+	xcacheValues    [numResults][]byte
+)
+
+func init() {
+	for r := range numResults {
+		xcacheValues[r] = []byte(r.String())
+	}
+}
+
+// chooseEncoding picks the form of e to send to this client.
+func chooseEncoding(e *Entry, ae cachepolicy.AcceptEncoding) cachepolicy.Encoding {
+	if e.enc != cachepolicy.Gzip {
+		return cachepolicy.Identity
+	}
+	if enc, _ := ae.Choose(true, false); enc == cachepolicy.Gzip {
+		return cachepolicy.Gzip
+	}
+	return cachepolicy.Identity
+}
+
+// serveEntry writes a stored object to the client: the stored status,
+// headers and body in the encoding the client takes, Age, X-Cache and
+// Cache-Status; 304 for matching conditional requests; 206 for a single
+// satisfiable Range.
+func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, now time.Time) {
+	h := &ctx.Response.Header
+	enc := chooseEncoding(e, rs.ae)
+	rangeReq := !rs.isHead && e.status == fasthttp.StatusOK && len(ctx.Request.Header.Peek(strRange)) > 0
+	if rangeReq {
+		// Ranges are served from the identity form (RFC 9110 §14: ranges
+		// of a gzip body are useless to most clients).
+		enc = cachepolicy.Identity
+	}
+	etag := e.etagFor(enc)
+	if s.notModified(ctx, e, etag) {
+		rs.head.start(h, fasthttp.StatusNotModified, e.date, now)
+		for _, f := range e.fields {
+			if keepOn304(f.key) {
+				h.AddBytesKV(f.key, f.value)
+			}
+		}
+		if len(etag) > 0 {
+			h.SetBytesKV(hdrETag, etag)
+		}
+		if len(e.vary) > 0 {
+			h.SetBytesKV(hdrVary, e.vary)
+		}
+		s.setCacheHeaders(ctx, rs, e, now)
+		return
+	}
+	rs.head.start(h, e.status, e.date, now)
+	for _, f := range e.fields {
+		h.AddBytesKV(f.key, f.value)
+	}
+	if len(e.contentType) > 0 {
+		h.SetContentTypeBytes(e.contentType)
+	}
+	if len(etag) > 0 {
+		h.SetBytesKV(hdrETag, etag)
+	}
+	if len(e.vary) > 0 {
+		h.SetBytesKV(hdrVary, e.vary)
+	}
+	s.setCacheHeaders(ctx, rs, e, now)
+	if s.cfg.Edge.DebugHeaders {
+		s.debugHeaders(h, e)
+	}
+	if enc == cachepolicy.Gzip {
+		h.SetContentEncodingBytes(valGzip)
+		s.setResponseBody(ctx, rs, e.body)
+		return
+	}
+	body := e.body
+	if e.enc == cachepolicy.Gzip {
+		body = s.identityOf(e)
+		if body == nil {
+			// Too large to keep decoded: decode while sending.
+			if rs.isHead {
+				h.SetContentLength(int(e.identityLen))
+				return
+			}
+			r, err := gzip.NewReader(bytes.NewReader(e.body))
+			if err != nil {
+				panic("BUG: stored gzip body does not decode: " + err.Error())
+			}
+			s.m.decompressions.Inc()
+			ctx.SetBodyStream(r, int(e.identityLen))
+			return
+		}
+	}
+	if rangeReq && e.status == fasthttp.StatusOK {
+		h.SetBytesKV(hdrAcceptRanges, valBytes)
+		if s.serveRange(ctx, rs, e, body) {
+			return
+		}
+	}
+	s.setResponseBody(ctx, rs, body)
+}
+
+// setBody sets a stored (immutable) body without copying it.
+func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []byte) {
+	if rs.isHead {
+		ctx.Response.Header.SetContentLength(len(body))
+		ctx.Response.SkipBody = true
+		return
+	}
+	ctx.Response.SetBodyRaw(body)
+}
+
+// identityOf returns the decoded body of a gzip entry, decoding it once and
+// keeping it while the identity pool has room; nil when it is too large to
+// keep.
+func (s *Server) identityOf(e *Entry) []byte {
+	if b := e.identity.Load(); b != nil {
+		return *b
+	}
+	if e.identityLen > s.store.ident.budget/4 {
+		return nil
+	}
+	b, err := gunzip(e.body, e.identityLen, e.identityLen)
+	if err != nil {
+		panic("BUG: stored gzip body does not decode: " + err.Error())
+	}
+	s.m.decompressions.Inc()
+	s.store.ident.keep(e, b)
+	return b
+}
+
+// serveRange answers a single satisfiable byte range with 206, an
+// unsatisfiable one with 416; it reports false to send the whole body
+// (other ranges, or an If-Range that does not match).
+func (s *Server) serveRange(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, body []byte) bool {
+	if ir := ctx.Request.Header.Peek(strIfRange); len(ir) > 0 {
+		etag := e.etagFor(cachepolicy.Identity)
+		if !cachepolicy.ETagMatchStrong(ir, etag) {
+			t, ok := cachepolicy.ParseHTTPDate(ir)
+			if !ok || e.lastModTime.IsZero() || !t.Equal(e.lastModTime) {
+				return false
+			}
+		}
+	}
+	size := int64(len(body))
+	start, end, ok, satisfiable := cachepolicy.ParseRange(ctx.Request.Header.Peek(strRange), size)
+	if !ok {
+		return false
+	}
+	h := &ctx.Response.Header
+	rs.scratch = append(rs.scratch[:0], "bytes "...)
+	if !satisfiable {
+		rs.scratch = append(rs.scratch, '*', '/')
+		rs.scratch = strconv.AppendInt(rs.scratch, size, 10)
+		h.SetBytesKV(hdrContentRange, rs.scratch)
+		ctx.Response.SetStatusCode(fasthttp.StatusRequestedRangeNotSatisfiable)
+		ctx.Response.SetBodyRaw(nil)
+		return true
+	}
+	rs.scratch = strconv.AppendInt(rs.scratch, start, 10)
+	rs.scratch = append(rs.scratch, '-')
+	rs.scratch = strconv.AppendInt(rs.scratch, end, 10)
+	rs.scratch = append(rs.scratch, '/')
+	rs.scratch = strconv.AppendInt(rs.scratch, size, 10)
+	h.SetBytesKV(hdrContentRange, rs.scratch)
+	ctx.Response.SetStatusCode(fasthttp.StatusPartialContent)
+	ctx.Response.SetBodyRaw(body[start : end+1])
+	return true
+}
+
+// keepOn304 lists the stored fields a 304 repeats (RFC 9110 §15.4.5).
+func keepOn304(name []byte) bool {
+	return asciiEqualFold(name, "cache-control") || asciiEqualFold(name, "expires") ||
+		asciiEqualFold(name, "content-location") || asciiEqualFold(name, "last-modified") ||
+		asciiEqualFold(name, "via")
+}
+
+// notModified evaluates the client's conditional GET or HEAD against the
+// stored object (RFC 9110 §13.2.2): If-None-Match first, If-Modified-Since
+// only without it.
+func (s *Server) notModified(ctx *fasthttp.RequestCtx, e *Entry, etag []byte) bool {
+	if e.status != fasthttp.StatusOK {
+		return false
+	}
+	h := &ctx.Request.Header
+	if inm := h.Peek(fasthttp.HeaderIfNoneMatch); len(inm) > 0 {
+		return cachepolicy.ETagMatchWeak(inm, etag)
+	}
+	if ims := h.Peek(fasthttp.HeaderIfModifiedSince); len(ims) > 0 {
+		return cachepolicy.NotModifiedSince(ims, e.lastModTime)
+	}
+	return false
+}
+
+// setCacheHeaders adds Age (for stored objects), X-Cache and Cache-Status.
+func (s *Server) setCacheHeaders(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, now time.Time) {
+	h := &ctx.Response.Header
+	var buf [128]byte
+	if e != nil {
+		age := max(int64(e.age(now)/time.Second), 0)
+		h.SetBytesKV(hdrAge, strconv.AppendInt(buf[:0], age, 10))
+	}
+	h.SetBytesKV(hdrXCache, xcacheValues[rs.result])
+	cs := append(buf[:0], s.cacheSt...)
+	switch rs.result {
+	case resHit, resStale:
+		cs = append(cs, "; hit"...)
+		if e != nil {
+			cs = append(cs, "; ttl="...)
+			cs = strconv.AppendInt(cs, e.ttlLeft(now), 10)
+		}
+	case resMiss:
+		cs = append(cs, "; fwd=miss"...)
+		if rs.detail == "stored" {
+			cs = append(cs, "; stored"...)
+		} else if rs.detail == "collapsed" {
+			cs = append(cs, "; collapsed"...)
+		}
+	case resRevalidated:
+		cs = append(cs, "; fwd=stale; fwd-status=304"...)
+		if rs.detail == "stored" {
+			cs = append(cs, "; stored"...)
+		}
+	case resPass:
+		cs = append(cs, "; fwd=bypass"...)
+	default:
+		cs = append(cs, "; fwd=miss"...)
+	}
+	if rs.detail != "" && rs.detail != "stored" && rs.detail != "collapsed" {
+		cs = append(cs, "; detail="...)
+		cs = append(cs, rs.detail...)
+	}
+	h.SetBytesKV(hdrCacheStatus, cs)
+}
+
+// serveStaleOnError serves a stored object that is past its freshness
+// because the origin failed (stale-if-error, keep). It reports false when
+// the object may not be served stale.
+func (s *Server) serveStaleOnError(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, why string) bool {
+	if e == nil || e.dead.Load() || e.state(rs.now) == gone {
+		return false
+	}
+	rs.result = resStale
+	rs.detail = why
+	s.serveEntry(ctx, rs, e, rs.now)
+	return true
+}
+
+// reject answers with an edge-generated error.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, rs *reqState, status int, reason string) {
+	if reason != "" {
+		s.m.badRequest.WithLabelValues(reason).Inc()
+		rs.detail = reason
+	}
+	rs.result = resError
+	ctx.Response.Reset()
+	rs.head.start(&ctx.Response.Header, status, nil, time.Now())
+	writeError(ctx, status)
+	s.setCacheHeaders(ctx, rs, nil, rs.now)
+	if status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestURITooLong ||
+		status == fasthttp.StatusRequestHeaderFieldsTooLarge || status == fasthttp.StatusRequestEntityTooLarge {
+		// The request itself is suspect: do not read another from this
+		// connection (RELIABILITY promise 2).
+		ctx.SetConnectionClose()
+	}
+}
+
+// writeError writes a short plain-text error that must never be cached.
+// (Callers that can start the head with a Date do so first.)
+func writeError(ctx *fasthttp.RequestCtx, status int) {
+	ctx.Response.SetStatusCode(status)
+	h := &ctx.Response.Header
+	h.SetContentType("text/plain; charset=utf-8")
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	ctx.Response.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
+}
+
+// relayBuffered sends a fully read origin body the edge did not store.
+func (s *Server) relayBuffered(ctx *fasthttp.RequestCtx, fr *fetched, body []byte, rs *reqState) {
+	gz := isGzip(&fr.resp.Header)
+	fr.release()
+	if gz && !s.clientTakesGzip(ctx, rs) {
+		// The edge asked the origin for gzip on the client's behalf.
+		limit := int64(s.cfg.Cache.MaxObjectBytes) * maxInflation
+		if d, err := gunzip(body, int64(len(body))*4, limit); err == nil {
+			ctx.Response.Header.Del(fasthttp.HeaderContentEncoding)
+			body = d
+		} else {
+			s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
+			return
+		}
+	}
+	if rs.isHead {
+		ctx.Response.Header.SetContentLength(len(body))
+		ctx.Response.SkipBody = true
+		return
+	}
+	ctx.Response.SetBodyRaw(body)
+}
+
+// relayStream streams an origin body too large to store: what was read
+// first, then the rest, with bounded memory. The response and the fetch
+// slot are released when the client has it all (or goes away).
+func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byte, rs *reqState) {
+	if rs.isHead {
+		fr.release()
+		ctx.Response.SkipBody = true
+		return
+	}
+	size := fr.resp.Header.ContentLength()
+	var r io.Reader = io.MultiReader(bytes.NewReader(prefix), fr.resp.BodyStream())
+	if isGzip(&fr.resp.Header) && !s.clientTakesGzip(ctx, rs) {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			fr.release()
+			s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
+			return
+		}
+		ctx.Response.Header.Del(fasthttp.HeaderContentEncoding)
+		r, size = zr, -1
+	}
+	if size < 0 {
+		size = -1
+	}
+	ctx.SetBodyStream(&relayReader{r: r, fr: fr}, size)
+}
+
+// relayBody relays a pass response: buffered if small and already read,
+// streamed otherwise.
+func (s *Server) relayBody(ctx *fasthttp.RequestCtx, fr *fetched, head bool) {
+	if head || !fr.resp.IsBodyStream() {
+		body := append([]byte(nil), fr.resp.Body()...)
+		fr.release()
+		if head {
+			ctx.Response.SkipBody = true
+			return
+		}
+		ctx.Response.SetBodyRaw(body)
+		return
+	}
+	size := fr.resp.Header.ContentLength()
+	if size < 0 {
+		size = -1
+	}
+	ctx.SetBodyStream(&relayReader{r: fr.resp.BodyStream(), fr: fr}, size)
+}
+
+// relayReader streams an origin body to a client and releases the origin
+// response when fasthttp closes it.
+type relayReader struct {
+	r  io.Reader
+	fr *fetched
+}
+
+func (r *relayReader) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+func (r *relayReader) Close() error {
+	r.fr.release()
+	return nil
+}
+
+func isGzip(h *fasthttp.ResponseHeader) bool {
+	ce := bytes.TrimSpace(h.ContentEncoding())
+	return asciiEqualFold(ce, "gzip") || asciiEqualFold(ce, "x-gzip")
+}
+
+func (s *Server) clientTakesGzip(ctx *fasthttp.RequestCtx, rs *reqState) bool {
+	ae := cachepolicy.ParseAcceptEncoding(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
+	enc, _ := ae.Choose(true, false)
+	return enc == cachepolicy.Gzip
+}
+
+// debugHeaders shows what the edge consumed (edge.debug_headers).
+func (s *Server) debugHeaders(h *fasthttp.ResponseHeader, e *Entry) {
+	if len(e.tags) > 0 {
+		h.Set("Surrogate-Key", strings.Join(e.tags, " "))
+	}
+	if len(e.surrogateControl) > 0 {
+		h.SetBytesV("Surrogate-Control", e.surrogateControl)
+	}
+}
