@@ -16,13 +16,13 @@ import (
 
 // meta is what the edge reads from a backend response's headers.
 type meta struct {
-	resp       cachepolicy.Response
-	varyNames  []string // without accept-encoding, which the edge handles
-	varyStar   bool
-	varyAE     bool // the origin varies on Accept-Encoding
-	tags       []string
-	enc        cachepolicy.Encoding
-	encodingOK bool // identity or gzip: something the edge can store
+	resp        cachepolicy.Response
+	varyNames   []string // without accept-encoding, which the edge handles
+	varyStar    bool
+	varyAE      bool // the origin varies on Accept-Encoding
+	tags        []string
+	enc         cachepolicy.Encoding
+	encodingOK  bool // identity or gzip: something the edge can store
 	noTransform bool
 }
 

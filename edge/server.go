@@ -67,11 +67,11 @@ type Server struct {
 	draining atomic.Bool
 	// offset shifts the clock used for freshness (tests of expiry and
 	// clock jumps advance it; zero in production).
-	offset   atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup // background goroutines owned by the server
-	states   sync.Pool      // *reqState
-	closing  sync.Once
+	offset  atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup // background goroutines owned by the server
+	states  sync.Pool      // *reqState
+	closing sync.Once
 }
 
 // New builds a Server from a validated configuration. It does not listen.
