@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,8 +26,12 @@ type accessLog struct {
 	out    io.Writer
 	closer io.Closer
 	lines  chan *[]byte
-	pool   sync.Pool
-	done   chan struct{}
+	// free recycles line buffers. Unlike a sync.Pool it is not emptied by
+	// garbage collection, so the hit path stays free of allocations once
+	// enough buffers circulate; created bounds how many ever exist.
+	free    chan *[]byte
+	created atomic.Int64
+	done    chan struct{}
 	m      *metrics
 	once   sync.Once
 }
@@ -50,8 +55,8 @@ func newAccessLog(c config.Log, m *metrics) (*accessLog, error) {
 		a.out, a.closer = f, f
 	}
 	a.lines = make(chan *[]byte, c.AccessBuffer)
+	a.free = make(chan *[]byte, c.AccessBuffer+1)
 	a.done = make(chan struct{})
-	a.pool.New = func() any { b := make([]byte, 0, 512); return &b }
 	go a.run()
 	return a, nil
 }
@@ -75,10 +80,31 @@ func (a *accessLog) run() {
 
 func (a *accessLog) put(b *[]byte) {
 	if cap(*b) > 16<<10 {
+		a.created.Add(-1)
 		return
 	}
 	*b = (*b)[:0]
-	a.pool.Put(b)
+	select {
+	case a.free <- b:
+	default:
+		a.created.Add(-1)
+	}
+}
+
+// get returns a line buffer, or nil when every buffer is in use (the
+// writer is behind: the line is dropped).
+func (a *accessLog) get() *[]byte {
+	select {
+	case b := <-a.free:
+		return b
+	default:
+	}
+	if a.created.Add(1) > int64(cap(a.free)) {
+		a.created.Add(-1)
+		return nil
+	}
+	b := make([]byte, 0, 512)
+	return &b
 }
 
 // close flushes what is queued and stops the writer.
@@ -100,7 +126,11 @@ func (a *accessLog) log(ctx *fasthttp.RequestCtx, rs *reqState, status, n int, e
 	if a == nil {
 		return
 	}
-	bp := a.pool.Get().(*[]byte)
+	bp := a.get()
+	if bp == nil {
+		a.m.accessLogDropped.Inc()
+		return
+	}
 	if a.json {
 		*bp = a.appendJSON(*bp, ctx, rs, status, n, elapsed)
 	} else {

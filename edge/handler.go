@@ -20,6 +20,7 @@ type reqState struct {
 	scratch []byte
 	head    headReader
 
+	raw       rawCounts
 	route     int // index into Server.routes, or -1
 	isHead    bool
 	hasCookie bool
@@ -106,7 +107,8 @@ var (
 
 // serve routes one request.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
-	if reason := checkFraming(ctx); reason != "" {
+	rs.raw = countRaw(ctx.Request.Header.RawHeaders())
+	if reason := checkFraming(ctx, rs.raw); reason != "" {
 		s.reject(ctx, rs, fasthttp.StatusBadRequest, reason)
 		return
 	}
@@ -181,7 +183,7 @@ func (s *Server) prepareCookies(ctx *fasthttp.RequestCtx, rs *reqState) {
 		return
 	}
 	rs.cookie = cachepolicy.StripCookies(rs.cookie[:0], raw, s.cfg.Cache.StripCookies)
-	if countHeader(h.RawHeaders(), "cookie") > 1 {
+	if rs.raw.cookie > 1 {
 		// A second Cookie line: Peek saw only the first. Do not guess.
 		rs.hasCookie = true
 		return
@@ -256,34 +258,14 @@ func appendVariantKey(dst, url []byte, names []string, h *fasthttp.RequestHeader
 	return dst
 }
 
-// checkFraming enforces RELIABILITY promise 2 beyond what fasthttp's parser
-// already refuses (duplicate Content-Length, bad Transfer-Encoding, bad
-// header names, bare CR): Content-Length together with Transfer-Encoding,
-// a missing Host on HTTP/1.1, and Host given twice. It returns the reason,
-// or "" when the framing is unambiguous.
-func checkFraming(ctx *fasthttp.RequestCtx) string {
-	h := &ctx.Request.Header
-	raw := h.RawHeaders()
-	if h.ContentLength() == -1 && countHeader(raw, "content-length") > 0 {
-		return "cl-and-te"
-	}
-	if countHeader(raw, "host") > 1 {
-		return "duplicate-host"
-	}
-	if len(h.Host()) == 0 && !isAbsoluteForm(h.RequestURI()) {
-		return "missing-host"
-	}
-	return ""
+// rawCounts counts the header lines the edge must see more than once of,
+// from the raw header bytes (fasthttp's parsed view merges or drops
+// repeats).
+type rawCounts struct {
+	contentLength, transferEncoding, host, cookie int
 }
 
-func isAbsoluteForm(uri []byte) bool {
-	return len(uri) > 0 && uri[0] != '/'
-}
-
-// countHeader counts header lines named name (lower-case) in raw header
-// bytes as received.
-func countHeader(raw []byte, name string) int {
-	n := 0
+func countRaw(raw []byte) (c rawCounts) {
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
 		line := raw
@@ -292,11 +274,51 @@ func countHeader(raw []byte, name string) int {
 		} else {
 			raw = nil
 		}
-		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
-			n++
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		switch name[0] | 0x20 {
+		case 'c':
+			if asciiEqualFold(name, "content-length") {
+				c.contentLength++
+			} else if asciiEqualFold(name, "cookie") {
+				c.cookie++
+			}
+		case 't':
+			if asciiEqualFold(name, "transfer-encoding") {
+				c.transferEncoding++
+			}
+		case 'h':
+			if asciiEqualFold(name, "host") {
+				c.host++
+			}
 		}
 	}
-	return n
+	return c
+}
+
+// checkFraming enforces RELIABILITY promise 2 beyond what fasthttp's parser
+// already refuses (duplicate Content-Length, bad Transfer-Encoding, bad
+// header names, bare CR): Content-Length together with Transfer-Encoding,
+// a missing Host on HTTP/1.1, and Host given twice. It returns the reason,
+// or "" when the framing is unambiguous.
+func checkFraming(ctx *fasthttp.RequestCtx, c rawCounts) string {
+	h := &ctx.Request.Header
+	switch {
+	case c.contentLength > 0 && c.transferEncoding > 0:
+		return "cl-and-te"
+	case c.host > 1:
+		return "duplicate-host"
+	case len(h.Host()) == 0 && !isAbsoluteForm(h.RequestURI()):
+		return "missing-host"
+	}
+	return ""
+}
+
+func isAbsoluteForm(uri []byte) bool {
+	return len(uri) > 0 && uri[0] != '/'
 }
 
 func asciiEqualFold(b []byte, s string) bool {

@@ -28,7 +28,7 @@ type origin struct {
 	last atomic.Pointer[http.Request]
 }
 
-func startOrigin(t *testing.T, h http.HandlerFunc) *origin {
+func startOrigin(t testing.TB, h http.HandlerFunc) *origin {
 	t.Helper()
 	o := &origin{}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +45,7 @@ func (o *origin) addr() string { return strings.TrimPrefix(o.URL, "http://") }
 // testEdge is a real edge server on 127.0.0.1 with ephemeral ports.
 type testEdge struct {
 	*Server
-	t   *testing.T
+	t   testing.TB
 	url string
 	reg *prometheus.Registry
 }
@@ -69,7 +69,7 @@ func testConfig(backends ...string) config.Config {
 	return c
 }
 
-func startEdge(t *testing.T, c config.Config) *testEdge {
+func startEdge(t testing.TB, c config.Config) *testEdge {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -99,7 +99,7 @@ func startEdge(t *testing.T, c config.Config) *testEdge {
 	return te
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -135,7 +135,7 @@ func (te *testEdge) get(path string, headers ...string) response {
 	return te.do(http.MethodGet, path, headers...)
 }
 
-func doURL(t *testing.T, method, url, body string, headers ...string) response {
+func doURL(t testing.TB, method, url, body string, headers ...string) response {
 	t.Helper()
 	var rb io.Reader
 	if body != "" {
@@ -215,7 +215,7 @@ func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 // eventually polls cond until it holds or the deadline passes; it yields
 // the processor between polls rather than sleeping.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
