@@ -32,8 +32,8 @@ type accessLog struct {
 	free    chan *[]byte
 	created atomic.Int64
 	done    chan struct{}
-	m      *metrics
-	once   sync.Once
+	m       *metrics
+	once    sync.Once
 }
 
 // newAccessLog opens the access log; it returns nil (logging off) for

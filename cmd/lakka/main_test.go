@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// lakkaBinary builds the lakka binary once per test run, with -race when
+// the tests run with it.
+func lakkaBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lakka-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "lakka")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, ".")
+		cmd := exec.Command("go", args...)
+		cmd.Stderr = os.Stderr
+		buildErr = cmd.Run()
+	})
+	if buildErr != nil {
+		t.Fatalf("build lakka: %v", buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// runCLI runs the command in-process and returns its exit status, stdout
+// and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(lakkaBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "lakka ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	for _, c := range [][]string{{}, {"edge"}, {"config"}, {"config", "check"}, {"config", "default"}, {"version"}} {
+		code, out, _ := runCLI(t, append(c, "--help")...)
+		if code != 0 || !strings.Contains(out, "Example") && !strings.Contains(out, "Examples:") {
+			t.Errorf("lakka %v --help: exit %d, no example in %q", c, code, out)
+		}
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("cache:\n  size_bytes: 1GiB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("cache:\n  sise_bytes: 1GiB\n  grace: soon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := runCLI(t, "config", "check", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("good config: %d %q", code, out)
+	}
+	code, _, errs := runCLI(t, "config", "check", bad)
+	if code != 1 || !strings.Contains(errs, "cache.sise_bytes: unknown key") || !strings.Contains(errs, "cache.grace") {
+		t.Errorf("bad config: exit %d, stderr %q", code, errs)
+	}
+	if code, _, _ := runCLI(t, "config", "check"); code != 2 {
+		t.Errorf("config check without FILE: exit %d, want 2", code)
+	}
+	// The default config printed is valid and complete.
+	_, def, _ := runCLI(t, "config", "default")
+	p := filepath.Join(dir, "default.yaml")
+	if err := os.WriteFile(p, []byte(def), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "config", "check", p); code != 0 {
+		t.Errorf("config default does not check: %s", errs)
+	}
+}
+
+func TestEdgeFlagErrors(t *testing.T) {
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, _, errs := runCLI(t, append([]string{"edge"}, args...)...)
+		if code != 2 || !strings.Contains(errs, want) {
+			t.Errorf("edge %v: exit %d, stderr %q, want 2 and %q", args, code, errs, want)
+		}
+	}
+	f("--cache-size", "--backend", "127.0.0.1:1", "--cache-size", "lots")
+	f("unknown flag: --bogus", "--bogus")
+	f("backends.servers", "--listen", "127.0.0.1:0")
+	f("edge.listen", "--listen", "nope", "--backend", "127.0.0.1:1")
+}
+
+var listening = regexp.MustCompile(`msg="edge listening" addr=(\S+) admin=(\S+)`)
+
+// TestEdgeBinary runs the real binary (built with -race under -race): it
+// serves through to an origin, caches, and exits 0 on SIGTERM after
+// draining.
+func TestEdgeBinary(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("signals")
+	}
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "from origin")
+	}))
+	defer o.Close()
+	cmd := exec.Command(lakkaBinary(t), "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addrs := make(chan []string, 1)
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addrs <- m[1:]
+			}
+		}
+	}()
+	var a []string
+	select {
+	case a = <-addrs:
+	case <-time.After(30 * time.Second):
+		t.Fatal("edge did not log its address")
+	}
+	get := func(url string) (int, string, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("X-Cache"), string(b)
+	}
+	if s, x, b := get("http://" + a[0] + "/"); s != 200 || x != "MISS" || b != "from origin" {
+		t.Errorf("first: %d %s %q", s, x, b)
+	}
+	if s, x, _ := get("http://" + a[0] + "/"); s != 200 || x != "HIT" {
+		t.Errorf("second: %d %s", s, x)
+	}
+	if s, _, b := get("http://" + a[1] + "/metrics"); s != 200 || !strings.Contains(b, "lakka_edge_requests_total") {
+		t.Errorf("metrics: %d", s)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			logMu.Lock()
+			defer logMu.Unlock()
+			t.Errorf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("edge did not exit after SIGTERM")
+	}
+}

@@ -1,0 +1,74 @@
+#!/bin/sh
+# make bench-hit: cache-hit throughput of the edge against a bare fasthttp
+# server returning the same bytes from memory, side by side in one run,
+# measured with wrk over loopback. The servers run on one core (CPU 0,
+# GOMAXPROCS=1) and wrk on another (CPU 1) when the machine has two.
+# Usage: scripts/bench-hit.sh BIN   (DURATION=10s CONNS=64 to change)
+set -eu
+bin=${1:-bin/lakka}
+duration=${DURATION:-10s}
+conns=${CONNS:-64}
+if ! command -v wrk >/dev/null 2>&1; then
+	echo "bench-hit: installing wrk (Debian package)" >&2
+	if [ "$(id -u)" = 0 ]; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+	else
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+	fi
+fi
+go build -o bin/barefast ./cmd/barefast
+
+server_cpu="" client_cpu=""
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+	server_cpu="taskset -c 0"
+	client_cpu="taskset -c 1"
+fi
+
+bare=127.0.0.1:19100
+edge=127.0.0.1:19180
+admin=127.0.0.1:19181
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+GOMAXPROCS=1 $server_cpu bin/barefast --listen "$bare" 2>/dev/null &
+pids="$pids $!"
+cfg=$(mktemp)
+cat >"$cfg" <<YAML
+edge: {listen: "$edge", admin: "$admin", drain_delay: 0s}
+backends: {servers: [{address: "$bare"}]}
+log: {access: "off", level: "warn"}
+YAML
+GOMAXPROCS=1 $server_cpu "$bin" edge --config "$cfg" &
+pids="$pids $!"
+for i in $(seq 1 100); do
+	curl -fsS -o /dev/null "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null "http://$bare/2k" 2>/dev/null && break
+	sleep 0.1
+done
+# Prime the cache (both encodings).
+for p in /2k /40k; do
+	curl -fsS -o /dev/null "http://$edge$p"
+	curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://$edge$p"
+done
+
+rate() { # url [header]
+	if [ -n "${2:-}" ]; then
+		$client_cpu wrk -t1 -c"$conns" -d"$duration" -H "$2" "$1" | awk '/Requests\/sec/ {print $2}'
+	else
+		$client_cpu wrk -t1 -c"$conns" -d"$duration" "$1" | awk '/Requests\/sec/ {print $2}'
+	fi
+}
+
+printf '%-22s %12s %12s %8s\n' "case" "bare req/s" "edge req/s" "edge/bare"
+for p in /2k /40k; do
+	for enc in gzip identity; do
+		hdr=""
+		[ "$enc" = gzip ] && hdr="Accept-Encoding: gzip"
+		b=$(rate "http://$bare$p" "$hdr")
+		e=$(rate "http://$edge$p" "$hdr")
+		# Check the edge served hits, not misses.
+		xc=$(curl -fsS -o /dev/null -D - ${hdr:+-H "$hdr"} "http://$edge$p" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
+		printf '%-22s %12s %12s %7.1f%%  (X-Cache: %s)\n' "${p#/} $enc" "$b" "$e" "$(echo "$e $b" | awk '{printf "%.1f", 100*$1/$2}')" "$xc"
+	done
+done
+rm -f "$cfg"
