@@ -101,6 +101,9 @@ type Entry struct {
 	// (UnixNano) holds off the next one after a failure.
 	refreshing atomic.Bool
 	retryAt    atomic.Int64
+	// wprev and wnext link the entry into the store's admission window
+	// (guarded by the window's mutex).
+	wprev, wnext *Entry
 }
 
 // url returns the URL part of the entry's key (host+target).

@@ -88,7 +88,7 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 // stale, when set, is a stored object past grace that the fetch
 // revalidates and that is served if the origin fails.
 func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte, stale *Entry, attempt int) {
-	f, leader := s.flights.join(fkey, true)
+	f, leader := s.flights.join(fkey)
 	if !leader {
 		s.m.coalesced.Inc()
 		if !f.wait(s.cfg.Cache.WaitTimeout) {
@@ -127,7 +127,7 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		f.status = fetchStatus(err)
-		s.flights.finish(fkey, f, time.Now())
+		s.flights.finish(fkey, f)
 		s.logFetchError(rs, err)
 		if stale != nil && s.serveStaleOnError(ctx, rs, stale, "origin-down") {
 			return
@@ -151,7 +151,7 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 			f.pass = true
 		}
 	}
-	s.flights.finish(fkey, f, time.Now())
+	s.flights.finish(fkey, f)
 	s.deliver(ctx, rs, fr, out, stale)
 }
 
@@ -343,7 +343,7 @@ func (s *Server) ensureVaryMarker(e *Entry) {
 	}
 	m.cost = int64(len(m.key)) + entryOverhead
 	m.variants.Store(1) // e
-	s.store.putMarker(m, m.ttl)
+	s.store.putMarker(m)
 }
 
 func equalNames(a, b []string) bool {
@@ -377,7 +377,7 @@ func (s *Server) rememberUncacheable(urlKey []byte) {
 		ttl:      ttl,
 	}
 	e.cost = int64(len(e.key)) + entryOverhead
-	s.store.putMarker(e, ttl)
+	s.store.putMarker(e)
 }
 
 // matchesVariant reports whether e is the variant this request selects.

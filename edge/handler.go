@@ -196,20 +196,10 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, rs *reqState, attempt int) {
 	now := rs.now
 	fkey := rs.key
 	e := s.store.get(rs.key)
-	if e == nil {
-		if f := s.flights.peek(rs.key); f != nil {
-			e = f.entry
-		}
-	}
 	if e != nil && e.kind == kindVary {
 		rs.vkey = appendVariantKey(rs.vkey[:0], rs.key, e.varyNames, &ctx.Request.Header)
 		fkey = rs.vkey
 		e = s.store.get(rs.vkey)
-		if e == nil {
-			if f := s.flights.peek(rs.vkey); f != nil {
-				e = f.entry
-			}
-		}
 	}
 	if e != nil && e.kind == kindHitForMiss {
 		if e.age(now) < e.ttl && !e.dead.Load() {

@@ -27,9 +27,7 @@ func (s *store) purge(p purge, now time.Time) int {
 			n++
 		}
 		if !p.soft {
-			if cur := s.get(e.key); cur == e {
-				s.c.Del(e.key)
-			}
+			s.remove(e)
 		}
 	}
 	return n

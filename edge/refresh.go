@@ -81,7 +81,7 @@ func (r *refresher) refreshOne(e *Entry) {
 			e.refreshing.Store(false)
 		}
 	}()
-	f, leader := s.flights.join(e.key, true)
+	f, leader := s.flights.join(e.key)
 	if !leader {
 		e.refreshing.Store(false)
 		return // a client miss is fetching it already
@@ -93,7 +93,7 @@ func (r *refresher) refreshOne(e *Entry) {
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		f.status = fetchStatus(err)
-		s.flights.finish(e.key, f, time.Now())
+		s.flights.finish(e.key, f)
 		e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
 		e.refreshing.Store(false)
 		return
@@ -107,7 +107,7 @@ func (r *refresher) refreshOne(e *Entry) {
 			f.status = max(out.status, fasthttp.StatusBadGateway)
 		}
 	}
-	s.flights.finish(e.key, f, time.Now())
+	s.flights.finish(e.key, f)
 	if out.entry == nil && !f.pass {
 		// Origin error: keep serving the stale object, retry later.
 		e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())

@@ -211,8 +211,6 @@ func (s *Server) Serve() error {
 		return errors.New("edge: Serve before Listen")
 	}
 	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.dir.backends))
-	s.wg.Add(1)
-	go s.janitor()
 	s.refresh.start()
 	adminErr := make(chan error, 1)
 	go func() {
@@ -287,23 +285,6 @@ func (s *Server) closeBackground() {
 		s.access.close()
 		s.store.close()
 	})
-}
-
-// janitor removes finished flights once ristretto has applied their Sets.
-func (s *Server) janitor() {
-	defer s.wg.Done()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			cutoff := time.Now()
-			s.store.wait()
-			s.flights.sweep(cutoff)
-		}
-	}
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {

@@ -35,11 +35,20 @@ type store struct {
 	idx *index
 	// ident bounds the decoded copies of gzip bodies.
 	ident *identityPool
+	// win is the admission window in front of ristretto.
+	win *window
 }
+
+// windowShare is the part of the byte budget given to the admission window
+// (W-TinyLFU keeps 1%; news traffic brings new hot objects every minute).
+const windowShare = 50 // 1/50 = 2%
 
 func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
 	s := &store{m: m, idx: newIndex()}
 	s.ident = newIdentityPool(identityBytes, m)
+	winBytes := max(maxBytes/windowShare, min(1<<20, maxBytes/4))
+	s.win = newWindow(winBytes)
+	maxBytes -= winBytes
 	// About ten counters per object we expect to hold (ristretto's advice),
 	// guessing 4 KiB per object.
 	counters := max(maxBytes/4096*10, 100_000)
@@ -55,6 +64,9 @@ func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
 		OnReject: func(*ristretto.Item[*Entry]) {
 			m.rejections.Inc()
 		},
+		// A window victim offered after a newer entry for its key was
+		// stored must not replace it.
+		ShouldUpdate: func(cur, prev *Entry) bool { return cur.id >= prev.id },
 	})
 	if err != nil {
 		return nil, err
@@ -64,40 +76,66 @@ func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
 }
 
 // get returns the entry stored under key, or nil. It compares the full key:
-// ristretto identifies items by two 64-bit hashes only.
+// ristretto identifies items by two 64-bit hashes only. The ristretto
+// lookup comes first (it also counts the access for admission); the
+// window is searched only when ristretto has nothing.
 func (s *store) get(key []byte) *Entry {
 	e, ok := s.c.Get(key)
-	if !ok || e == nil || !bytes.Equal(e.key, key) {
-		return nil
+	if ok && e != nil && bytes.Equal(e.key, key) {
+		return e
 	}
-	return e
+	return s.win.get(key)
 }
 
 // put stores e unless a purge that started after startGen affects it; it
-// reports whether e was handed to ristretto (which may still reject it).
+// reports whether e was stored. An entry replacing one in ristretto
+// replaces it there (synchronously); a new one enters the admission
+// window, where it is visible at once; from there ristretto's admission
+// policy decides, with the accesses it got meanwhile counted.
 func (s *store) put(e *Entry, startGen uint64) bool {
 	if !s.idx.add(e, startGen) {
 		return false
 	}
-	s.objects.Add(1)
-	s.bytes.Add(e.cost)
-	ttl := e.lifetime() + wallMargin
-	if !s.c.SetWithTTL(e.key, e, e.cost, ttl) {
-		// Dropped under contention: ristretto will not call OnExit.
-		s.onExit(e)
-		s.m.storeDropped.Inc()
-		return false
-	}
+	s.insert(e)
 	return true
 }
 
 // putMarker stores a small marker entry (hit-for-miss, Vary) without the
 // purge-generation check: markers carry no content.
-func (s *store) putMarker(e *Entry, ttl time.Duration) {
+func (s *store) putMarker(e *Entry) {
 	s.idx.addMarker(e)
+	s.insert(e)
+}
+
+func (s *store) insert(e *Entry) {
 	s.objects.Add(1)
 	s.bytes.Add(e.cost)
-	if !s.c.SetWithTTL(e.key, e, e.cost, ttl+wallMargin) {
+	if cur, ok := s.c.Get(e.key); ok && cur != nil && bytes.Equal(cur.key, e.key) {
+		// In ristretto already: replace in place.
+		s.offer(e)
+		if old := s.win.remove(e.key); old != nil {
+			s.onExit(old)
+		}
+		return
+	}
+	old, victims := s.win.add(e)
+	if old != nil {
+		s.onExit(old)
+	}
+	for _, v := range victims {
+		s.offer(v)
+	}
+}
+
+// offer hands e to ristretto.
+func (s *store) offer(e *Entry) {
+	if e.dead.Load() {
+		s.onExit(e)
+		return
+	}
+	if !s.c.SetWithTTL(e.key, e, e.cost, e.lifetime()+wallMargin) {
+		// Dropped under contention: ristretto will not call OnExit.
+		s.m.storeDropped.Inc()
 		s.onExit(e)
 	}
 }
@@ -105,7 +143,11 @@ func (s *store) putMarker(e *Entry, ttl time.Duration) {
 // remove deletes e if it is still the entry stored under its key.
 func (s *store) remove(e *Entry) {
 	e.dead.Store(true)
-	if cur := s.get(e.key); cur == e {
+	if s.win.removeEntry(e) {
+		s.onExit(e)
+		return
+	}
+	if cur, ok := s.c.Get(e.key); ok && cur == e {
 		s.c.Del(e.key)
 	}
 }
@@ -129,11 +171,137 @@ func (s *store) onExit(e *Entry) {
 // wait blocks until every Set so far is visible to get (tests, janitor).
 func (s *store) wait() { s.c.Wait() }
 
-func (s *store) close() { s.c.Close() }
+func (s *store) close() {
+	for _, e := range s.win.drain() {
+		s.onExit(e)
+	}
+	s.c.Close()
+}
 
 // lifetime is how long after storage the entry stays usable at all.
 func (e *Entry) lifetime() time.Duration {
 	return max(e.ttl+e.grace+e.keep-e.initialAge, time.Second)
+}
+
+// window is the admission window in front of ristretto (as in W-TinyLFU):
+// a small exact LRU that every new entry enters first. ristretto's TinyLFU
+// admission turns away a new key whose access count is below the keys it
+// would evict, so a breaking story would miss again and again; in the
+// window it is a hit from its second request on, and by the time it
+// leaves the window its accesses have been counted and it is admitted.
+// The list is intrusive (Entry.wprev/wnext): adding allocates only the map
+// slot.
+type window struct {
+	mu     sync.Mutex // guards everything below
+	budget int64
+	used   int64
+	m      map[string]*Entry
+	head   *Entry // most recently used
+	tail   *Entry
+}
+
+func newWindow(budget int64) *window {
+	return &window{budget: budget, m: make(map[string]*Entry)}
+}
+
+// get returns the window's entry for key and marks it recently used.
+func (w *window) get(key []byte) *Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.m[string(key)]
+	if e != nil {
+		w.unlink(e)
+		w.pushFront(e)
+	}
+	return e
+}
+
+// add puts e in the window, returning the entry it replaced (if any) and
+// the least recently used entries that no longer fit, for ristretto.
+func (w *window) add(e *Entry) (old *Entry, victims []*Entry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if o := w.m[string(e.key)]; o != nil {
+		w.unlink(o)
+		w.used -= o.cost
+		old = o
+	}
+	w.m[string(e.key)] = e
+	w.pushFront(e)
+	w.used += e.cost
+	for w.used > w.budget && w.tail != nil && w.tail != e {
+		v := w.tail
+		w.unlink(v)
+		delete(w.m, string(v.key))
+		w.used -= v.cost
+		victims = append(victims, v)
+	}
+	return old, victims
+}
+
+// remove takes key's entry out of the window and returns it.
+func (w *window) remove(key []byte) *Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.m[string(key)]
+	if e != nil {
+		w.unlink(e)
+		delete(w.m, string(key))
+		w.used -= e.cost
+	}
+	return e
+}
+
+// removeEntry takes e (only e) out of the window; it reports whether e was
+// there.
+func (w *window) removeEntry(e *Entry) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m[string(e.key)] != e {
+		return false
+	}
+	w.unlink(e)
+	delete(w.m, string(e.key))
+	w.used -= e.cost
+	return true
+}
+
+// drain empties the window and returns what it held.
+func (w *window) drain() []*Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*Entry
+	for _, e := range w.m {
+		out = append(out, e)
+	}
+	clear(w.m)
+	w.head, w.tail, w.used = nil, nil, 0
+	return out
+}
+
+func (w *window) pushFront(e *Entry) {
+	e.wprev, e.wnext = nil, w.head
+	if w.head != nil {
+		w.head.wprev = e
+	}
+	w.head = e
+	if w.tail == nil {
+		w.tail = e
+	}
+}
+
+func (w *window) unlink(e *Entry) {
+	if e.wprev != nil {
+		e.wprev.wnext = e.wnext
+	} else if w.head == e {
+		w.head = e.wnext
+	}
+	if e.wnext != nil {
+		e.wnext.wprev = e.wprev
+	} else if w.tail == e {
+		w.tail = e.wprev
+	}
+	e.wprev, e.wnext = nil, nil
 }
 
 // identityPool bounds the decoded copies of gzip-stored bodies kept for
