@@ -95,8 +95,10 @@ type Entry struct {
 	dead atomic.Bool
 	// exited says the store has accounted for the entry leaving.
 	exited atomic.Bool
-	// variants counts the variants stored under a kindVary marker.
-	variants atomic.Int32
+	// variants counts the variants stored under a kindVary marker, and
+	// variantList holds them (copy on write), for URL purges.
+	variants    atomic.Int32
+	variantList atomic.Pointer[[]*Entry]
 	// refreshing says a background refresh is queued or running; retryAt
 	// (UnixNano) holds off the next one after a failure.
 	refreshing atomic.Bool
@@ -187,4 +189,27 @@ func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
 		return e.etag
 	}
 	return e.etagOther
+}
+
+// addVariant records v under the Vary marker m, replacing an older entry
+// for the same variant key; the list is bounded by limit.
+func (m *Entry) addVariant(v *Entry, limit int) {
+	for {
+		old := m.variantList.Load()
+		var next []*Entry
+		if old != nil {
+			for _, o := range *old {
+				if string(o.key) != string(v.key) && !o.dead.Load() {
+					next = append(next, o)
+				}
+			}
+		}
+		if len(next) >= limit {
+			next = next[len(next)-limit+1:]
+		}
+		next = append(next, v)
+		if m.variantList.CompareAndSwap(old, &next) {
+			return
+		}
+	}
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -314,23 +315,27 @@ func (s *Server) storeEntry(e *Entry, startGen uint64, rv requestView) bool {
 			}
 		}
 	}
+	var marker *Entry
 	if len(e.varyNames) > 0 {
-		s.ensureVaryMarker(e)
+		marker = s.ensureVaryMarker(e)
 	}
 	if !s.store.put(e, startGen) {
 		s.m.notStored.WithLabelValues("purged-during-fetch").Inc()
 		return false
+	}
+	if marker != nil {
+		marker.addVariant(e, 2*s.cfg.Cache.MaxVariants)
 	}
 	s.m.stores.Inc()
 	return true
 }
 
 // ensureVaryMarker stores the marker that sends lookups of e's URL to its
-// variants, unless an equivalent one is there.
-func (s *Server) ensureVaryMarker(e *Entry) {
+// variants, unless an equivalent one is there, and returns it.
+func (s *Server) ensureVaryMarker(e *Entry) *Entry {
 	url := e.url()
 	if m := s.store.get(url); m != nil && m.kind == kindVary && equalNames(m.varyNames, e.varyNames) && !m.dead.Load() {
-		return
+		return m
 	}
 	m := &Entry{
 		key:       append([]byte(nil), url...),
@@ -344,6 +349,7 @@ func (s *Server) ensureVaryMarker(e *Entry) {
 	m.cost = int64(len(m.key)) + entryOverhead
 	m.variants.Store(1) // e
 	s.store.putMarker(m)
+	return m
 }
 
 func equalNames(a, b []string) bool {
@@ -443,8 +449,8 @@ func (s *Server) deliver(ctx *fasthttp.RequestCtx, rs *reqState, fr *fetched, ou
 }
 
 func (s *Server) logFetchError(rs *reqState, err error) {
-	if s.log.Enabled(nil, slog.LevelWarn) {
-		s.log.LogAttrs(nil, slog.LevelWarn, "origin fetch failed",
+	if s.log.Enabled(context.Background(), slog.LevelWarn) {
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "origin fetch failed",
 			slog.String("url", string(rs.key)), slog.String("reason", fetchReason(err)), slog.String("err", err.Error()))
 	}
 }

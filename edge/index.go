@@ -16,31 +16,48 @@ const purgeLogSize = 4096
 // purgeRecord is one invalidation, as far as in-flight fetches care.
 type purgeRecord struct {
 	gen  uint64
-	all  bool
-	url  string // primary key (host+target), or a target ("/path") for every host
-	tag  string
 	soft bool
+	all  bool
+	url  string // URL key (host+target), or a target ("/path") for every host
+	tag  string
 }
 
-// index maps tags and URLs to stored entries, so that purges find every
-// entry they affect (including ones whose ristretto Set is still pending),
-// and remembers recent purges so that a fetch that started before a purge
-// does not store its older result as fresh (RELIABILITY promise 7).
+// index maps tags to stored entries so that purges find every entry they
+// affect, and remembers recent purges so that a fetch that started before
+// a purge does not store its older result as fresh (RELIABILITY promise
+// 7). URLs need no index: the store finds a URL's entry by its key, and a
+// Vary marker lists its variants.
+//
+// Memory: one map slot per tag (the key string is the entry's own, not a
+// copy), one pointer per further (entry, tag) pair.
 type index struct {
 	gen atomic.Uint64 // generation: bumped by every purge
 
 	mu    sync.Mutex // guards everything below
-	tags  map[string]map[*Entry]struct{}
-	urls  map[string]map[*Entry]struct{}
+	tags  map[string]tagSet
 	hosts map[string]int // host → entries, for host-less URL purges
 	log   [purgeLogSize]purgeRecord
 	logN  uint64 // records ever written
 }
 
+// tagSet holds the entries of one tag: most tags (an article's) are on a
+// few pages, some (the front page's, a section's) on very many.
+type tagSet struct {
+	one  *Entry
+	more *tagMore
+}
+
+// tagMore holds the entries beyond the first: a short list, then a set.
+type tagMore struct {
+	list []*Entry
+	set  map[*Entry]struct{}
+}
+
+const tagListMax = 32
+
 func newIndex() *index {
 	return &index{
-		tags:  make(map[string]map[*Entry]struct{}),
-		urls:  make(map[string]map[*Entry]struct{}),
+		tags:  make(map[string]tagSet),
 		hosts: make(map[string]int),
 	}
 }
@@ -49,18 +66,36 @@ func newIndex() *index {
 // it starts.
 func (x *index) generation() uint64 { return x.gen.Load() }
 
-// add indexes e, unless a purge since startGen affects it.
-func (x *index) add(e *Entry, startGen uint64) bool {
+// add indexes e, unless a purge since startGen affects it. It returns the
+// generation it checked against, for recheck.
+func (x *index) add(e *Entry, startGen uint64) (uint64, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.gen.Load() != startGen && x.purgedSinceLocked(startGen, e) {
-		return false
+	if x.gen.Load() != startGen {
+		if affected, _ := x.purgedSinceLocked(startGen, e); affected {
+			return 0, false
+		}
 	}
 	x.addLocked(e)
-	return true
+	return x.gen.Load(), true
 }
 
-// addMarker indexes a marker entry by URL only.
+// recheck is called after e became visible in the store: a purge recorded
+// between add and then may have collected entries before e was visible,
+// so e applies it to itself.
+func (x *index) recheck(e *Entry, checked uint64, now time.Time) {
+	if x.gen.Load() == checked {
+		return
+	}
+	x.mu.Lock()
+	affected, soft := x.purgedSinceLocked(checked, e)
+	x.mu.Unlock()
+	if affected {
+		invalidateEntry(e, soft, now)
+	}
+}
+
+// addMarker indexes a marker entry (no tags).
 func (x *index) addMarker(e *Entry) {
 	x.mu.Lock()
 	x.addLocked(e)
@@ -68,22 +103,36 @@ func (x *index) addMarker(e *Entry) {
 }
 
 func (x *index) addLocked(e *Entry) {
-	u := string(e.url())
-	set := x.urls[u]
-	if set == nil {
-		set = make(map[*Entry]struct{}, 1)
-		x.urls[u] = set
-		host, _ := cachepolicy.SplitKey(e.url())
-		x.hosts[string(host)]++
+	host, _ := cachepolicy.SplitKey(e.url())
+	if n, ok := x.hosts[string(host)]; ok {
+		x.hosts[string(host)] = n + 1
+	} else {
+		x.hosts[string(host)] = 1
 	}
-	set[e] = struct{}{}
 	for _, t := range e.tags {
-		ts := x.tags[t]
-		if ts == nil {
-			ts = make(map[*Entry]struct{}, 1)
-			x.tags[t] = ts
+		ts, ok := x.tags[t]
+		if !ok {
+			x.tags[t] = tagSet{one: e}
+			continue
 		}
-		ts[e] = struct{}{}
+		switch {
+		case ts.one == nil:
+			ts.one = e
+		case ts.more == nil:
+			ts.more = &tagMore{list: []*Entry{e}}
+		case ts.more.set != nil:
+			ts.more.set[e] = struct{}{}
+		case len(ts.more.list) < tagListMax:
+			ts.more.list = append(ts.more.list, e)
+		default:
+			ts.more.set = make(map[*Entry]struct{}, 2*tagListMax)
+			for _, o := range ts.more.list {
+				ts.more.set[o] = struct{}{}
+			}
+			ts.more.set[e] = struct{}{}
+			ts.more.list = nil
+		}
+		x.tags[t] = ts
 	}
 }
 
@@ -95,50 +144,112 @@ func (x *index) remove(e *Entry) {
 }
 
 func (x *index) removeLocked(e *Entry) {
-	u := e.url()
-	if set, ok := x.urls[string(u)]; ok {
-		delete(set, e)
-		if len(set) == 0 {
-			delete(x.urls, string(u))
-			host, _ := cachepolicy.SplitKey(u)
-			if x.hosts[string(host)]--; x.hosts[string(host)] <= 0 {
-				delete(x.hosts, string(host))
-			}
+	host, _ := cachepolicy.SplitKey(e.url())
+	if n, ok := x.hosts[string(host)]; ok {
+		if n <= 1 {
+			delete(x.hosts, string(host))
+		} else {
+			x.hosts[string(host)] = n - 1
 		}
 	}
 	for _, t := range e.tags {
-		if ts, ok := x.tags[t]; ok {
-			delete(ts, e)
-			if len(ts) == 0 {
-				delete(x.tags, t)
-			}
+		ts, ok := x.tags[t]
+		if !ok {
+			continue
+		}
+		if ts.one == e {
+			ts.one = nil
+		} else if ts.more != nil {
+			ts.more.delete(e)
+		}
+		if ts.one == nil && ts.more != nil {
+			ts.one = ts.more.pop()
+		}
+		if ts.more != nil && ts.more.empty() {
+			ts.more = nil
+		}
+		if ts.one == nil {
+			delete(x.tags, t)
+		} else {
+			x.tags[t] = ts
 		}
 	}
 }
 
-// purgedSinceLocked reports whether a purge after startGen affects e.
-func (x *index) purgedSinceLocked(startGen uint64, e *Entry) bool {
+func (m *tagMore) delete(e *Entry) {
+	if m.set != nil {
+		delete(m.set, e)
+		return
+	}
+	for i, o := range m.list {
+		if o == e {
+			last := len(m.list) - 1
+			m.list[i] = m.list[last]
+			m.list[last] = nil
+			m.list = m.list[:last]
+			return
+		}
+	}
+}
+
+func (m *tagMore) pop() *Entry {
+	if m.set != nil {
+		for e := range m.set {
+			delete(m.set, e)
+			return e
+		}
+		return nil
+	}
+	if len(m.list) == 0 {
+		return nil
+	}
+	last := len(m.list) - 1
+	e := m.list[last]
+	m.list[last] = nil
+	m.list = m.list[:last]
+	return e
+}
+
+func (m *tagMore) empty() bool { return len(m.list) == 0 && len(m.set) == 0 }
+
+// each calls f for every entry of the set.
+func (ts tagSet) each(f func(*Entry)) {
+	if ts.one != nil {
+		f(ts.one)
+	}
+	if ts.more == nil {
+		return
+	}
+	for _, e := range ts.more.list {
+		f(e)
+	}
+	for e := range ts.more.set {
+		f(e)
+	}
+}
+
+// purgedSinceLocked reports whether a purge after startGen affects e, and
+// whether all such purges were soft.
+func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft bool) {
 	cur := x.gen.Load()
 	if cur-startGen > min(x.logN, purgeLogSize) {
-		return true // older than what the log remembers
+		return true, false // older than what the log remembers
 	}
 	u := e.url()
 	_, target := cachepolicy.SplitKey(u)
-	for i := x.logN; i > 0 && i > x.logN-purgeLogSize; i-- {
+	soft = true
+	for i := x.logN; i > 0 && i > x.logN-min(x.logN, purgeLogSize); i-- {
 		r := &x.log[(i-1)%purgeLogSize]
 		if r.gen <= startGen {
 			break
 		}
-		switch {
-		case r.all:
-			return true
-		case r.url != "" && (r.url == string(u) || r.url == string(target)):
-			return true
-		case r.tag != "" && hasTag(e.tags, r.tag):
-			return true
+		if r.all || (r.url != "" && (r.url == string(u) || r.url == string(target))) ||
+			(r.tag != "" && hasTag(e.tags, r.tag)) {
+			affected = true
+			soft = soft && r.soft
 		}
 	}
-	return false
+	return affected, affected && soft
 }
 
 func hasTag(tags []string, t string) bool {
@@ -153,73 +264,62 @@ func hasTag(tags []string, t string) bool {
 // purge is one invalidation request.
 type purge struct {
 	tags []string
-	urls [][]byte // normalised primary keys, or targets starting with '/'
+	urls [][]byte // normalised URL keys, or targets starting with '/'
 	all  bool
 	soft bool
 }
 
-// invalidate applies p at now: it bumps the generation (so in-flight
-// fetches of affected objects do not store as fresh), then hard-removes or
-// soft-expires every affected entry. It returns the entries affected; the
-// caller deletes hard-purged ones from ristretto outside the lock.
-func (x *index) invalidate(p purge, now time.Time) (affected []*Entry) {
+// record bumps the generation and logs p for in-flight fetches; it returns
+// the hosts known now (for host-less URL purges).
+func (x *index) record(p purge) (hosts []string) {
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	gen := x.gen.Add(1)
-	rec := func(r purgeRecord) {
+	add := func(r purgeRecord) {
 		r.gen, r.soft = gen, p.soft
 		x.log[x.logN%purgeLogSize] = r
 		x.logN++
 	}
-	seen := make(map[*Entry]struct{})
-	collect := func(set map[*Entry]struct{}) {
-		for e := range set {
-			if _, dup := seen[e]; !dup {
-				seen[e] = struct{}{}
-				affected = append(affected, e)
-			}
-		}
-	}
 	if p.all {
-		rec(purgeRecord{all: true})
-		// Every entry is indexed by URL, including those whose ristretto
-		// Set is still pending.
-		for _, set := range x.urls {
-			collect(set)
-		}
+		add(purgeRecord{all: true})
 	}
 	for _, t := range p.tags {
-		rec(purgeRecord{tag: t})
-		collect(x.tags[t])
+		add(purgeRecord{tag: t})
 	}
 	for _, u := range p.urls {
-		rec(purgeRecord{url: string(u)})
-		if len(u) > 0 && u[0] == '/' {
+		add(purgeRecord{url: string(u)})
+		if len(u) > 0 && u[0] == '/' && hosts == nil {
+			hosts = make([]string, 0, len(x.hosts))
 			for h := range x.hosts {
-				collect(x.urls[h+string(u)])
+				hosts = append(hosts, h)
 			}
-		} else {
-			collect(x.urls[string(u)])
 		}
 	}
-	if !p.soft {
-		for _, e := range affected {
-			x.removeLocked(e)
-		}
-	}
-	x.mu.Unlock()
-	for _, e := range affected {
-		if p.soft {
-			e.softPurge(now)
-		} else {
-			e.dead.Store(true)
-		}
-	}
-	return affected
+	return hosts
 }
 
-// counts returns the number of tags and URLs indexed.
-func (x *index) counts() (tags, urls int) {
+// tagged appends the entries of tag t to dst.
+func (x *index) tagged(dst []*Entry, t string) []*Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return len(x.tags), len(x.urls)
+	if ts, ok := x.tags[t]; ok {
+		ts.each(func(e *Entry) { dst = append(dst, e) })
+	}
+	return dst
+}
+
+// counts returns the number of tags and hosts indexed.
+func (x *index) counts() (tags, hosts int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.tags), len(x.hosts)
+}
+
+// invalidateEntry applies a purge's effect to one entry.
+func invalidateEntry(e *Entry, soft bool, now time.Time) {
+	if soft {
+		e.softPurge(now)
+	} else {
+		e.dead.Store(true)
+	}
 }

@@ -52,7 +52,24 @@ type metrics struct {
 	gzipErrors      prometheus.Counter
 
 	accessLogDropped prometheus.Counter
+
+	purges        [numPurgeKinds][2]prometheus.Counter // kind, soft
+	purgedObjects prometheus.Counter
+	purgeDuration prometheus.Observer
+	purgeRefusals *prometheus.CounterVec
 }
+
+// purgeKind is the closed set of purge kinds in metrics.
+type purgeKind uint8
+
+const (
+	purgeURL purgeKind = iota
+	purgeTag
+	purgeAll
+	numPurgeKinds
+)
+
+var purgeKindNames = [numPurgeKinds]string{"url", "tag", "all"}
 
 func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (*metrics, error) {
 	m := &metrics{}
@@ -159,6 +176,28 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_access_log_dropped_total",
 		Help: "Access log lines dropped because the writer fell behind (log.access_buffer).",
 	})
+	purges := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_purges_total",
+		Help: "Purges applied, by kind (url, tag, all) and mode (hard, soft).",
+	}, []string{"kind", "mode"})
+	for k := range numPurgeKinds {
+		m.purges[k][0] = purges.WithLabelValues(purgeKindNames[k], "hard")
+		m.purges[k][1] = purges.WithLabelValues(purgeKindNames[k], "soft")
+	}
+	m.purgedObjects = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_purged_objects_total",
+		Help: "Objects (responses and variants) removed or marked stale by purges.",
+	})
+	purgeDur := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "lakka_edge_purge_duration_seconds",
+		Help:    "Time to apply a purge on this node.",
+		Buckets: prometheus.ExponentialBuckets(0.000005, 4, 10),
+	})
+	m.purgeDuration = purgeDur
+	m.purgeRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_purge_refusals_total",
+		Help: "Purge requests refused, by reason (token, network, request).",
+	}, []string{"reason"})
 	objects := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lakka_edge_cache_objects",
 		Help: "Objects in the store (responses, variants and markers).",
@@ -173,6 +212,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
 		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped,
 		m.decompressions, m.compressions, m.gzipErrors, m.accessLogDropped, objects, bytes,
+		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -1,11 +1,13 @@
 package edge
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -18,19 +20,80 @@ import (
 )
 
 // purge applies an invalidation to the store and returns the number of
-// objects (responses and variants, not markers) it affected.
+// objects (responses and variants, not markers) it affected. The purge is
+// recorded first, so that fetches in flight do not store older objects
+// afterwards; then the affected entries are marked (soft: stale from now;
+// hard: dead, never served again) and hard-purged ones are handed to the
+// reaper, which frees their memory in the background.
 func (s *store) purge(p purge, now time.Time) int {
-	affected := s.idx.invalidate(p, now)
+	hosts := s.idx.record(p)
+	var affected []*Entry
+	for _, t := range p.tags {
+		affected = s.idx.tagged(affected, t)
+	}
+	for _, u := range p.urls {
+		if len(u) > 0 && u[0] == '/' {
+			for _, h := range hosts {
+				affected = s.urlEntries(affected, append([]byte(h), u...))
+			}
+			continue
+		}
+		affected = s.urlEntries(affected, u)
+	}
+	if p.all {
+		affected = s.allEntries(affected)
+	}
+	if len(p.tags)+len(p.urls) > 1 || p.all {
+		affected = dedupe(affected)
+	}
 	n := 0
 	for _, e := range affected {
+		invalidateEntry(e, p.soft, now)
 		if e.kind == kindObject {
 			n++
 		}
-		if !p.soft {
-			s.remove(e)
-		}
+	}
+	if !p.soft {
+		s.reap(affected)
 	}
 	return n
+}
+
+// urlEntries appends the entries stored for a URL key: the object, or a
+// Vary marker and its variants.
+func (s *store) urlEntries(dst []*Entry, url []byte) []*Entry {
+	e := s.get(url)
+	if e == nil {
+		return dst
+	}
+	dst = append(dst, e)
+	if e.kind == kindVary {
+		if vs := e.variantList.Load(); vs != nil {
+			dst = append(dst, *vs...)
+		}
+	}
+	return dst
+}
+
+// allEntries appends every stored entry.
+func (s *store) allEntries(dst []*Entry) []*Entry {
+	s.c.IterValues(func(e *Entry) bool {
+		dst = append(dst, e)
+		return false
+	})
+	return append(dst, s.win.entries()...)
+}
+
+func dedupe(es []*Entry) []*Entry {
+	seen := make(map[*Entry]struct{}, len(es))
+	out := es[:0]
+	for _, e := range es {
+		if _, dup := seen[e]; !dup {
+			seen[e] = struct{}{}
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // invalidateAfterUnsafe applies RFC 9111 §4.4: a successful unsafe request
@@ -80,6 +143,7 @@ func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
 	h.SetContentType("application/json")
 	a, ok := netip.AddrFromSlice(ctx.RemoteIP())
 	if !ok || !containsAddr(s.purgers, a.Unmap()) {
+		s.m.purgeRefusals.WithLabelValues("network").Inc()
 		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
 		ctx.Response.SetBodyString(`{"error":"PURGE is not allowed from this address"}` + "\n")
 		return
@@ -87,7 +151,7 @@ func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
 	soft := asciiEqualFold(ctx.Request.Header.Peek("Purge-Mode"), "soft")
 	start := time.Now()
 	n := s.store.purge(purge{urls: [][]byte{append([]byte(nil), rs.key...)}, soft: soft}, s.now())
-	s.observePurge("url", soft, n, time.Since(start))
+	s.observePurge(purgeURL, soft, n, time.Since(start))
 	ctx.Response.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.SetBodyString(`{"purged":` + strconv.Itoa(n) + `,"soft":` + strconv.FormatBool(soft) + "}\n")
 }
@@ -130,6 +194,7 @@ func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.token)) != 1 {
+		s.m.purgeRefusals.WithLabelValues("token").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lakka-purge"`)
 		apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
@@ -138,22 +203,24 @@ func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxPurgeBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		s.m.purgeRefusals.WithLabelValues("request").Inc()
 		apiError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
 		return
 	}
 	p, err := s.compilePurge(req)
 	if err != nil {
+		s.m.purgeRefusals.WithLabelValues("request").Inc()
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	start := time.Now()
 	n := s.store.purge(p, s.now())
-	kind := "url"
+	kind := purgeURL
 	switch {
 	case p.all:
-		kind = "all"
+		kind = purgeAll
 	case len(p.tags) > 0:
-		kind = "tag"
+		kind = purgeTag
 	}
 	s.observePurge(kind, p.soft, n, time.Since(start))
 	w.Header().Set("Content-Type", "application/json")
@@ -204,8 +271,17 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-func (s *Server) observePurge(kind string, soft bool, n int, d time.Duration) {
-	if s.log.Enabled(nil, -4) {
-		s.log.Debug("purge", "kind", kind, "soft", soft, "purged", n, "duration", d)
+func (s *Server) observePurge(kind purgeKind, soft bool, n int, d time.Duration) {
+	mode := 0
+	if soft {
+		mode = 1
+	}
+	s.m.purges[kind][mode].Inc()
+	s.m.purgedObjects.Add(float64(n))
+	s.m.purgeDuration.Observe(d.Seconds())
+	if s.log.Enabled(context.Background(), slog.LevelInfo) {
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "purge",
+			slog.String("kind", purgeKindNames[kind]), slog.Bool("soft", soft),
+			slog.Int("purged", n), slog.Duration("duration", d))
 	}
 }

@@ -37,6 +37,14 @@ type store struct {
 	ident *identityPool
 	// win is the admission window in front of ristretto.
 	win *window
+
+	// The reaper deletes hard-purged entries in the background, so that a
+	// purge of 100,000 objects returns in milliseconds.
+	reapMu   sync.Mutex // guards reapList
+	reapList []*Entry
+	reapWake chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // windowShare is the part of the byte budget given to the admission window
@@ -44,7 +52,7 @@ type store struct {
 const windowShare = 50 // 1/50 = 2%
 
 func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
-	s := &store{m: m, idx: newIndex()}
+	s := &store{m: m, idx: newIndex(), reapWake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	s.ident = newIdentityPool(identityBytes, m)
 	winBytes := max(maxBytes/windowShare, min(1<<20, maxBytes/4))
 	s.win = newWindow(winBytes)
@@ -72,7 +80,40 @@ func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
 		return nil, err
 	}
 	s.c = c
+	go s.reaper()
 	return s, nil
+}
+
+// reap queues dead entries for deletion.
+func (s *store) reap(es []*Entry) {
+	if len(es) == 0 {
+		return
+	}
+	s.reapMu.Lock()
+	s.reapList = append(s.reapList, es...)
+	s.reapMu.Unlock()
+	select {
+	case s.reapWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *store) reaper() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.reapWake:
+		}
+		s.reapMu.Lock()
+		batch := s.reapList
+		s.reapList = nil
+		s.reapMu.Unlock()
+		for _, e := range batch {
+			s.remove(e)
+		}
+	}
 }
 
 // get returns the entry stored under key, or nil. It compares the full key:
@@ -93,10 +134,12 @@ func (s *store) get(key []byte) *Entry {
 // window, where it is visible at once; from there ristretto's admission
 // policy decides, with the accesses it got meanwhile counted.
 func (s *store) put(e *Entry, startGen uint64) bool {
-	if !s.idx.add(e, startGen) {
+	checked, ok := s.idx.add(e, startGen)
+	if !ok {
 		return false
 	}
 	s.insert(e)
+	s.idx.recheck(e, checked, e.storedAt)
 	return true
 }
 
@@ -172,6 +215,8 @@ func (s *store) onExit(e *Entry) {
 func (s *store) wait() { s.c.Wait() }
 
 func (s *store) close() {
+	close(s.stop)
+	<-s.done
 	for _, e := range s.win.drain() {
 		s.onExit(e)
 	}
@@ -264,6 +309,17 @@ func (w *window) removeEntry(e *Entry) bool {
 	delete(w.m, string(e.key))
 	w.used -= e.cost
 	return true
+}
+
+// entries returns what the window holds.
+func (w *window) entries() []*Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*Entry, 0, len(w.m))
+	for _, e := range w.m {
+		out = append(out, e)
+	}
+	return out
 }
 
 // drain empties the window and returns what it held.
