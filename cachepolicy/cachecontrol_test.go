@@ -181,6 +181,28 @@ func TestParseCacheControl(t *testing.T) {
 		{`community="UCI", max-age=5`, "max-age=5"},
 		{"x-max-age=5", ""},
 
+		// Malformed members: restrictive directives still apply, lifetimes
+		// become 0, permissive ones are dropped.
+		{"no-store;x", "no-store"},
+		{"private garbage", "private"},
+		{"no-cache x, max-age=60", "max-age=60 no-cache"},
+		{"must-revalidate;", "must-revalidate"},
+		{"max-age=60;x", "max-age=0"},
+		{"max-age=60 30", "max-age=0"},
+		{"max-age=60\x00", "max-age=0"},
+		{`max-age="60"x`, "max-age=0"},
+		{"max-age=60+30", "max-age=0"}, // Surrogate-Control syntax only
+		{"public;x", ""},
+		{"public x, max-age=60", "max-age=60"},
+		{`public="x`, ""},
+		{"immutable;x", ""},
+		{"no-store;x, must-understand;x", "no-store"},
+		{"stale-while-revalidate=30 x", ""},
+		{"max-stale x", ""},
+		// An unterminated quoted string does not hide what follows.
+		{`foo="x, private`, "private"},
+		{`no-cache="Set-Cookie, no-store`, "no-store no-cache"},
+		{`max-age="60, no-store`, "max-age=0 no-store"},
 	}
 	for _, tt := range tests {
 		if got := describe(parseCC(tt.in)); got != tt.want {
@@ -211,12 +233,32 @@ func TestParseSurrogateControl(t *testing.T) {
 		{"max-age=60", "lakka", "max-age=60"},
 		{"max-age=60;lakka", "lakka", "max-age=60"},
 		{"max-age=60;LAKKA", "lakka", "max-age=60"},
+		{"max-age=60 ; lakka", "lakka", "max-age=60"},
 		{"max-age=60;other", "lakka", ""},
 		{"max-age=60;", "lakka", ""},
 		{"no-store;other, max-age=60", "lakka", "max-age=60"},
 		{"no-store;lakka, max-age=60", "lakka", "max-age=60 no-store"},
 		{`content="ESI/1.0";lakka, max-age=60`, "lakka", "max-age=60"},
 		{"max-age=60;lakka", "", ""},
+		// Targeted directives win over untargeted ones of the same kind.
+		{"max-age=10, max-age=60;lakka", "lakka", "max-age=60"},
+		{"max-age=60;lakka, max-age=10", "lakka", "max-age=60"},
+		{"max-age=10, max-age=60;other", "lakka", "max-age=10"},
+		{"max-age=60;lakka, max-age=30;lakka", "lakka", "max-age=0"},
+		{"no-store, max-age=60;lakka", "lakka", "max-age=60 no-store"},
+		{"stale-if-error=5, stale-if-error=600;lakka", "lakka", "stale-if-error=600"},
+		// Edge Architecture max-age=freshness+revalidation.
+		{"max-age=60+30", "lakka", "max-age=60 stale-while-revalidate=30"},
+		{"max-age=60+30;lakka", "lakka", "max-age=60 stale-while-revalidate=30"},
+		{"max-age=60+x", "lakka", "max-age=60"},
+		{"max-age=x+30", "lakka", "max-age=0 stale-while-revalidate=30"},
+		{"max-age=60+", "lakka", "max-age=60"},
+		{"max-age=+30", "lakka", "max-age=0 stale-while-revalidate=30"},
+		// Garbage after the target makes the member malformed.
+		{"max-age=60;lakka x", "lakka", "max-age=0"},
+		{"no-store;lakka x", "lakka", "no-store"},
+		{"public;lakka x", "lakka", ""},
+		{"max-age=60", "", "max-age=60"},
 	}
 	for _, tt := range tests {
 		if got := describe(parseSC(tt.target, tt.in)); got != tt.want {
