@@ -396,6 +396,34 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestDecideClamps checks the arithmetic at the edges: a zero request time
+// (Sub saturates), a huge Age, and nonsensical negative route values.
+func TestDecideClamps(t *testing.T) {
+	f := func(name string, resp Response, requestTime time.Time, rules Rules, want Decision) {
+		t.Helper()
+		got := Decide(request(), resp, requestTime, t0, rules)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: (-want +got)\n%s", name, diff)
+		}
+	}
+	f("zero request time", response(200, "Cache-Control: max-age=60"), time.Time{}, baseRules,
+		withAge(refused(ReasonNoLifetime, true), maxDelta))
+	f("zero request time and Age", response(200, "Cache-Control: max-age=60", "Age: 2147483647"), time.Time{}, baseRules,
+		withAge(refused(ReasonNoLifetime, true), maxDelta))
+	r := response(200, "Cache-Control: max-age=60")
+	r.Age = maxDelta * 4
+	f("Age beyond delta-seconds", r, t0, baseRules, withAge(refused(ReasonNoLifetime, true), maxDelta))
+	r.Age = -5 * sec
+	f("negative Age", r, t0, baseRules, stored(60*sec, 10*sec, hour))
+	f("negative route values", response(200), t0,
+		Rules{DefaultTTL: -sec, TTL: dur(-sec), RouteGrace: dur(-sec), RouteKeep: dur(hour)},
+		stored(0, 0, hour))
+	f("negative defaults", response(200, "Cache-Control: max-age=60"), t0, Rules{Grace: -sec, Keep: -sec},
+		stored(60*sec, 0, 0))
+	f("huge route windows", response(200), t0, Rules{RouteGrace: dur(1 << 62), RouteKeep: dur(1 << 62)},
+		stored(0, maxDelta, maxDelta))
+}
+
 func TestDecisionLifetime(t *testing.T) {
 	tests := []struct {
 		d    Decision
@@ -453,6 +481,9 @@ func FuzzDecide(f *testing.F) {
 		req.Authorization = auth
 		for _, rules := range []Rules{baseRules, {}, {TTL: dur(hour), MinTTL: dur(sec), MaxTTL: dur(24 * hour), RouteGrace: dur(hour), RouteKeep: dur(hour)}} {
 			d := Decide(req, resp, t0, t0.Add(time.Duration(delay)), rules)
+			if d.InitialAge < 0 || d.InitialAge > maxDelta {
+				t.Errorf("InitialAge %v out of [0, 2^31 s]", d.InitialAge)
+			}
 			if d.Store != (d.Reason == ReasonStored) {
 				t.Errorf("Store %v with Reason %v", d.Store, d.Reason)
 			}
