@@ -269,6 +269,7 @@ func (d Decision) refuse(r Reason, hitForMiss bool) Decision {
 	d.Reason = r
 	d.HitForMiss = hitForMiss
 	d.TTL, d.Grace, d.Keep = 0, 0, 0
+	d.Revalidate = false
 	return d
 }
 

@@ -377,6 +377,9 @@ func TestDecide(t *testing.T) {
 			want: revalidate(stored(120*sec, 0, 0))},
 		{name: "no-cache, max-age=0, ETag and Age", status: 200, resp: []string{"Cache-Control: no-cache, max-age=0", `ETag: "x"`, "Age: 30"},
 			want: withAge(revalidate(stored(150*sec, 0, 0)), 30*sec)},
+		{name: "no-cache with default TTL 0", status: 200, resp: []string{"Cache-Control: no-cache", `ETag: "x"`},
+			rules: func(r *Rules) { r.DefaultTTL = 0 },
+			want:  refused(ReasonNoLifetime, true)},
 		{name: "Surrogate-Control no-cache without validator", status: 200, resp: []string{"Surrogate-Control: no-cache", "Cache-Control: max-age=60"},
 			want: refused(ReasonNoCache, true)},
 		{name: "no-cache on a 302 without freshness", status: 302, resp: []string{"Cache-Control: no-cache", `ETag: "x"`},
@@ -488,7 +491,7 @@ func FuzzDecide(f *testing.F) {
 				t.Errorf("Store %v with Reason %v", d.Store, d.Reason)
 			}
 			if !d.Store {
-				if d.TTL != 0 || d.Grace != 0 || d.Keep != 0 {
+				if d.TTL != 0 || d.Grace != 0 || d.Keep != 0 || d.Revalidate {
 					t.Errorf("refused (%v) with lifetimes %+v", d.Reason, d)
 				}
 				continue
