@@ -206,7 +206,8 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	}
 	d.TTL = clampDelta(ttl)
 
-	noStale := cc.MustRevalidate || cc.ProxyRevalidate || cc.SMaxAge != Absent || cc.NoCache
+	noCache := cc.NoCache || (resp.HasSurrogateControl && sc.NoCache)
+	noStale := cc.MustRevalidate || cc.ProxyRevalidate || cc.SMaxAge != Absent || noCache
 	d.Grace = clampDelta(window(rules.RouteGrace, sc.StaleWhileRevalidate, resp.HasSurrogateControl, cc.StaleWhileRevalidate, rules.Grace, noStale))
 	// stale-if-error counts from expiry, like grace, so keep is what it adds
 	// after grace. A configured or route keep is already "after grace".
@@ -224,7 +225,7 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	}
 	d.Keep = clampDelta(d.Keep)
 
-	if cc.NoCache || (resp.HasSurrogateControl && sc.NoCache) {
+	if noCache {
 		// Stored only to be revalidated before every use, which needs a
 		// validator; it is kept for the lifetime it announced.
 		if !resp.HasValidator {

@@ -380,6 +380,8 @@ func TestDecide(t *testing.T) {
 		{name: "no-cache with default TTL 0", status: 200, resp: []string{"Cache-Control: no-cache", `ETag: "x"`},
 			rules: func(r *Rules) { r.DefaultTTL = 0 },
 			want:  refused(ReasonNoLifetime, true)},
+		{name: "Surrogate-Control no-cache with ETag", status: 200, resp: []string{"Surrogate-Control: no-cache", "Cache-Control: max-age=60", `ETag: "x"`},
+			want: revalidate(stored(60*sec, 0, 0))},
 		{name: "Surrogate-Control no-cache without validator", status: 200, resp: []string{"Surrogate-Control: no-cache", "Cache-Control: max-age=60"},
 			want: refused(ReasonNoCache, true)},
 		{name: "no-cache on a 302 without freshness", status: 302, resp: []string{"Cache-Control: no-cache", `ETag: "x"`},
