@@ -141,6 +141,13 @@ func TestNormalizeTarget(t *testing.T) {
 		{raw: "http://h/a#b", want: bad},
 		{raw: "http://h/%zz", want: bad},
 		{raw: "http://h?%zz", want: bad},
+		{raw: "http://h\x00/a", want: bad},
+		{raw: "http://h\r\nX: y/a", want: bad},
+		{raw: "http://h x/a", want: bad},
+		{raw: "http://h\t/a", want: bad},
+		{raw: "http://h\x7f", want: bad},
+		{raw: "http://h#frag", want: bad},
+		{raw: "http://h#@evil/a", want: bad},
 
 		// Stripping query parameters.
 		{raw: "/a?utm_source=x", rules: stripRules, want: "/a"},
@@ -231,7 +238,7 @@ func TestNormalizeTargetManyParams(t *testing.T) {
 }
 
 func TestNormalizeTargetAppends(t *testing.T) {
-	for _, raw := range []string{"/a/../b?d=1&c=2", "http://h?utm_x=1", "http://h", "/%zz", "/a?b=%zz&c", "http://u@h/"} {
+	for _, raw := range []string{"/a/../b?d=1&c=2", "http://h?utm_x=1", "http://h", "/%zz", "http://h?%zz", "/a?b=%zz&c", "http://u@h/"} {
 		for _, rules := range []*KeyRules{nil, bothRules} {
 			want, wantHost, wantErr := NormalizeTarget(nil, []byte(raw), rules)
 			prefix := []byte("prefix")
