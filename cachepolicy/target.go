@@ -295,7 +295,12 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 			}
 			port = rest[1:]
 		}
-		for _, c := range name[1 : len(name)-1] {
+		// An IPv6 address has at least two colons ("::").
+		inner := name[1 : len(name)-1]
+		if len(inner) < 2 || indexByte(inner, ':') < 0 {
+			return dst, ErrBadHost
+		}
+		for _, c := range inner {
 			if !(isHex(c) || c == ':' || c == '.') {
 				return dst, ErrBadHost
 			}
@@ -307,7 +312,10 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 		if len(name) > 0 && name[len(name)-1] == '.' {
 			name = name[:len(name)-1]
 		}
-		if len(name) == 0 {
+		// Empty labels ("a..b", ".a", "a..") are not DNS names; accepting
+		// "a.." would also normalise it to "a.", which normalises again
+		// to "a".
+		if len(name) == 0 || name[0] == '.' || name[len(name)-1] == '.' || bytes.Contains(name, []byte("..")) {
 			return dst, ErrBadHost
 		}
 		for _, c := range name {

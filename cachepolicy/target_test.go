@@ -531,6 +531,16 @@ func TestNormalizeHost(t *testing.T) {
 		{"[v1.x]", bad},
 		{"[a]b]", bad},
 		{"::1", bad},
+		{"[]", bad},
+		{"[]:80", bad},
+		{"[:]", bad},
+		{"[1.2.3.4]", bad},
+		{"[ab]", bad},
+		{"example.com..", bad},
+		{"a..b", bad},
+		{".a", bad},
+		{"..", bad},
+		{".example.com.", bad},
 		{strings.Repeat("a", 262), bad},
 	}
 	for _, tt := range tests {
@@ -572,7 +582,7 @@ func checkNormalizeHost(t *testing.T, in []byte) {
 }
 
 func FuzzNormalizeHost(f *testing.F) {
-	for _, s := range []string{"example.com", "Example.COM.:80", "[::1]:8080", "[2001:DB8::1]", "a:b:c", "a.-b_c:65535"} {
+	for _, s := range []string{"example.com", "Example.COM.:80", "[::1]:8080", "[2001:DB8::1]", "a:b:c", "example.com..", "[]", "a.-b_c:65535"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkNormalizeHost)
