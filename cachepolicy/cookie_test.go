@@ -27,6 +27,11 @@ func TestStripCookies(t *testing.T) {
 		{"_ga =1", analytics, ""},
 		{"_ga=1=2", analytics, ""},
 		{"a=", analytics, "a="},
+		// Pieces without '=' are kept whatever their name: the origin may
+		// read them.
+		{"_gid; a=1", analytics, "_gid; a=1"},
+		{"_ga", analytics, "_ga"},
+		{"a=1; _gat", []string{"*"}, "_gat"},
 		{"=1", analytics, "=1"},
 		{"=1", []string{""}, ""},
 		{"a=b; c=d", []string{"*"}, ""},
@@ -56,6 +61,12 @@ func FuzzStripCookies(f *testing.F) {
 		}
 		if len(out) > len(in)+bytes.Count(in, []byte(";")) {
 			t.Errorf("StripCookies(%q) = %q: longer than the input", in, out)
+		}
+		// Malformed pieces are kept.
+		for _, piece := range bytes.Split(in, []byte(";")) {
+			if p := bytes.TrimSpace(piece); len(p) > 0 && !bytes.ContainsAny(p, "=\t") && !bytes.Contains(out, p) {
+				t.Errorf("StripCookies(%q) = %q: dropped %q, which has no '='", in, out, p)
+			}
 		}
 		// No globs: every non-empty piece is kept.
 		if all := StripCookies(nil, in, nil); bytes.Count(all, []byte(";")) < bytes.Count(out, []byte(";")) {
