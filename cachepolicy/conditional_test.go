@@ -60,6 +60,7 @@ func TestETagMatchStrong(t *testing.T) {
 		{`x`, `x`, false},
 		{`"`, `"`, false},
 		{`"x"`, `"x" `, false},
+		{`"x`, `"x`, false},
 		{`Mon, 01 Jan 2024 12:00:00 GMT`, `"x"`, false},
 	}
 	for _, tt := range tests {
