@@ -59,6 +59,16 @@ func TestParseAcceptEncoding(t *testing.T) {
 		{[]string{"gzip;q=0.5x"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"gzip;q=01"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"*;q=abc"}, AcceptEncoding{0, 0, 0}},
+		{[]string{"gzip;q=10"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=100"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=1..0"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=1.0."}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=0.5."}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q =0"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;Q = 0.5"}, AcceptEncoding{500, 0, 1}},
+		{[]string{"gzip;qq=0"}, AcceptEncoding{1000, 0, 1}},
+		{[]string{"gzip;q"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q;level=1"}, AcceptEncoding{0, 0, 1}},
 	}
 	for _, tt := range tests {
 		values := make([][]byte, len(tt.in))
