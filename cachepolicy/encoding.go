@@ -146,7 +146,7 @@ func (ae AcceptEncoding) Choose(offerGzip, offerZstd bool) (Encoding, bool) {
 	if offerGzip && ae.GzipQ > 0 && ae.GzipQ >= bestQ {
 		best, bestQ = Gzip, ae.GzipQ
 	}
-	if offerZstd && ae.ZstdQ > 0 && ae.ZstdQ > bestQ {
+	if offerZstd && ae.ZstdQ > 0 && (ae.ZstdQ > bestQ || (ae.ZstdQ == bestQ && best == Identity)) {
 		best, bestQ = Zstd, ae.ZstdQ
 	}
 	return best, bestQ > 0

@@ -116,6 +116,11 @@ func TestChoose(t *testing.T) {
 		{"identity, gzip;q=0.5", offer{true, true}, Identity, true},
 		{"*;q=0.5, gzip;q=0", offer{true, true}, Zstd, true},
 		{"*;q=0, identity", offer{true, true}, Identity, true},
+		// Ties: gzip, then zstd, then identity.
+		{"zstd, identity", offer{false, true}, Zstd, true},
+		{"zstd;q=0.5, identity;q=0.5", offer{true, true}, Zstd, true},
+		{"gzip;q=0.5, zstd;q=0.5, identity;q=0.5", offer{true, true}, Gzip, true},
+		{"*", offer{false, true}, Zstd, true},
 	}
 	for _, tt := range tests {
 		var ae AcceptEncoding
@@ -169,6 +174,8 @@ func FuzzParseAcceptEncoding(f *testing.F) {
 				t.Errorf("ParseAcceptEncoding(%q).Choose(%v) = %v, %v with q %d", b, offer, e, ok, q)
 			case offer[0] && ae.GzipQ > q, offer[1] && ae.ZstdQ > q, e != Identity && ae.IdentityQ > q:
 				t.Errorf("ParseAcceptEncoding(%q) = %+v: Choose(%v) = %v, not the best", b, ae, offer, e)
+			case q > 0 && e != Gzip && offer[0] && ae.GzipQ == q, q > 0 && e == Identity && offer[1] && ae.ZstdQ == q:
+				t.Errorf("ParseAcceptEncoding(%q) = %+v: Choose(%v) = %v, not the preferred among equals", b, ae, offer, e)
 			}
 		}
 	})
