@@ -45,6 +45,18 @@ func TestParseHTTPDate(t *testing.T) {
 		{"Sunday, 06-Nov-1994 08:49:37 GMT", time.Time{}},
 		{"Sun Nov 6 08:49:37 1994", rfc}, // lenient: the space before a 1-digit day is optional
 		{"1994-11-06T08:49:37Z", time.Time{}},
+		// Days that do not exist are invalid, not the next month.
+		{"Thu, 31 Feb 1994 08:49:37 GMT", time.Time{}},
+		{"Thu, 29 Feb 2023 08:49:37 GMT", time.Time{}},
+		{"Sun, 31 Apr 1994 08:49:37 GMT", time.Time{}},
+		{"Thursday, 31-Feb-94 08:49:37 GMT", time.Time{}},
+		// RFC 850 dates are GMT only: other zones must not depend on the
+		// process's time zone (time.Parse would look them up in Local).
+		{"Sunday, 06-Nov-94 08:49:37 PST", time.Time{}},
+		{"Sunday, 06-Nov-94 08:49:37 CET", time.Time{}},
+		{"Sunday, 06-Nov-94 08:49:37 UTC", time.Time{}},
+		{"Sunday, 06-Nov-94 08:49:37 GMT+1", time.Time{}},
+		{"Sunday, 06-Nov-94 08:49:37 XYZ", time.Time{}},
 		{"Sun, 06 Nov 1994 08:49:37 GMT" + string(make([]byte, 40)), time.Time{}},
 	}
 	for _, tt := range tests {
