@@ -37,6 +37,9 @@ func TestParseSurrogateKeys(t *testing.T) {
 		{"longest tag", nil, []string{strings.Repeat("x", MaxTagLength)}, []string{strings.Repeat("x", MaxTagLength)}, 0},
 		{"too long", nil, []string{strings.Repeat("x", MaxTagLength+1) + " y"}, []string{"y"}, 1},
 		{"too many", nil, []string{strings.Join(distinct, " ")}, distinct[:MaxTags], 44},
+		{"duplicates do not count", nil, []string{strings.Repeat("a ", 2*MaxTags) + "b"}, []string{"a", "b"}, 0},
+		{"duplicates over several lines", nil, []string{strings.Join(distinct[:MaxTags], " "), strings.Join(distinct[:MaxTags], ","), "t000"}, distinct[:MaxTags], 0},
+		{"limit with old tags", distinct[:MaxTags-1], []string{"x y"}, append(slices.Clone(distinct[:MaxTags-1]), "x"), 1},
 	}
 	for _, tt := range tests {
 		values := make([][]byte, len(tt.in))
@@ -45,7 +48,7 @@ func TestParseSurrogateKeys(t *testing.T) {
 		}
 		got, skipped := ParseSurrogateKeys(slices.Clone(tt.old), values...)
 		if !cmp.Equal(got, tt.want, cmpEmpty) || skipped != tt.skipped {
-			t.Errorf("%s: ParseSurrogateKeys(%q, %q): got %q, %d, want %q, %d", tt.name, tt.old, tt.in, got, skipped, tt.want, tt.skipped)
+			t.Errorf("ParseSurrogateKeys, %s: got %d skipped, want %d; tags (-want +got)\n%s", tt.name, skipped, tt.skipped, cmp.Diff(tt.want, got))
 		}
 	}
 }
