@@ -19,6 +19,8 @@ func TestETagMatchWeak(t *testing.T) {
 		{`"a","x"`, `"x"`, true},
 		{` "a" ,	W/"x" `, `"x"`, true},
 		{`"a", "b"`, `"x"`, false},
+		{`"a", `, `"x"`, false},
+		{`"a",,	`, `"a"`, true},
 		{`"a,x", "b"`, `"x"`, false},
 		{`"a,x"`, `"a,x"`, true},
 		{`*`, `"x"`, true},

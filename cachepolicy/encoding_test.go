@@ -56,6 +56,8 @@ func TestParseAcceptEncoding(t *testing.T) {
 		{[]string{"gzip;q=0.1234"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"gzip;q=.5"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"gzip;q=-1"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=5"}, AcceptEncoding{0, 0, 1}},
+		{[]string{"gzip;q=x"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"gzip;q=0.5x"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"gzip;q=01"}, AcceptEncoding{0, 0, 1}},
 		{[]string{"*;q=abc"}, AcceptEncoding{0, 0, 0}},
