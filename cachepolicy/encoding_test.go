@@ -73,10 +73,7 @@ func TestParseAcceptEncoding(t *testing.T) {
 		{[]string{"gzip;q;level=1"}, AcceptEncoding{0, 0, 1}},
 	}
 	for _, tt := range tests {
-		values := make([][]byte, len(tt.in))
-		for i, v := range tt.in {
-			values[i] = []byte(v)
-		}
+		values := fieldLines(tt.in)
 		if got := ParseAcceptEncoding(values...); got != tt.want {
 			t.Errorf("ParseAcceptEncoding(%q): got %+v, want %+v", tt.in, got, tt.want)
 		}
@@ -159,11 +156,7 @@ func FuzzParseAcceptEncoding(f *testing.F) {
 		}
 		// Splitting the list into field lines changes nothing.
 		lines := strings.Split(string(b), ",")
-		values := make([][]byte, len(lines))
-		for i, l := range lines {
-			values[i] = []byte(l)
-		}
-		if split := ParseAcceptEncoding(values...); split != ae {
+		if split := ParseAcceptEncoding(fieldLines(lines)...); split != ae {
 			t.Errorf("ParseAcceptEncoding(%q) = %+v, as %d lines %+v", b, ae, len(lines), split)
 		}
 		for _, offer := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {

@@ -42,10 +42,7 @@ func TestParseSurrogateKeys(t *testing.T) {
 		{"limit with old tags", distinct[:MaxTags-1], []string{"x y"}, append(slices.Clone(distinct[:MaxTags-1]), "x"), 1},
 	}
 	for _, tt := range tests {
-		values := make([][]byte, len(tt.in))
-		for i, v := range tt.in {
-			values[i] = []byte(v)
-		}
+		values := fieldLines(tt.in)
 		got, skipped := ParseSurrogateKeys(slices.Clone(tt.old), values...)
 		if !cmp.Equal(got, tt.want, cmpEmpty) || skipped != tt.skipped {
 			t.Errorf("ParseSurrogateKeys, %s: got %d skipped, want %d; tags (-want +got)\n%s", tt.name, skipped, tt.skipped, cmp.Diff(tt.want, got))

@@ -36,10 +36,7 @@ func TestParseVary(t *testing.T) {
 		{[]string{strings.Repeat("a,", 100)}, []string{"a"}, false},
 	}
 	for _, tt := range tests {
-		values := make([][]byte, len(tt.in))
-		for i, v := range tt.in {
-			values[i] = []byte(v)
-		}
+		values := fieldLines(tt.in)
 		got, star := ParseVary(nil, values...)
 		if star != tt.star || (!star && !cmp.Equal(got, tt.want, cmpEmpty)) {
 			t.Errorf("ParseVary(%q): got %q, %v, want %q, %v", tt.in, got, star, tt.want, tt.star)
@@ -50,6 +47,15 @@ func TestParseVary(t *testing.T) {
 	if want := []string{"accept", "x-old"}; !cmp.Equal(got, want) {
 		t.Errorf("ParseVary([x-old], Accept): got %q, want %q", got, want)
 	}
+}
+
+// fieldLines returns the values of header field lines as bytes.
+func fieldLines(lines []string) [][]byte {
+	values := make([][]byte, len(lines))
+	for i, l := range lines {
+		values[i] = []byte(l)
+	}
+	return values
 }
 
 // cmpEmpty makes nil and empty slices equal.
