@@ -71,127 +71,231 @@ func (d *Directives) Reset() {
 // (max-age, s-maxage) appears more than once with different values, or with
 // a value that is not a number, it is set to 0 so that the response is
 // treated as stale (RFC 9111 §4.2.1 and §1.2.2).
+//
+// A directive followed by anything but a comma ("no-store;x", "max-age=60
+// 30") is malformed: restrictive directives (no-store, private, no-cache,
+// must-revalidate, ...) still apply, a malformed freshness lifetime is 0, and
+// malformed permissive ones (public, immutable, must-understand, stale
+// windows) are ignored. An unterminated quoted string ends at the next comma,
+// so that it cannot hide the directives after it.
 func (d *Directives) Parse(b []byte) {
-	d.parse(b, "")
+	var set uint32
+	d.parse(b, "", false, false, &set)
 }
 
 // ParseTargeted is Parse for Surrogate-Control (Edge Architecture 1.0): a
-// directive followed by ";target" applies only when target equals name.
+// directive followed by ";target" applies only when target equals name
+// (ASCII case-insensitively), and then wins over the same directive without
+// a target in the same field value ("max-age=10, max-age=60;lakka" means 60
+// for lakka). max-age may carry a revalidation lifetime ("max-age=60+30"),
+// which is read as stale-while-revalidate=30.
 func (d *Directives) ParseTargeted(b []byte, name string) {
-	d.parse(b, name)
+	var set uint32
+	if name != "" {
+		d.parse(b, name, true, true, &set)
+	}
+	d.parse(b, name, true, false, &set)
 }
 
-func (d *Directives) parse(b []byte, target string) {
-	i := 0
-	for i < len(b) {
-		// Skip separators and whitespace.
-		for i < len(b) && (b[i] == ',' || b[i] == ' ' || b[i] == '\t') {
-			i++
-		}
-		start := i
-		for i < len(b) && isTokenChar(b[i]) {
-			i++
-		}
-		name := b[start:i]
+// directive is what one list member of Cache-Control says.
+type directive struct {
+	name, value []byte
+	hasValue    bool
+	malformed   bool // unterminated quote, or garbage before the next comma
+	targeted    bool // followed by ";target" (Surrogate-Control only)
+	target      []byte
+}
+
+// nextDirective reads the list member of b that starts at or after i and
+// returns it with the index after it.
+func nextDirective(b []byte, i int, surrogate bool) (directive, int) {
+	var dir directive
+	skipOWS := func() {
 		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
 			i++
 		}
-		var value []byte
-		hasValue := false
-		valueOK := true
-		if i < len(b) && b[i] == '=' {
-			hasValue = true
+	}
+	for i < len(b) && (b[i] == ',' || b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	start := i
+	for i < len(b) && isTokenChar(b[i]) {
+		i++
+	}
+	dir.name = b[start:i]
+	skipOWS()
+	if i < len(b) && b[i] == '=' {
+		dir.hasValue = true
+		i++
+		skipOWS()
+		if i < len(b) && b[i] == '"' {
 			i++
-			for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-				i++
-			}
-			if i < len(b) && b[i] == '"' {
-				i++
-				vs := i
-				for i < len(b) && b[i] != '"' {
-					if b[i] == '\\' && i+1 < len(b) {
-						i++
-					}
+			vs := i
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' && i+1 < len(b) {
 					i++
 				}
-				value = b[vs:i]
-				if i < len(b) {
-					i++ // closing quote
-				} else {
-					valueOK = false
-				}
+				i++
+			}
+			if i < len(b) {
+				dir.value = b[vs:i]
+				i++ // closing quote
 			} else {
-				vs := i
-				for i < len(b) && isTokenChar(b[i]) {
-					i++
-				}
-				value = b[vs:i]
+				// Unterminated: the "string" ends at the next comma.
+				dir.malformed = true
+				i = vs
 			}
-		}
-		// Optional ";target" (Surrogate-Control only).
-		targeted := false
-		applies := true
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-			i++
-		}
-		if i < len(b) && b[i] == ';' {
-			i++
-			ts := i
+		} else {
+			vs := i
 			for i < len(b) && isTokenChar(b[i]) {
 				i++
 			}
-			targeted = true
-			applies = target != "" && equalFold(b[ts:i], target)
+			dir.value = b[vs:i]
 		}
-		// Anything else up to the next comma is garbage: skip it.
+	}
+	skipOWS()
+	if surrogate && i < len(b) && b[i] == ';' {
+		i++
+		skipOWS()
+		ts := i
+		for i < len(b) && isTokenChar(b[i]) {
+			i++
+		}
+		dir.targeted = true
+		dir.target = b[ts:i]
+		skipOWS()
+	}
+	if i < len(b) && b[i] != ',' {
+		dir.malformed = true
 		for i < len(b) && b[i] != ',' {
 			i++
 		}
-		if len(name) == 0 || (targeted && !applies) {
+	}
+	return dir, i
+}
+
+// parse applies the directives of b: in a targeted pass only those aimed at
+// target, else only those without a target (or all, for Cache-Control).
+// set collects the kinds applied by a targeted pass, which an untargeted
+// pass then leaves alone.
+func (d *Directives) parse(b []byte, target string, surrogate, targetedPass bool, set *uint32) {
+	for i := 0; i < len(b); {
+		var dir directive
+		dir, i = nextDirective(b, i, surrogate)
+		if len(dir.name) == 0 || dir.targeted != targetedPass {
 			continue
 		}
-		d.apply(name, value, hasValue, valueOK)
+		if dir.targeted && !equalFold(dir.target, target) {
+			continue
+		}
+		k := kindOf(dir.name)
+		if k == kindUnknown || (!targetedPass && *set&(1<<k) != 0) {
+			continue
+		}
+		d.apply(k, dir, surrogate)
+		if targetedPass {
+			*set |= 1 << k
+		}
 	}
 }
 
-func (d *Directives) apply(name, value []byte, hasValue, valueOK bool) {
-	switch {
-	case equalFold(name, "max-age"):
-		setFreshness(&d.MaxAge, value, hasValue && valueOK)
-	case equalFold(name, "s-maxage"):
-		setFreshness(&d.SMaxAge, value, hasValue && valueOK)
-	case equalFold(name, "stale-while-revalidate"):
-		setLenient(&d.StaleWhileRevalidate, value, hasValue && valueOK)
-	case equalFold(name, "stale-if-error"):
-		setLenient(&d.StaleIfError, value, hasValue && valueOK)
-	case equalFold(name, "max-stale"):
-		if !hasValue {
+type kind uint8
+
+const (
+	kindUnknown kind = iota
+	kindMaxAge
+	kindSMaxAge
+	kindStaleWhileRevalidate
+	kindStaleIfError
+	kindMaxStale
+	kindMinFresh
+	kindNoStore
+	kindNoCache
+	kindPrivate
+	kindPublic
+	kindMustRevalidate
+	kindProxyRevalidate
+	kindImmutable
+	kindNoTransform
+	kindOnlyIfCached
+	kindMustUnderstand
+)
+
+var kindNames = [...]string{
+	kindMaxAge:               "max-age",
+	kindSMaxAge:              "s-maxage",
+	kindStaleWhileRevalidate: "stale-while-revalidate",
+	kindStaleIfError:         "stale-if-error",
+	kindMaxStale:             "max-stale",
+	kindMinFresh:             "min-fresh",
+	kindNoStore:              "no-store",
+	kindNoCache:              "no-cache",
+	kindPrivate:              "private",
+	kindPublic:               "public",
+	kindMustRevalidate:       "must-revalidate",
+	kindProxyRevalidate:      "proxy-revalidate",
+	kindImmutable:            "immutable",
+	kindNoTransform:          "no-transform",
+	kindOnlyIfCached:         "only-if-cached",
+	kindMustUnderstand:       "must-understand",
+}
+
+func kindOf(name []byte) kind {
+	for k := kindMaxAge; int(k) < len(kindNames); k++ {
+		if equalFold(name, kindNames[k]) {
+			return k
+		}
+	}
+	return kindUnknown
+}
+
+func (d *Directives) apply(k kind, dir directive, surrogate bool) {
+	ok := dir.hasValue && !dir.malformed
+	switch k {
+	case kindMaxAge:
+		value := dir.value
+		if surrogate {
+			// Edge Architecture: max-age=freshness[+revalidation].
+			if plus := indexByte(value, '+'); plus >= 0 {
+				setLenient(&d.StaleWhileRevalidate, value[plus+1:], ok)
+				value = value[:plus]
+			}
+		}
+		setFreshness(&d.MaxAge, value, ok)
+	case kindSMaxAge:
+		setFreshness(&d.SMaxAge, dir.value, ok)
+	case kindStaleWhileRevalidate:
+		setLenient(&d.StaleWhileRevalidate, dir.value, ok)
+	case kindStaleIfError:
+		setLenient(&d.StaleIfError, dir.value, ok)
+	case kindMaxStale:
+		if !dir.hasValue && !dir.malformed {
 			d.MaxStale = maxDelta
 		} else {
-			setLenient(&d.MaxStale, value, valueOK)
+			setLenient(&d.MaxStale, dir.value, ok)
 		}
-	case equalFold(name, "min-fresh"):
-		setLenient(&d.MinFresh, value, hasValue && valueOK)
-	case equalFold(name, "no-store"):
+	case kindMinFresh:
+		setLenient(&d.MinFresh, dir.value, ok)
+	case kindNoStore:
 		d.NoStore = true
-	case equalFold(name, "no-cache"):
+	case kindNoCache:
 		d.NoCache = true
-	case equalFold(name, "private"):
+	case kindPrivate:
 		d.Private = true
-	case equalFold(name, "public"):
-		d.Public = true
-	case equalFold(name, "must-revalidate"):
+	case kindPublic:
+		d.Public = d.Public || !dir.malformed
+	case kindMustRevalidate:
 		d.MustRevalidate = true
-	case equalFold(name, "proxy-revalidate"):
+	case kindProxyRevalidate:
 		d.ProxyRevalidate = true
-	case equalFold(name, "immutable"):
-		d.Immutable = true
-	case equalFold(name, "no-transform"):
+	case kindImmutable:
+		d.Immutable = d.Immutable || !dir.malformed
+	case kindNoTransform:
 		d.NoTransform = true
-	case equalFold(name, "only-if-cached"):
+	case kindOnlyIfCached:
 		d.OnlyIfCached = true
-	case equalFold(name, "must-understand"):
-		d.MustUnderstand = true
+	case kindMustUnderstand:
+		d.MustUnderstand = d.MustUnderstand || !dir.malformed
 	}
 }
 

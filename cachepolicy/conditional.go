@@ -45,9 +45,9 @@ func ETagMatchWeak(ifNoneMatch, etag []byte) bool {
 }
 
 // ETagMatchStrong reports whether an If-Range (or If-Match) entity tag
-// equals etag by strong comparison: neither may be weak.
+// equals etag by strong comparison: neither may be weak or malformed.
 func ETagMatchStrong(want, etag []byte) bool {
-	if len(want) < 2 || len(etag) < 2 || want[0] != '"' || etag[0] != '"' {
+	if len(want) < 2 || want[0] != '"' || want[len(want)-1] != '"' {
 		return false
 	}
 	return string(want) == string(etag)

@@ -18,11 +18,7 @@ func StripCookies(dst, cookie []byte, globs []string) []byte {
 		if len(piece) == 0 {
 			continue
 		}
-		name := piece
-		if eq := indexByte(piece, '='); eq >= 0 {
-			name = trimOWS(piece[:eq])
-		}
-		if matchAny(globs, name) {
+		if eq := indexByte(piece, '='); eq >= 0 && matchAny(globs, trimOWS(piece[:eq])) {
 			continue
 		}
 		if len(dst) > start {

@@ -145,11 +145,12 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	// Age (RFC 9111 §4.2.3). The apparent age from Date is not used: a
 	// skewed origin clock must not shorten every lifetime. Date still
 	// anchors Expires, where the skew cancels out.
-	delay := max(responseTime.Sub(requestTime), 0)
+	// Both terms are clamped first: a zero requestTime makes Sub saturate,
+	// and the sum must not overflow into a negative age.
+	delay := clampDelta(responseTime.Sub(requestTime))
+	d.InitialAge = delay
 	if resp.Age != Absent {
-		d.InitialAge = min(resp.Age+delay, maxDelta)
-	} else {
-		d.InitialAge = delay
+		d.InitialAge = min(clampDelta(resp.Age)+delay, maxDelta)
 	}
 
 	switch {
@@ -203,10 +204,11 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	if rules.MaxTTL != nil {
 		ttl = min(ttl, *rules.MaxTTL)
 	}
-	d.TTL = min(ttl, maxDelta)
+	d.TTL = clampDelta(ttl)
 
-	noStale := cc.MustRevalidate || cc.ProxyRevalidate || cc.SMaxAge != Absent || cc.NoCache
-	d.Grace = window(rules.RouteGrace, sc.StaleWhileRevalidate, resp.HasSurrogateControl, cc.StaleWhileRevalidate, rules.Grace, noStale)
+	noCache := cc.NoCache || (resp.HasSurrogateControl && sc.NoCache)
+	noStale := cc.MustRevalidate || cc.ProxyRevalidate || cc.SMaxAge != Absent || noCache
+	d.Grace = clampDelta(window(rules.RouteGrace, sc.StaleWhileRevalidate, resp.HasSurrogateControl, cc.StaleWhileRevalidate, rules.Grace, noStale))
 	// stale-if-error counts from expiry, like grace, so keep is what it adds
 	// after grace. A configured or route keep is already "after grace".
 	switch {
@@ -221,8 +223,9 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	default:
 		d.Keep = rules.Keep
 	}
+	d.Keep = clampDelta(d.Keep)
 
-	if cc.NoCache || (resp.HasSurrogateControl && sc.NoCache) {
+	if noCache {
 		// Stored only to be revalidated before every use, which needs a
 		// validator; it is kept for the lifetime it announced.
 		if !resp.HasValidator {
@@ -238,6 +241,12 @@ func Decide(req Request, resp Response, requestTime, responseTime time.Time, rul
 	}
 	d.Store = true
 	return d
+}
+
+// clampDelta bounds a duration to [0, 2^31 s], the range of delta-seconds
+// (RFC 9111 §1.2.2), so that sums of lifetimes cannot overflow.
+func clampDelta(v time.Duration) time.Duration {
+	return min(max(v, 0), maxDelta)
 }
 
 // window picks a stale window: route override, then Surrogate-Control, then
@@ -261,6 +270,7 @@ func (d Decision) refuse(r Reason, hitForMiss bool) Decision {
 	d.Reason = r
 	d.HitForMiss = hitForMiss
 	d.TTL, d.Grace, d.Keep = 0, 0, 0
+	d.Revalidate = false
 	return d
 }
 

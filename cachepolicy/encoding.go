@@ -81,7 +81,7 @@ func ParseAcceptEncoding(values ...[]byte) AcceptEncoding {
 
 // parseQ reads the parameters after ';' and returns the q weight in
 // thousandths; a malformed weight counts as 0 (not acceptable), the safe
-// reading for a cache.
+// reading for a cache. Whitespace around '=' is tolerated.
 func parseQ(params []byte) int {
 	for len(params) > 0 {
 		end := indexByte(params, ';')
@@ -91,42 +91,49 @@ func parseQ(params []byte) int {
 		} else {
 			params = nil
 		}
-		p = trimOWS(p)
-		if len(p) < 2 || lower(p[0]) != 'q' || p[1] != '=' {
+		name, value := p, []byte(nil)
+		eq := indexByte(p, '=')
+		if eq >= 0 {
+			name, value = p[:eq], p[eq+1:]
+		}
+		if !equalFold(trimOWS(name), "q") {
 			continue
 		}
-		v := trimOWS(p[2:])
-		if len(v) == 0 || len(v) > 5 {
+		if eq < 0 {
 			return 0
 		}
-		switch v[0] {
-		case '1':
-			for _, c := range v[1:] {
-				if c != '.' && c != '0' {
-					return 0
-				}
-			}
-			return 1000
-		case '0':
-			if len(v) == 1 {
-				return 0
-			}
-			if v[1] != '.' {
-				return 0
-			}
-			q, mult := 0, 100
-			for _, c := range v[2:] {
-				if c < '0' || c > '9' {
-					return 0
-				}
-				q += int(c-'0') * mult
-				mult /= 10
-			}
-			return q
-		}
-		return 0
+		return parseQValue(trimOWS(value))
 	}
 	return 1000
+}
+
+// parseQValue reads a qvalue (RFC 9110 §12.4.2) in thousandths:
+// "0" [ "." 0*3DIGIT ] or "1" [ "." 0*3"0" ]; anything else is 0.
+func parseQValue(v []byte) int {
+	if len(v) == 0 || len(v) > 5 || (len(v) > 1 && v[1] != '.') {
+		return 0
+	}
+	frac := v[min(len(v), 2):]
+	switch v[0] {
+	case '1':
+		for _, c := range frac {
+			if c != '0' {
+				return 0
+			}
+		}
+		return 1000
+	case '0':
+		q, mult := 0, 100
+		for _, c := range frac {
+			if c < '0' || c > '9' {
+				return 0
+			}
+			q += int(c-'0') * mult
+			mult /= 10
+		}
+		return q
+	}
+	return 0
 }
 
 // Choose returns the encoding to serve among those the edge offers: the
@@ -139,7 +146,7 @@ func (ae AcceptEncoding) Choose(offerGzip, offerZstd bool) (Encoding, bool) {
 	if offerGzip && ae.GzipQ > 0 && ae.GzipQ >= bestQ {
 		best, bestQ = Gzip, ae.GzipQ
 	}
-	if offerZstd && ae.ZstdQ > 0 && ae.ZstdQ > bestQ {
+	if offerZstd && ae.ZstdQ > 0 && (ae.ZstdQ > bestQ || (ae.ZstdQ == bestQ && best == Identity)) {
 		best, bestQ = Zstd, ae.ZstdQ
 	}
 	return best, bestQ > 0

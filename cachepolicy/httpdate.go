@@ -17,10 +17,16 @@ func ParseHTTPDate(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	s := string(b)
-	for _, layout := range [...]string{time.RFC850, time.ANSIC} {
-		if t, err := time.Parse(layout, s); err == nil {
+	// rfc850-date is GMT only. time.Parse would accept any zone
+	// abbreviation and look it up in time.Local, making the result depend
+	// on the process's time zone.
+	if len(s) > 4 && s[len(s)-4:] == " GMT" {
+		if t, err := time.Parse(time.RFC850, s); err == nil {
 			return t.UTC(), true
 		}
+	}
+	if t, err := time.Parse(time.ANSIC, s); err == nil {
+		return t.UTC(), true
 	}
 	return time.Time{}, false
 }
@@ -60,6 +66,10 @@ func parseIMFFixdate(b []byte) (time.Time, bool) {
 		}
 	}
 	if month == 0 {
+		return time.Time{}, false
+	}
+	// time.Date normalises 31 Feb to 3 Mar: such a day does not exist.
+	if time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC).Day() != day {
 		return time.Time{}, false
 	}
 	return time.Date(year, time.Month(month), day, hh, mm, ss, 0, time.UTC), true

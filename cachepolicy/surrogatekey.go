@@ -2,6 +2,7 @@ package cachepolicy
 
 import (
 	"slices"
+	"strings"
 )
 
 // Limits on Surrogate-Key, so that one response cannot bloat the tag index.
@@ -31,9 +32,21 @@ func ParseSurrogateKeys(tags []string, values ...[]byte) ([]string, int) {
 			if len(tok) == 0 {
 				continue
 			}
-			if len(tok) > MaxTagLength || !printable(tok) || len(tags) >= MaxTags {
+			if len(tok) > MaxTagLength || !printable(tok) {
 				skipped++
 				continue
+			}
+			if len(tags) >= MaxTags {
+				// Full, counting duplicates: drop them and look again. A
+				// repeat of a kept tag is not skipped.
+				slices.Sort(tags)
+				tags = slices.Compact(tags)
+				if len(tags) >= MaxTags {
+					if _, found := slices.BinarySearchFunc(tags, tok, compareTag); !found {
+						skipped++
+					}
+					continue
+				}
 			}
 			tags = append(tags, string(tok))
 		}
@@ -41,6 +54,8 @@ func ParseSurrogateKeys(tags []string, values ...[]byte) ([]string, int) {
 	slices.Sort(tags)
 	return slices.Compact(tags), skipped
 }
+
+func compareTag(tag string, tok []byte) int { return strings.Compare(tag, string(tok)) }
 
 func printable(b []byte) bool {
 	for _, c := range b {

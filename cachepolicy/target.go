@@ -45,6 +45,7 @@ func NormalizeTarget(dst, raw []byte, rules *KeyRules) (out, host []byte, err er
 	if len(raw) == 0 {
 		return dst, nil, ErrBadTarget
 	}
+	orig := len(dst)
 	if raw[0] != '/' {
 		// absolute-form: scheme "://" authority [ path-abempty ] [ "?" query ]
 		rest, ok := cutSchemePrefix(raw)
@@ -59,6 +60,11 @@ func NormalizeTarget(dst, raw []byte, rules *KeyRules) (out, host []byte, err er
 		if len(host) == 0 || indexByte(host, '@') >= 0 {
 			// userinfo in a request target is an attack, not a URL.
 			return dst, nil, ErrBadTarget
+		}
+		for _, c := range host {
+			if c <= ' ' || c == 0x7f || c == '#' {
+				return dst, nil, ErrBadTarget
+			}
 		}
 		raw = rest[end:]
 		if len(raw) == 0 || raw[0] == '?' {
@@ -76,7 +82,7 @@ func NormalizeTarget(dst, raw []byte, rules *KeyRules) (out, host []byte, err er
 	start := len(dst)
 	dst, err = appendNormalizedComponent(dst, path, false)
 	if err != nil {
-		return dst[:start], nil, err
+		return dst[:orig], nil, err
 	}
 	if len(dst) > start {
 		dst = append(dst[:start], removeDotSegments(dst[start:])...)
@@ -84,7 +90,7 @@ func NormalizeTarget(dst, raw []byte, rules *KeyRules) (out, host []byte, err er
 	if q >= 0 {
 		dst, err = appendNormalizedQuery(dst, query, rules)
 		if err != nil {
-			return dst[:start], nil, err
+			return dst[:orig], nil, err
 		}
 	}
 	return dst, host, nil
@@ -289,7 +295,12 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 			}
 			port = rest[1:]
 		}
-		for _, c := range name[1 : len(name)-1] {
+		// An IPv6 address has at least two colons ("::").
+		inner := name[1 : len(name)-1]
+		if len(inner) < 2 || indexByte(inner, ':') < 0 {
+			return dst, ErrBadHost
+		}
+		for _, c := range inner {
 			if !(isHex(c) || c == ':' || c == '.') {
 				return dst, ErrBadHost
 			}
@@ -301,7 +312,10 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 		if len(name) > 0 && name[len(name)-1] == '.' {
 			name = name[:len(name)-1]
 		}
-		if len(name) == 0 {
+		// Empty labels ("a..b", ".a", "a..") are not DNS names; accepting
+		// "a.." would also normalise it to "a.", which normalises again
+		// to "a".
+		if len(name) == 0 || name[0] == '.' || name[len(name)-1] == '.' || bytes.Contains(name, []byte("..")) {
 			return dst, ErrBadHost
 		}
 		for _, c := range name {
