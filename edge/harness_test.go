@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -238,3 +239,26 @@ func configRoute(prefix string, mutate func(*routeCfg)) config.Route {
 func newTestRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// storeSim drives the real store with synthetic entries.
+func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, int64), settle func(), st *store) {
+	m, err := newMetrics(prometheus.NewRegistry(), func() (float64, float64) { return 0, 0 })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err = newStore(budget, 0, m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.close)
+	now := time.Now()
+	keyOf := func(id int) []byte { return strconv.AppendInt([]byte("news.example/a/"), int64(id), 10) }
+	get = func(id int) bool { return st.get(keyOf(id)) != nil }
+	put = func(id int, size int64) {
+		k := keyOf(id)
+		e := &Entry{key: k, urlLen: len(k), id: st.nextID.Add(1), storedAt: now, ttl: time.Hour, cost: size}
+		st.put(e, st.idx.generation())
+	}
+	return get, put, st.wait, st
+}
+

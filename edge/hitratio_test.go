@@ -6,11 +6,7 @@ import (
 	"container/list"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"testing"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // newsWorkload models a news site's traffic: Zipf popularity over the
@@ -155,28 +151,6 @@ func simulate(w *newsWorkload, requests int, get func(id int) bool, put func(id 
 		}
 	}
 	return r
-}
-
-// storeSim drives the real store with synthetic entries.
-func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, int64), settle func(), st *store) {
-	m, err := newMetrics(prometheus.NewRegistry(), func() (float64, float64) { return 0, 0 })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st, err = newStore(budget, 0, m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(st.close)
-	now := time.Now()
-	keyOf := func(id int) []byte { return strconv.AppendInt([]byte("news.example/a/"), int64(id), 10) }
-	get = func(id int) bool { return st.get(keyOf(id)) != nil }
-	put = func(id int, size int64) {
-		k := keyOf(id)
-		e := &Entry{key: k, urlLen: len(k), id: st.nextID.Add(1), storedAt: now, ttl: time.Hour, cost: size}
-		st.put(e, st.idx.generation())
-	}
-	return get, put, st.wait, st
 }
 
 func TestStoreHitRatioVersusLRU(t *testing.T) {

@@ -42,6 +42,7 @@ load-test harness.`,
 		newVersionCmd(),
 		newConfigCmd(),
 		newEdgeCmd(),
+		newPurgeCmd(),
 	)
 	return root
 }
