@@ -261,4 +261,3 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 	}
 	return get, put, st.wait, st
 }
-
