@@ -29,7 +29,7 @@ type backend struct {
 	hc    *fasthttp.HostClient
 	slots chan struct{} // one token per allowed concurrent fetch
 
-	healthy atomic.Bool
+	health *health
 
 	okFetches      prometheus.Counter
 	errFetches     prometheus.Counter
@@ -44,6 +44,7 @@ type director struct {
 	fallback bool
 	next     atomic.Uint64
 	queue    time.Duration
+	now      func() time.Time
 }
 
 func newDirector(c config.Backends, m *metrics) *director {
@@ -63,7 +64,7 @@ func newDirector(c config.Backends, m *metrics) *director {
 			busyFetches:    m.fetches.WithLabelValues(name, "busy"),
 			duration:       m.fetchDuration.WithLabelValues(name),
 		}
-		b.healthy.Store(true)
+		b.health = newHealth(c, name, m)
 		b.hc = newHostClient(s.Address, c)
 		d.backends = append(d.backends, b)
 	}
@@ -158,10 +159,11 @@ func (c *phaseConn) Read(p []byte) (int, error) {
 
 // pick returns the backend for the next fetch, or nil when none is healthy.
 func (d *director) pick() *backend {
+	now := time.Now()
 	n := len(d.backends)
 	if d.fallback {
 		for _, b := range d.backends {
-			if b.healthy.Load() {
+			if b.health.healthy(now) {
 				return b
 			}
 		}
@@ -170,7 +172,7 @@ func (d *director) pick() *backend {
 	start := d.next.Add(1)
 	for i := range n {
 		b := d.backends[(start+uint64(i))%uint64(n)]
-		if b.healthy.Load() {
+		if b.health.healthy(now) {
 			return b
 		}
 	}
@@ -191,7 +193,9 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 	}
 	start := time.Now()
 	err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
-	b.duration.Observe(time.Since(start).Seconds())
+	end := time.Now()
+	b.duration.Observe(end.Sub(start).Seconds())
+	b.health.fetchResult(err != nil && !errors.Is(err, fasthttp.ErrNoFreeConns), end)
 	if err != nil {
 		b.release()
 		if fetchStatus(err) == fasthttp.StatusGatewayTimeout {

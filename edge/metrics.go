@@ -57,6 +57,12 @@ type metrics struct {
 	purgedObjects prometheus.Counter
 	purgeDuration prometheus.Observer
 	purgeRefusals *prometheus.CounterVec
+
+	backendHealthy     *prometheus.GaugeVec
+	probes             *prometheus.CounterVec
+	backendTransitions *prometheus.CounterVec
+	staleServes        prometheus.Counter
+	refreshes          *prometheus.CounterVec
 }
 
 // purgeKind is the closed set of purge kinds in metrics.
@@ -198,6 +204,26 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_purge_refusals_total",
 		Help: "Purge requests refused, by reason (token, network, request).",
 	}, []string{"reason"})
+	m.backendHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_backend_healthy",
+		Help: "1 when the backend is in rotation (probes and passive health agree), else 0.",
+	}, []string{"backend"})
+	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_backend_probes_total",
+		Help: "Health probes by backend and result (ok, fail).",
+	}, []string{"backend", "result"})
+	m.backendTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_backend_state_changes_total",
+		Help: "Times a backend went in or out of rotation.",
+	}, []string{"backend"})
+	m.staleServes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_stale_on_error_total",
+		Help: "Stale objects served because the origin failed, timed out or was unreachable (stale-if-error, keep).",
+	})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_background_refreshes_total",
+		Help: "Background refreshes of objects served stale in grace, by result (ok, not-modified, error, dropped).",
+	}, []string{"result"})
 	objects := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lakka_edge_cache_objects",
 		Help: "Objects in the store (responses, variants and markers).",
@@ -213,6 +239,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped,
 		m.decompressions, m.compressions, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
+		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -54,6 +54,7 @@ func (r *refresher) enqueue(e *Entry, now time.Time) {
 	select {
 	case r.queue <- e:
 	default:
+		r.s.m.refreshes.WithLabelValues("dropped").Inc()
 		e.refreshing.Store(false)
 	}
 }
@@ -92,6 +93,7 @@ func (r *refresher) refreshOne(e *Entry) {
 	fr, err := s.send(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
+		s.m.refreshes.WithLabelValues("error").Inc()
 		f.status = fetchStatus(err)
 		s.flights.finish(e.key, f)
 		e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
@@ -108,6 +110,14 @@ func (r *refresher) refreshOne(e *Entry) {
 		}
 	}
 	s.flights.finish(e.key, f)
+	switch {
+	case out.notMod:
+		s.m.refreshes.WithLabelValues("not-modified").Inc()
+	case out.entry != nil:
+		s.m.refreshes.WithLabelValues("ok").Inc()
+	default:
+		s.m.refreshes.WithLabelValues("error").Inc()
+	}
 	if out.entry == nil && !f.pass {
 		// Origin error: keep serving the stale object, retry later.
 		e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())

@@ -268,6 +268,7 @@ func (s *Server) serveStaleOnError(ctx *fasthttp.RequestCtx, rs *reqState, e *En
 	}
 	rs.result = resStale
 	rs.detail = why
+	s.m.staleServes.Inc()
 	s.serveEntry(ctx, rs, e, rs.now)
 	return true
 }

@@ -64,6 +64,9 @@ type Server struct {
 	ln      net.Listener
 	adminLn net.Listener
 
+	probes   *prober
+	started  time.Time
+
 	draining atomic.Bool
 	// offset shifts the clock used for freshness (tests of expiry and
 	// clock jumps advance it; zero in production).
@@ -140,6 +143,7 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		return nil, err
 	}
 	s.refresh = newRefresher(s, cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
+	s.probes = newProber(s.dir.backends, cfg.Backends.Probe, time.Now)
 
 	s.fast = &fasthttp.Server{
 		Handler:                       s.handle,
@@ -165,6 +169,7 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("POST /api/purge", s.handlePurgeAPI)
+	mux.HandleFunc("GET /api/stats", s.handleStats)
 	s.admin = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -211,7 +216,9 @@ func (s *Server) Serve() error {
 		return errors.New("edge: Serve before Listen")
 	}
 	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.dir.backends))
+	s.started = time.Now()
 	s.refresh.start()
+	s.probes.start()
 	adminErr := make(chan error, 1)
 	go func() {
 		err := s.admin.Serve(s.adminLn)
@@ -281,6 +288,7 @@ func (s *Server) closeBackground() {
 	s.closing.Do(func() {
 		close(s.stop)
 		s.refresh.stopAndWait()
+		s.probes.stopAndWait()
 		s.wg.Wait()
 		s.access.close()
 		s.store.close()

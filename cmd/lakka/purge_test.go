@@ -107,3 +107,26 @@ func TestPurgeSeveralEdges(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsOnce(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprint(w, "x")
+	}))
+	defer o.Close()
+	s := startTestEdge(t, strings.TrimPrefix(o.URL, "http://"), "tok")
+	xcache(t, "http://"+s.Addr()+"/")
+	xcache(t, "http://"+s.Addr()+"/")
+	code, out, errs := runCLI(t, "stats", "--admin", s.AdminAddr(), "--count", "2", "--interval", "10ms")
+	if code != 0 {
+		t.Fatalf("stats: exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"requests", "hit ratio", "50.0%", "origin fetches", strings.TrimPrefix(o.URL, "http://"), "healthy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stats output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errs := runCLI(t, "stats"); code != 2 || !strings.Contains(errs, "--admin") {
+		t.Errorf("stats without --admin: %d %q", code, errs)
+	}
+}

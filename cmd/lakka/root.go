@@ -43,6 +43,7 @@ load-test harness.`,
 		newConfigCmd(),
 		newEdgeCmd(),
 		newPurgeCmd(),
+		newStatsCmd(),
 	)
 	return root
 }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lakka-cache/lakka/edge"
+)
+
+func newStatsCmd() *cobra.Command {
+	var (
+		admin    string
+		interval time.Duration
+		count    int
+	)
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show an edge's live counters, like varnishstat",
+		Long: `Stats polls an edge's admin API (/api/stats) and shows request rates by
+cache result, the hit ratio, stale serves, origin fetches and errors, the
+store's fill, and each backend's health with its recent probe results
+(H = healthy probe, - = failed), newest last.
+
+On a terminal the screen is redrawn every --interval; otherwise one block
+is printed per interval. --count stops after that many blocks.`,
+		Example: `  lakka stats --admin 127.0.0.1:8081
+  lakka stats --admin 127.0.0.1:8081 --count 1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if admin == "" {
+				return usagef("--admin: the edge's admin address is required")
+			}
+			if interval <= 0 {
+				return usagef("--interval: must be greater than 0, got %s", interval)
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			tty := isTerminal(cmd.OutOrStdout())
+			var prev *edge.Stats
+			for n := 0; count == 0 || n < count; n++ {
+				cur, err := fetchStats(ctx, admin)
+				if err != nil {
+					return err
+				}
+				if tty {
+					fmt.Fprint(cmd.OutOrStdout(), "\x1b[H\x1b[2J")
+				}
+				if err := printStats(cmd.OutOrStdout(), admin, prev, cur); err != nil {
+					return err
+				}
+				prev = cur
+				if count != 0 && n+1 >= count {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&admin, "admin", "", "edge admin address host:port")
+	f.DurationVar(&interval, "interval", time.Second, "time between updates")
+	f.IntVar(&count, "count", 0, "stop after this many updates (0: until interrupted)")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func fetchStats(ctx context.Context, admin string) (*edge.Stats, error) {
+	base := admin
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/stats", nil)
+	if err != nil {
+		return nil, usagef("--admin %q: %v", admin, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("stats from %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("stats from %s: %s", admin, resp.Status)
+	}
+	var st edge.Stats
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("stats from %s: %w", admin, err)
+	}
+	return &st, nil
+}
+
+// printStats writes one block: totals, and rates since prev when given.
+func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	state := "serving"
+	if cur.Draining {
+		state = "DRAINING"
+	}
+	fmt.Fprintf(out, "lakka stats  %s  up %s  %s\n", admin, time.Duration(cur.UptimeSeconds*float64(time.Second)).Round(time.Second), state)
+	dt := 0.0
+	if prev != nil {
+		dt = cur.Time.Sub(prev.Time).Seconds()
+	}
+	rate := func(c, p float64) string {
+		if dt <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", (c-p)/dt)
+	}
+	line := func(name string, c float64, p func(*edge.Stats) float64) {
+		r := "-"
+		if prev != nil {
+			r = rate(c, p(prev))
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t\n", name, c, r)
+	}
+	fmt.Fprintf(w, "\ttotal\tper second\t\n")
+	total := func(s *edge.Stats) float64 {
+		t := 0.0
+		for _, v := range s.Requests {
+			t += v
+		}
+		return t
+	}
+	line("requests", total(cur), total)
+	keys := make([]string, 0, len(cur.Requests))
+	for k := range cur.Requests {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		line("  "+strings.ToLower(k), cur.Requests[k], func(s *edge.Stats) float64 { return s.Requests[k] })
+	}
+	hits := func(s *edge.Stats) float64 { return s.Requests["HIT"] + s.Requests["STALE"] }
+	ratio := func(h, t float64) string {
+		if t <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%%", 100*h/t)
+	}
+	recent := "-"
+	if prev != nil {
+		recent = ratio(hits(cur)-hits(prev), total(cur)-total(prev))
+	}
+	fmt.Fprintf(w, "hit ratio (HIT+STALE)\t%s\t%s\t\n", ratio(hits(cur), total(cur)), recent)
+	line("origin fetches", cur.OriginFetches, func(s *edge.Stats) float64 { return s.OriginFetches })
+	line("origin errors", cur.OriginErrors, func(s *edge.Stats) float64 { return s.OriginErrors })
+	line("stale on error", cur.StaleOnError, func(s *edge.Stats) float64 { return s.StaleOnError })
+	line("coalesced", cur.Coalesced, func(s *edge.Stats) float64 { return s.Coalesced })
+	line("purged objects", cur.Purges, func(s *edge.Stats) float64 { return s.Purges })
+	line("evictions", cur.Evictions, func(s *edge.Stats) float64 { return s.Evictions })
+	fmt.Fprintf(w, "objects\t%.0f\t\t\n", cur.Objects)
+	fmt.Fprintf(w, "store\t%.1f MiB of %.0f MiB\t\t\n", cur.Bytes/(1<<20), cur.BudgetBytes/(1<<20))
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "backends")
+	bw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, b := range cur.Backends {
+		health := "healthy"
+		if !b.Healthy {
+			health = "SICK"
+			if b.PassiveSick {
+				health = "SICK (failures)"
+			}
+		}
+		probe := b.ProbeWindow
+		if probe == "" {
+			probe = "(no probe)"
+		}
+		fmt.Fprintf(bw, "  %s\t%s\t%s\t%s\tfetching %d\tsince %s\n", b.Name, b.Address, health, probe, b.Fetching, b.Since.Local().Format(time.TimeOnly))
+	}
+	return bw.Flush()
+}
