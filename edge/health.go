@@ -245,4 +245,3 @@ func (p *prober) check(b *backend) bool {
 	}
 	return resp.StatusCode() == p.probe.ExpectedStatus
 }
-

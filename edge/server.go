@@ -64,8 +64,8 @@ type Server struct {
 	ln      net.Listener
 	adminLn net.Listener
 
-	probes   *prober
-	started  time.Time
+	probes  *prober
+	started time.Time
 
 	draining atomic.Bool
 	// offset shifts the clock used for freshness (tests of expiry and
