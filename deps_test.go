@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"origin/surrogate": {},
 	"bench":            {"config"},
 	"cmd/lakka":        {"*"},
+	"cmd/barefast":     {},
 }
 
 // thirdParty lists the non-stdlib modules each package may import.
@@ -33,6 +34,7 @@ var thirdParty = map[string][]string{
 	"origin":           {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},
 	"bench":            {"github.com/HdrHistogram/hdrhistogram-go", "github.com/prometheus/client_golang", "github.com/prometheus/common", "github.com/prometheus/client_model"},
 	"cmd/lakka":        {"*"},
+	"cmd/barefast":     {"github.com/valyala/fasthttp", "github.com/klauspost/compress"},
 }
 
 func rule(m map[string][]string, rel string) ([]string, bool) {
