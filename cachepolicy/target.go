@@ -143,8 +143,6 @@ type span struct{ start, end, nameEnd int }
 func appendNormalizedQuery(dst, query []byte, rules *KeyRules) ([]byte, error) {
 	qmark := len(dst)
 	dst = append(dst, '?')
-	var stack [maxSortParams]span
-	spans := stack[:0]
 	for len(query) > 0 {
 		amp := indexByte(query, '&')
 		param := query
@@ -157,7 +155,7 @@ func appendNormalizedQuery(dst, query []byte, rules *KeyRules) ([]byte, error) {
 			continue
 		}
 		start := len(dst)
-		if len(spans) > 0 || start > qmark+1 {
+		if start > qmark+1 {
 			dst = append(dst, '&')
 			start++
 		}
@@ -177,17 +175,37 @@ func appendNormalizedQuery(dst, query []byte, rules *KeyRules) ([]byte, error) {
 			}
 			continue
 		}
-		if rules != nil && rules.SortQuery {
-			spans = append(spans, span{start, len(dst), nameEnd})
-		}
 	}
 	if len(dst) == qmark+1 {
 		return dst[:qmark], nil // nothing left: no '?'
 	}
-	if len(spans) > 1 {
-		dst = sortParams(dst, qmark+1, spans)
+	if rules != nil && rules.SortQuery {
+		dst = sortQuery(dst, qmark+1)
 	}
 	return dst, nil
+}
+
+// sortQuery sorts the normalised parameters in dst[from:] (joined by '&').
+// It is separate so that the span array is only set up when sorting.
+func sortQuery(dst []byte, from int) []byte {
+	var stack [maxSortParams]span
+	spans := stack[:0]
+	for i := from; i < len(dst); {
+		end := i + indexByte(dst[i:], '&')
+		if end < i {
+			end = len(dst)
+		}
+		nameEnd := end
+		if eq := indexByte(dst[i:end], '='); eq >= 0 {
+			nameEnd = i + eq
+		}
+		spans = append(spans, span{i, end, nameEnd})
+		i = end + 1
+	}
+	if len(spans) < 2 {
+		return dst
+	}
+	return sortParams(dst, from, spans)
 }
 
 // sortParams rewrites dst[from:] with the parameters in spans sorted stably
