@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -14,10 +15,11 @@ import (
 // clock jump must not drop an object we still consider usable.
 const wallMargin = time.Minute
 
-// entryOverhead approximates the memory of an Entry beyond its byte slices
-// (struct, slice headers, ristretto's per-item bookkeeping), so that the
-// byte budget holds for many small objects too.
-const entryOverhead = 400
+// entryOverhead is the memory of an entry beyond its byte slices: the
+// Entry itself plus ristretto's and the store's per-item bookkeeping
+// (measured by TestMemoryPerObject), so that the byte budget holds for many
+// small objects too.
+const entryOverhead = int64(unsafe.Sizeof(Entry{})) + 320
 
 // store is the RAM cache: ristretto bounded in bytes, plus the indexes that
 // must stay consistent with it (tags and URLs for purges, the purge log for

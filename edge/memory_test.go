@@ -1,0 +1,80 @@
+//go:build !race
+
+package edge
+
+import (
+	"bufio"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// TestMemoryPerObject stores 100,000 objects of 4 KiB (DESIGN.md's
+// comparison: Varnish ~1.2 KB of overhead per object, nginx ~5.9 KB) built
+// the way a fetch builds them, and reports the heap used per object beyond
+// the body bytes: headers, key, entry, store and index bookkeeping.
+func TestMemoryPerObject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 400 MiB")
+	}
+	const n = 100_000
+	const body = 4 << 10
+	c := testConfig("127.0.0.1:1")
+	c.Cache.SizeBytes = 2 << 30
+	c.Compression.Enabled = false // measure the stored bytes as they are
+	s, err := New(c, discardLogger(), newTestRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.closeBackground()
+	raw := "HTTP/1.1 200 OK\r\n" +
+		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\n" +
+		"Cache-Control: public, max-age=300, stale-while-revalidate=60, stale-if-error=86400\r\n" +
+		"Surrogate-Key: article:%d section:%d front\r\n" +
+		"ETag: \"%08x\"\r\n" +
+		"Last-Modified: Fri, 27 Nov 2026 11:00:00 GMT\r\n" +
+		"Content-Length: %d\r\n\r\n"
+	payload := []byte(strings.Repeat("x", body))
+	now := time.Now()
+	before := heapAlloc()
+	for i := range n {
+		var resp fasthttp.Response
+		hdr := fmt.Sprintf(raw, i, i%50, i, body)
+		if err := resp.Header.Read(bufio.NewReader(strings.NewReader(hdr))); err != nil {
+			t.Fatal(err)
+		}
+		url := []byte(fmt.Sprintf("www.example.com/news/section-%d/%d-a-headline-of-some-length", i%50, i))
+		m := s.responseMeta(&resp)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.defaults)
+		b := append([]byte(nil), payload...)
+		e, err := s.newEntry(url, &resp, m, b, dec, now, requestView{})
+		if err != nil || e == nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		s.store.put(e, s.store.idx.generation())
+	}
+	s.store.wait()
+	after := heapAlloc()
+	objects := s.store.objects.Load()
+	per := float64(after-before)/float64(objects) - body
+	t.Logf("%d objects of %d bytes stored: %.0f bytes per object beyond the body (headers ~300 B of it); accounted cost %.0f",
+		objects, body, per, float64(s.store.bytes.Load())/float64(objects)-body)
+	if objects < n*9/10 {
+		t.Errorf("only %d of %d objects stored", objects, n)
+	}
+	if per > 1600 {
+		t.Errorf("%.0f bytes per object beyond the body: a regression (it was ~1,470)", per)
+	}
+	// The accounted cost must not under-count what is really used.
+	if acc := float64(s.store.bytes.Load()) / float64(objects); acc < per+body-64 {
+		t.Errorf("accounted %.0f bytes per object, but %.0f are used", acc, per+body)
+	}
+	runtime.KeepAlive(s)
+}
