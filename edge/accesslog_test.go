@@ -55,7 +55,7 @@ func TestAccessLog(t *testing.T) {
 			}
 			var v struct {
 				Time, Remote, Method, Host, URI, Proto, Referer, Cache string
-				UserAgent                                              string  `json:"user_agent"`
+				UserAgent                                              string `json:"user_agent"`
 				Status, Bytes                                          int
 				DurationMS                                             float64 `json:"duration_ms"`
 			}
