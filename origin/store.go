@@ -288,26 +288,28 @@ func validateComment(author, body string) error {
 func Slug(title string) string {
 	b := make([]byte, 0, min(len(title), maxSlugBytes))
 	hyphen := false
+loop:
 	for _, r := range strings.ToLower(title) {
+		// A hyphen is written only before the next letter or digit, so
+		// the slug never starts or ends with one.
 		if f, ok := fold[r]; ok {
 			r = f
 		}
-		switch {
-		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
-			if hyphen && len(b) > 0 {
-				b = append(b, '-')
-			}
-			hyphen = false
-			b = append(b, byte(r))
-		default:
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
 			hyphen = true
+			continue
 		}
-		if len(b) >= maxSlugBytes {
-			break
+		if hyphen && len(b) > 0 {
+			if len(b)+2 > maxSlugBytes {
+				break loop
+			}
+			b = append(b, '-')
 		}
-	}
-	for len(b) > 0 && b[len(b)-1] == '-' {
-		b = b[:len(b)-1]
+		hyphen = false
+		b = append(b, byte(r))
+		if len(b) == maxSlugBytes {
+			break loop
+		}
 	}
 	if len(b) == 0 {
 		return "article"
