@@ -304,12 +304,15 @@ type purgeRequest struct {
 }
 
 func (d *Delivery) sendFull(ctx context.Context, e *edgeState) error {
-	e.full.Inc()
 	status, err := d.send(ctx, e, purgeRequest{All: true, Soft: true})
-	if err == nil && status == statusRejected {
+	if err != nil {
+		return err
+	}
+	if status == statusRejected {
 		return errDelivery // already logged and counted
 	}
-	return err
+	e.full.Inc()
+	return nil
 }
 
 type sendStatus int
