@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lakka-cache/lakka/config"
 )
 
 // PostgresStore keeps the site in PostgreSQL through a pgx pool. Pages are
@@ -687,15 +689,37 @@ func (p *PostgresStore) Seed(ctx context.Context, n int) (bool, error) {
 		if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('articles', 'id'), COALESCE(max(id), 0) + 1, false) FROM articles`); err != nil {
 			return fmt.Errorf("article ids: %w", err)
 		}
-		// Fresh statistics, or the planner guesses on an empty table.
-		if _, err := tx.Exec(ctx, `ANALYZE sections, articles, article_views`); err != nil {
-			return fmt.Errorf("analyze: %w", err)
-		}
 		seeded = true
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("origin: seed: %w", err)
 	}
+	if seeded {
+		// Outside the transaction (VACUUM cannot run in one): sets the
+		// visibility map, so that section pages scan the index only.
+		if _, err := p.pool.Exec(ctx, `VACUUM (ANALYZE) sections, articles, article_views`); err != nil {
+			return true, fmt.Errorf("origin: seed: vacuum: %w", err)
+		}
+	}
 	return seeded, nil
+}
+
+// Open returns the store cfg selects: PostgreSQL at cfg.DatabaseURL,
+// migrated, or the embedded store when that is empty.
+func Open(ctx context.Context, cfg config.Origin, logger *slog.Logger) (Store, error) {
+	if cfg.DatabaseURL == "" {
+		logger.Info("store: embedded, in memory")
+		return NewMemoryStore(), nil
+	}
+	p, err := OpenPostgres(ctx, cfg.DatabaseURL, logger)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Migrate(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	logger.Info("store: postgres, migrated")
+	return p, nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lakka-cache/lakka/origin/pgtest"
 )
 
 // TestMigrateTwice runs the migrations on a seeded database again, from a
@@ -15,7 +17,7 @@ import (
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testPostgresURL(t)
+	url := pgtest.URL(t)
 	first, err := OpenPostgres(ctx, url, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +65,7 @@ func TestMigrateTwice(t *testing.T) {
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testPostgresURL(t)
+	url := pgtest.URL(t)
 	const n = 4
 	results := make(chan []string, n)
 	errs := make(chan error, n)
