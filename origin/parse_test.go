@@ -91,3 +91,36 @@ func FuzzSlug(f *testing.F) {
 		}
 	})
 }
+
+func TestETagMatch(t *testing.T) {
+	f := func(inm, etag string, want bool) {
+		t.Helper()
+		if got := etagMatch(inm, etag); got != want {
+			t.Errorf("etagMatch(%q, %q) = %v, want %v", inm, etag, got, want)
+		}
+	}
+	f(`"abc"`, `"abc"`, true)
+	f(`W/"abc"`, `"abc"`, true)
+	f(`"x", "abc"`, `"abc"`, true)
+	f(`*`, `"abc"`, true)
+	f(``, `"abc"`, false)
+	f(`"abcd"`, `"abc"`, false)
+	f(`abc`, `"abc"`, false)
+}
+
+func FuzzETagMatch(f *testing.F) {
+	f.Add(`"a", W/"b"`, `"b"`)
+	f.Add(`*`, `"x"`)
+	f.Fuzz(func(t *testing.T, inm, etag string) {
+		got := etagMatch(inm, etag)
+		if strings.Contains(etag, ",") || strings.TrimSpace(etag) != etag || etag == "" {
+			return // not an ETag this origin makes
+		}
+		if !etagMatch(etag, etag) || !etagMatch(inm+", "+etag, etag) {
+			t.Fatalf("etag %q does not match itself in a list", etag)
+		}
+		if got && !strings.Contains(inm, etag) && !strings.Contains(inm, "*") {
+			t.Fatalf("etagMatch(%q, %q) matched something not there", inm, etag)
+		}
+	})
+}
