@@ -285,11 +285,25 @@ func TestDeliverySendsEveryChange(t *testing.T) {
 	})
 }
 
-func TestDeliveryHardPurge(t *testing.T) {
+// withOneEdge starts an origin on a seeded embedded store that delivers
+// to one fake edge, which starts in mode.
+func withOneEdge(t *testing.T, mode string, edit func(*config.Origin)) (*fakeEdge, *runningOrigin, Store) {
+	t.Helper()
 	st := NewMemoryStore()
 	mustSeed(t, st, 10)
 	e := newFakeEdge(t)
-	o := startOrigin(t, st, func(c *config.Origin) { c.EdgeAdmins = []string{e.addr}; c.SoftPurge = false })
+	e.set(mode)
+	o := startOrigin(t, st, func(c *config.Origin) {
+		c.EdgeAdmins = []string{e.addr}
+		if edit != nil {
+			edit(c)
+		}
+	})
+	return e, o, st
+}
+
+func TestDeliveryHardPurge(t *testing.T) {
+	e, o, _ := withOneEdge(t, "up", func(c *config.Origin) { c.SoftPurge = false })
 	o.update(t, 2, "x")
 	if p := e.next(t); p.Soft {
 		t.Errorf("soft_purge: false sent %+v", p)
@@ -338,11 +352,7 @@ func TestDeliveryCatchesUp(t *testing.T) {
 // TestDeliveryFullPurgeWhenFarBehind: an edge more than purge_max_backlog
 // purges behind, or behind pruned rows, gets one full soft purge.
 func TestDeliveryFullPurgeWhenFarBehind(t *testing.T) {
-	st := NewMemoryStore()
-	mustSeed(t, st, 10)
-	e := newFakeEdge(t)
-	e.set("down")
-	o := startOrigin(t, st, func(c *config.Origin) { c.EdgeAdmins = []string{e.addr}; c.PurgeMaxBacklog = 2 })
+	e, o, st := withOneEdge(t, "down", func(c *config.Origin) { c.PurgeMaxBacklog = 2 })
 	var last int64
 	for i := int64(1); i <= 3; i++ {
 		last = o.update(t, i, "x")
@@ -375,11 +385,7 @@ func TestDeliveryFullPurgeWhenFarBehind(t *testing.T) {
 // logged and counted, its purges stay queued, and they go out once the
 // token is accepted.
 func TestDeliveryReportsUnauthorized(t *testing.T) {
-	st := NewMemoryStore()
-	mustSeed(t, st, 10)
-	e := newFakeEdge(t)
-	e.set("unauthorized")
-	o := startOrigin(t, st, func(c *config.Origin) { c.EdgeAdmins = []string{e.addr} })
+	e, o, st := withOneEdge(t, "unauthorized", nil)
 	last := o.update(t, 5, "x")
 	e.waitAttempts(t, 2)
 	if o.failures(e.addr, failUnauthorized) == 0 {
@@ -403,11 +409,7 @@ func TestDeliveryReportsUnauthorized(t *testing.T) {
 // replaced by a full soft purge, so that later purges do not queue behind
 // it forever.
 func TestDeliveryRejectedFallsBackToFull(t *testing.T) {
-	st := NewMemoryStore()
-	mustSeed(t, st, 10)
-	e := newFakeEdge(t)
-	e.set("reject-tags")
-	o := startOrigin(t, st, func(c *config.Origin) { c.EdgeAdmins = []string{e.addr} })
+	e, o, _ := withOneEdge(t, "reject-tags", nil)
 	last := o.update(t, 6, "x")
 	if p := e.next(t); !p.All {
 		t.Errorf("after a rejected purge: %+v, want a full purge", p)

@@ -73,36 +73,10 @@ func BenchmarkPostgres100k(b *testing.B) {
 		}
 	})
 
-	srv, err := New(config.Default().Origin, st, testLogger(b), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	site, err := srv.siteTree(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ap, err := st.ArticlePage(ctx, 50_000, relatedArticles, articleComments)
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv := benchServer(b, st)
 	// Rendering an article page from its data: the CPU the origin spends
-	// per article page besides the query. cpu-ns/op is process CPU time
-	// (user + system, all threads) per page.
-	b.Run("article_render", func(b *testing.B) {
-		v := &view{Title: ap.Article.Title, Description: ap.Article.Lead, Canonical: ap.Article.URL, Site: site, Article: &ap,
-			Here: ap.Breadcrumb[len(ap.Breadcrumb)-1]}
-		var buf bytes.Buffer
-		b.ReportAllocs()
-		cpu := cpuTime(b)
-		for b.Loop() {
-			buf.Reset()
-			if err := srv.tmpl.pages["article"].ExecuteTemplate(&buf, "layout", v); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
-		b.ReportMetric(float64(buf.Len()), "bytes/page")
-	})
+	// per article page besides the query.
+	b.Run("article_render", func(b *testing.B) { benchRender(b, srv, 50_000) })
 	// The whole article request through the handler: query, render, tags.
 	b.Run("article_request", func(b *testing.B) {
 		b.ReportAllocs()
@@ -125,22 +99,33 @@ func BenchmarkPostgres100k(b *testing.B) {
 // BenchmarkArticleRender renders an article page of the embedded store:
 // the same template work without a database.
 func BenchmarkArticleRender(b *testing.B) {
-	ctx := context.Background()
 	st := NewMemoryStore()
 	mustSeed(b, st, 5000)
+	benchRender(b, benchServer(b, st), 2500)
+}
+
+func benchServer(b *testing.B, st Store) *Server {
 	srv, err := New(config.Default().Origin, st, testLogger(b), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
+	return srv
+}
+
+// benchRender renders article id's page from its data, again and again.
+// cpu-ns/op is process CPU time (user + system, all threads) per page.
+func benchRender(b *testing.B, srv *Server, id int64) {
+	ctx := context.Background()
 	site, err := srv.siteTree(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ap, err := st.ArticlePage(ctx, 2500, relatedArticles, articleComments)
+	ap, err := srv.store.ArticlePage(ctx, id, relatedArticles, articleComments)
 	if err != nil {
 		b.Fatal(err)
 	}
-	v := &view{Title: ap.Article.Title, Site: site, Article: &ap, Here: ap.Breadcrumb[len(ap.Breadcrumb)-1]}
+	a := &ap.Article
+	v := &view{Title: a.Title, Description: a.Lead, Canonical: a.URL, Site: site, Article: &ap, Here: ap.Breadcrumb[len(ap.Breadcrumb)-1]}
 	var buf bytes.Buffer
 	b.ReportAllocs()
 	cpu := cpuTime(b)

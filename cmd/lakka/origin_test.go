@@ -69,9 +69,10 @@ func TestOriginMigrateCommand(t *testing.T) {
 
 var originListening = regexp.MustCompile(`msg="origin listening" addr=(\S+)`)
 
-// startBinary runs the lakka binary and returns the first submatch of re
-// in its log, the command and its log so far.
-func startBinary(t *testing.T, re *regexp.Regexp, env []string, args ...string) (string, *exec.Cmd, func() string) {
+// startBinary runs the lakka binary with args (and env added to the
+// environment), waits for a log line matching re and returns re's
+// submatches in it, the command and a reader of its log so far.
+func startBinary(t *testing.T, re *regexp.Regexp, env []string, args ...string) ([]string, *exec.Cmd, func() string) {
 	t.Helper()
 	cmd := exec.Command(lakkaBinary(t), args...)
 	cmd.Env = append(append(os.Environ(), "GORACE=halt_on_error=1"), env...)
@@ -94,15 +95,15 @@ func startBinary(t *testing.T, re *regexp.Regexp, env []string, args ...string) 
 		mu   sync.Mutex
 		logs bytes.Buffer
 	)
-	found := make(chan string, 1)
+	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			mu.Lock()
 			logs.WriteString(sc.Text() + "\n")
 			mu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && len(found) == 0 {
+				found <- m[1:]
 			}
 		}
 	}()
@@ -116,7 +117,7 @@ func startBinary(t *testing.T, re *regexp.Regexp, env []string, args ...string) 
 		return m, cmd, read
 	case <-time.After(60 * time.Second):
 		t.Fatalf("lakka %v did not log %s:\n%s", args, re, read())
-		return "", nil, nil
+		return nil, nil, nil
 	}
 }
 
@@ -169,8 +170,8 @@ func TestOriginBinary(t *testing.T) {
 			if store == "postgres" {
 				args = append(args, "--database-url", pgtest.URL(t))
 			}
-			addr, cmd, logs := startBinary(t, originListening, []string{"LAKKA_ORIGIN_TOKEN=bin-token"}, args...)
-			base := "http://" + addr
+			m, cmd, logs := startBinary(t, originListening, []string{"LAKKA_ORIGIN_TOKEN=bin-token"}, args...)
+			base := "http://" + m[0]
 			for path, want := range map[string]int{"/": 200, "/news/": 200, "/healthz": 200, "/sitemap.xml": 200, "/nope/": 404} {
 				if resp, _ := httpDo(t, "GET", base+path, ""); resp.StatusCode != want {
 					t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
