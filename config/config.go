@@ -283,6 +283,31 @@ type Origin struct {
 	Pages Pages `yaml:"pages"`
 	// ViewFlushInterval is how often buffered view counts are written.
 	ViewFlushInterval time.Duration `yaml:"view_flush_interval"`
+	// Token authenticates the admin API (/api/..., Authorization: Bearer
+	// TOKEN); LAKKA_ORIGIN_TOKEN overrides it. Empty disables the API: every
+	// call gets 401.
+	Token string `yaml:"token"`
+	// PurgeToken is sent to the edges' purge API (their purge.token);
+	// LAKKA_PURGE_TOKEN overrides it.
+	PurgeToken string `yaml:"purge_token"`
+	// PurgeTimeout bounds one purge request to one edge.
+	PurgeTimeout time.Duration `yaml:"purge_timeout"`
+	// PurgeRetryMin and PurgeRetryMax bound the exponential backoff between
+	// failed deliveries to one edge.
+	PurgeRetryMin time.Duration `yaml:"purge_retry_min"`
+	PurgeRetryMax time.Duration `yaml:"purge_retry_max"`
+	// PurgePollInterval is how often the delivery worker looks for purges
+	// written by other origin processes sharing the database; its own are
+	// sent at once.
+	PurgePollInterval time.Duration `yaml:"purge_poll_interval"`
+	// PurgeMaxBacklog is how many undelivered purges an edge may fall behind
+	// before it gets one full soft purge instead of the backlog.
+	PurgeMaxBacklog int `yaml:"purge_max_backlog"`
+	// PurgeRetention is how long purges are kept in the outbox; an edge
+	// that falls behind the oldest kept purge gets one full soft purge.
+	PurgeRetention time.Duration `yaml:"purge_retention"`
+	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // Pages sets the freshness the origin announces for each kind of page.
@@ -386,6 +411,13 @@ func Default() Config {
 			Listen:            "127.0.0.1:8000",
 			SoftPurge:         true,
 			ViewFlushInterval: 5 * time.Second,
+			PurgeTimeout:      5 * time.Second,
+			PurgeRetryMin:     250 * time.Millisecond,
+			PurgeRetryMax:     30 * time.Second,
+			PurgePollInterval: 2 * time.Second,
+			PurgeMaxBacklog:   1000,
+			PurgeRetention:    24 * time.Hour,
+			ShutdownTimeout:   10 * time.Second,
 			Pages: Pages{
 				Front:    Freshness{MaxAge: 10 * time.Second, StaleWhileRevalidate: 30 * time.Second, StaleIfError: 24 * time.Hour},
 				Section:  Freshness{MaxAge: 30 * time.Second, StaleWhileRevalidate: 60 * time.Second, StaleIfError: 24 * time.Hour},

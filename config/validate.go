@@ -301,6 +301,22 @@ func (c *Config) validateOrigin(v *validator) {
 		v.addr(fmt.Sprintf("origin.edge_admins[%d]", i), a, true)
 	}
 	v.duration("origin.view_flush_interval", o.ViewFlushInterval, false)
+	if strings.ContainsAny(o.Token, " \t\r\n") {
+		v.errorf("origin.token", "must not contain whitespace")
+	}
+	if strings.ContainsAny(o.PurgeToken, " \t\r\n") {
+		v.errorf("origin.purge_token", "must not contain whitespace")
+	}
+	v.duration("origin.purge_timeout", o.PurgeTimeout, false)
+	v.duration("origin.purge_retry_min", o.PurgeRetryMin, false)
+	v.duration("origin.purge_retry_max", o.PurgeRetryMax, false)
+	if o.PurgeRetryMax < o.PurgeRetryMin {
+		v.errorf("origin.purge_retry_max", "must not be less than origin.purge_retry_min (%s)", o.PurgeRetryMin)
+	}
+	v.duration("origin.purge_poll_interval", o.PurgePollInterval, false)
+	v.positive("origin.purge_max_backlog", o.PurgeMaxBacklog)
+	v.duration("origin.purge_retention", o.PurgeRetention, false)
+	v.duration("origin.shutdown_timeout", o.ShutdownTimeout, false)
 	for _, p := range []struct {
 		name string
 		f    Freshness

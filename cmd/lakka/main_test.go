@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,9 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 var (
@@ -149,38 +145,8 @@ func TestEdgeBinary(t *testing.T) {
 		fmt.Fprint(w, "from origin")
 	}))
 	defer o.Close()
-	cmd := exec.Command(lakkaBinary(t), "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	a, cmd, logs := startBinary(t, listening, nil, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	addrs := make(chan []string, 1)
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- m[1:]
-			}
-		}
-	}()
-	var a []string
-	select {
-	case a = <-addrs:
-	case <-time.After(30 * time.Second):
-		t.Fatal("edge did not log its address")
-	}
 	get := func(url string) (int, string, string) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -199,21 +165,5 @@ func TestEdgeBinary(t *testing.T) {
 	if s, _, b := get("http://" + a[1] + "/metrics"); s != 200 || !strings.Contains(b, "lakka_edge_requests_total") {
 		t.Errorf("metrics: %d", s)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			logMu.Lock()
-			defer logMu.Unlock()
-			t.Errorf("exit after SIGTERM: %v\n%s", err, logs.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("edge did not exit after SIGTERM")
-	}
+	stopBinary(t, cmd, logs)
 }

@@ -44,6 +44,7 @@ load-test harness.`,
 		newEdgeCmd(),
 		newPurgeCmd(),
 		newStatsCmd(),
+		newOriginCmd(),
 	)
 	return root
 }
