@@ -42,7 +42,7 @@ cat <<MSG
   origin:        http://$origin/
   edge:          http://$edge/          (try: curl -si http://$edge/ | head)
   edge metrics:  http://$admin/metrics
-  purge token:   $LAKKA_PURGE_TOKEN     (lakka purge --admin $admin --tag front)
+  purge:         LAKKA_PURGE_TOKEN=$LAKKA_PURGE_TOKEN bin/lakka purge --admin $admin --tag front --soft
 
   Ctrl-C stops both.
 MSG
