@@ -122,6 +122,7 @@ type phaseConn struct {
 	firstByte, betweenBytes time.Duration
 	outer                   time.Time // deadline set by fasthttp
 	wrote                   bool
+	head                    headCheck // refuses bad response heads
 }
 
 func (c *phaseConn) SetReadDeadline(t time.Time) error {
@@ -135,6 +136,9 @@ func (c *phaseConn) SetDeadline(t time.Time) error {
 }
 
 func (c *phaseConn) Write(p []byte) (int, error) {
+	if !c.wrote {
+		c.head.start()
+	}
 	c.wrote = true
 	return c.Conn.Write(p)
 }
@@ -154,7 +158,13 @@ func (c *phaseConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if c.head.active || c.head.err != nil {
+		if m, herr := c.head.scan(p[:n]); herr != nil {
+			return m, herr
+		}
+	}
+	return n, err
 }
 
 // pick returns the backend for the next fetch, or nil when none is healthy.

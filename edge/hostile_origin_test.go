@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lakka-cache/lakka/config"
+)
+
+// hostileConfig is testConfig with short per-phase fetch timeouts, so that
+// every broken origin is answered quickly.
+func hostileConfig(backend string) config.Config {
+	c := testConfig(backend)
+	c.Backends.ConnectTimeout = time.Second
+	c.Backends.FirstByteTimeout = 300 * time.Millisecond
+	c.Backends.BetweenBytesTimeout = 200 * time.Millisecond
+	c.Backends.FetchTimeout = time.Second
+	c.Backends.MaxResponseHeaderBytes = 8 << 10
+	c.Cache.MaxObjectBytes = 64 << 10
+	return c
+}
+
+// TestHostileOrigin answers the first request of each case with broken or
+// hostile bytes (RELIABILITY promises 1, 2 and 5): the client gets a
+// 502/504 quickly, nothing is stored, the origin connection is not reused,
+// and the next request is served normally.
+func TestHostileOrigin(t *testing.T) {
+	// framed says the broken answer was framed correctly, so the edge may
+	// keep its connection.
+	check := func(name string, bad func(conn net.Conn), framed bool, wantStatus ...int) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+				if n == 1 {
+					bad(conn)
+					return
+				}
+				writeAll(conn, goodResponse)
+			})
+			e := startEdge(t, hostileConfig(o.addr()))
+			start := time.Now()
+			r := e.get("/x")
+			took := time.Since(start)
+			ok := false
+			for _, s := range wantStatus {
+				ok = ok || r.status == s
+			}
+			if !ok {
+				t.Errorf("status %d (X-Cache %q, body %q), want one of %v", r.status, r.get("X-Cache"), r.body, wantStatus)
+			}
+			if took > 3*time.Second {
+				t.Errorf("took %s, want a quick answer", took)
+			}
+			if r.status >= 500 && r.get("X-Cache") != "ERROR" {
+				t.Errorf("X-Cache %q, want ERROR", r.get("X-Cache"))
+			}
+			e.settle()
+			r = e.get("/x")
+			if r.status != 200 || r.body != "good" {
+				t.Fatalf("next request: %d %q, want 200 good", r.status, r.body)
+			}
+			if r.get("X-Cache") == "HIT" {
+				t.Errorf("next request was a HIT: the broken answer was stored")
+			}
+			if n := o.reqs.Load(); n != 2 {
+				t.Errorf("origin saw %d requests, want 2", n)
+			}
+			if !framed && o.conn(2) == o.conn(1) {
+				t.Errorf("the connection that carried the broken answer was reused")
+			}
+			if r := e.get("/x"); r.get("X-Cache") != "HIT" || r.body != "good" {
+				t.Errorf("third request: %q %q, want a HIT of the good answer", r.get("X-Cache"), r.body)
+			}
+		})
+	}
+	f := func(name string, bad func(conn net.Conn), wantStatus ...int) {
+		t.Helper()
+		check(name, bad, false, wantStatus...)
+	}
+	hang := func(conn net.Conn) {
+		// Keep the connection open until the test ends (the edge must time
+		// out on its own).
+		buf := make([]byte, 1)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Read(buf)
+	}
+	send := func(s string) func(net.Conn) {
+		return func(conn net.Conn) { writeAll(conn, s) }
+	}
+	sendClose := func(s string) func(net.Conn) {
+		return func(conn net.Conn) { writeAll(conn, s); conn.Close() }
+	}
+	cc := "Cache-Control: max-age=60\r\n"
+
+	f("truncated body", sendClose("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 100\r\n\r\nonly ten!!"), 502)
+	f("truncated body, connection kept open", func(conn net.Conn) {
+		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 100\r\n\r\nonly ten!!")
+		hang(conn)
+	}, 502, 504)
+	f("truncated chunked body", sendClose("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), 502)
+	f("bad chunk size", sendClose("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 502)
+	f("chunk longer than announced", sendClose("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n"), 502)
+	f("content-length with transfer-encoding", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("transfer-encoding with content-length", send("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("duplicate content-length", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"), 502)
+	f("same content-length twice", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("bad content-length", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: +5\r\n\r\nhello"), 502)
+	f("negative content-length", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: -1\r\n\r\nhello"), 502)
+	f("content-length list", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 5, 5\r\n\r\nhello"), 502)
+	f("unknown transfer-encoding", send("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("obfuscated transfer-encoding", send("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("two transfer-encodings", send("HTTP/1.1 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("http/1.0 with transfer-encoding", sendClose("HTTP/1.0 200 OK\r\n"+cc+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("space before colon in content-length", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Length : 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), 502)
+	f("bare CR in a header", send("HTTP/1.1 200 OK\r\n"+cc+"X-A: b\rc\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("NUL in a header", send("HTTP/1.1 200 OK\r\n"+cc+"X-A: b\x00c\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("obsolete line folding", send("HTTP/1.1 200 OK\r\n"+cc+"X-A: b\r\n c\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("header without colon", send("HTTP/1.1 200 OK\r\n"+cc+"garbage line\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("huge headers", send("HTTP/1.1 200 OK\r\n"+cc+"X-Big: "+strings.Repeat("x", 16<<10)+"\r\nContent-Length: 5\r\n\r\nhello"), 502)
+	f("many headers", send("HTTP/1.1 200 OK\r\n"+cc+strings.Repeat("X-A: b\r\n", 4000)+"Content-Length: 5\r\n\r\nhello"), 502)
+	f("garbage", sendClose("this is not http at all\r\n\r\n"), 502)
+	f("binary garbage", sendClose("\x00\x01\x02\xff\xfe\r\n\r\n"), 502)
+	f("status line without status", sendClose("HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 502)
+	f("non-numeric status", sendClose("HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n"), 502)
+	f("status 000", send("HTTP/1.1 000 Zero\r\n"+cc+"Content-Length: 4\r\n\r\nzero"), 502)
+	f("status 099", send("HTTP/1.1 099 Low\r\n"+cc+"Content-Length: 4\r\n\r\nzero"), 502)
+	f("status 600", send("HTTP/1.1 600 High\r\n"+cc+"Content-Length: 4\r\n\r\nhigh"), 502)
+	f("status 999", send("HTTP/1.1 999 High\r\n"+cc+"Content-Length: 4\r\n\r\nhigh"), 502)
+	f("four-digit status", sendClose("HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n"), 502)
+	f("unknown protocol", sendClose("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), 502)
+	f("101 switching protocols", send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 502)
+	f("final 1xx with a body", send("HTTP/1.1 103 Early Hints\r\n"+cc+"Content-Length: 4\r\n\r\nhint"), 200, 502, 504)
+	f("no answer", hang, 504)
+	f("slow-loris headers", func(conn net.Conn) {
+		head := "HTTP/1.1 200 OK\r\n" + cc + "X-Slow: " + strings.Repeat("x", 100)
+		dribble(conn, head[:40], 50*time.Millisecond)
+		hang(conn)
+	}, 504)
+	f("slow-loris body", func(conn net.Conn) {
+		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 1000\r\n\r\n")
+		dribble(conn, strings.Repeat("x", 40), 50*time.Millisecond)
+	}, 502, 504)
+	f("body stops", func(conn net.Conn) {
+		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 1000\r\n\r\nsome")
+		hang(conn)
+	}, 502, 504)
+	check("bad gzip", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!"), true, 502)
+}
