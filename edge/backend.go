@@ -74,9 +74,9 @@ func newDirector(c config.Backends, m *metrics) *director {
 // newHostClient configures fasthttp's client as STYLE.md asks: explicit
 // timeouts per phase, bounded pool and header size, bodies streamed (the
 // caller bounds what it reads), exact request bytes (no path
-// normalisation), and retries only for idempotent requests whose reused
-// connection failed before any response byte (fasthttp's default retries
-// up to 5 times on any error).
+// normalisation), and no retries of its own (fasthttp's default retries up
+// to 5 times on any error): director.do retries once, only an idempotent
+// request whose reused connection failed before any response byte.
 func newHostClient(addr string, c config.Backends) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                          addr,
@@ -90,18 +90,22 @@ func newHostClient(addr string, c config.Backends) *fasthttp.HostClient {
 		WriteTimeout:                  c.WriteTimeout,
 		ReadTimeout:                   c.FetchTimeout,
 		StreamResponseBody:            true,
-		MaxIdemponentCallAttempts:     2,
-		ConnPoolStrategy:              fasthttp.LIFO,
-		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
-			idempotent := req.Header.IsGet() || req.Header.IsHead()
-			return false, idempotent && attempts < 2 && isReusedConnError(err)
+		// fasthttp's RetryIfErr cannot tell a reused connection from a
+		// fresh one (it retries a fresh connection's EOF too), so it never
+		// retries; director.do does, knowing the connection.
+		MaxIdemponentCallAttempts: 1,
+		ConnPoolStrategy:          fasthttp.LIFO,
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) {
+			return false, false
 		},
 		Dial: func(a string) (net.Conn, error) {
 			conn, err := (&net.Dialer{Timeout: c.ConnectTimeout}).Dial("tcp", a)
 			if err != nil {
 				return nil, err
 			}
-			return &phaseConn{Conn: conn, firstByte: c.FirstByteTimeout, betweenBytes: c.BetweenBytesTimeout}, nil
+			pc := &phaseConn{Conn: conn, firstByte: c.FirstByteTimeout, betweenBytes: c.BetweenBytesTimeout}
+			pc.addr = &backendAddr{Addr: conn.LocalAddr(), c: pc}
+			return pc, nil
 		},
 	}
 }
@@ -123,6 +127,33 @@ type phaseConn struct {
 	outer                   time.Time // deadline set by fasthttp
 	wrote                   bool
 	head                    headCheck // refuses bad response heads
+	addr                    *backendAddr
+	// exchanges counts the requests written on the connection; answered
+	// says a byte of the current response arrived.
+	exchanges int
+	answered  bool
+}
+
+// backendAddr is the local address of a backend connection. fasthttp hands
+// it to the response (Response.LocalAddr), which is how director.do finds
+// the connection a failed fetch used.
+type backendAddr struct {
+	net.Addr
+	c *phaseConn
+}
+
+func (c *phaseConn) LocalAddr() net.Addr { return c.addr }
+
+// retryable reports whether a failed fetch may be sent again: an
+// idempotent request whose connection was reused and closed by the backend
+// before any byte of the answer (the keep-alive race). The connection is
+// closed by then, so reading its state is safe.
+func retryable(req *fasthttp.Request, resp *fasthttp.Response, err error) bool {
+	if !(req.Header.IsGet() || req.Header.IsHead()) || !isReusedConnError(err) {
+		return false
+	}
+	a, ok := resp.LocalAddr().(*backendAddr)
+	return ok && a.c.exchanges > 1 && !a.c.answered
 }
 
 func (c *phaseConn) SetReadDeadline(t time.Time) error {
@@ -137,6 +168,8 @@ func (c *phaseConn) SetDeadline(t time.Time) error {
 
 func (c *phaseConn) Write(p []byte) (int, error) {
 	if !c.wrote {
+		c.exchanges++
+		c.answered = false
 		c.head.start()
 	}
 	c.wrote = true
@@ -159,6 +192,9 @@ func (c *phaseConn) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered = true
+	}
 	if c.head.active || c.head.err != nil {
 		if m, herr := c.head.scan(p[:n]); herr != nil {
 			return m, herr
@@ -203,6 +239,9 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 	}
 	start := time.Now()
 	err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
+	if err != nil && retryable(req, resp, err) {
+		err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
+	}
 	end := time.Now()
 	b.duration.Observe(end.Sub(start).Seconds())
 	b.health.fetchResult(err != nil && !errors.Is(err, fasthttp.ErrNoFreeConns), end)

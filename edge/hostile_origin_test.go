@@ -133,6 +133,22 @@ func TestHostileOrigin(t *testing.T) {
 	f("unknown protocol", sendClose("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), 502)
 	f("101 switching protocols", send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 502)
 	f("final 1xx with a body", send("HTTP/1.1 103 Early Hints\r\n"+cc+"Content-Length: 4\r\n\r\nhint"), 200, 502, 504)
+	// A fresh connection that fails is not retried (RELIABILITY promise 6).
+	f("empty answer", sendClose(""), 502)
+	f("reset before the headers", func(conn net.Conn) {
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}, 502)
+	f("reset mid-body", func(conn net.Conn) {
+		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 100\r\n\r\nfirst part")
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}, 502)
+	f("reset mid-headers", func(conn net.Conn) {
+		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Le")
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}, 502)
 	f("no answer", hang, 504)
 	f("slow-loris headers", func(conn net.Conn) {
 		head := "HTTP/1.1 200 OK\r\n" + cc + "X-Slow: " + strings.Repeat("x", 100)
@@ -148,4 +164,44 @@ func TestHostileOrigin(t *testing.T) {
 		hang(conn)
 	}, 502, 504)
 	check("bad gzip", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!"), true, 502)
+}
+
+// TestOriginRetryOnlyReusedConnection checks the one retry the edge makes
+// (RELIABILITY promise 6): a GET whose pooled keep-alive connection the
+// origin closed while idle is sent again on a new connection; a fresh
+// connection that fails, an answer cut after its first byte, and unsafe
+// methods are not retried.
+func TestOriginRetryOnlyReusedConnection(t *testing.T) {
+	f := func(name, method string, closeAfter func(n int64) bool, wantStatus int, wantReqs int64) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+				writeAll(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
+				if closeAfter(n) {
+					// Close while the edge thinks the connection idles.
+					conn.Close()
+				}
+			})
+			e := startEdge(t, hostileConfig(o.addr()))
+			if r := e.do(method, "/first"); r.status != 200 {
+				t.Fatalf("first: %d", r.status)
+			}
+			eventually(t, "the origin to close the idle connection", func() bool {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				return len(o.conns) == 0
+			})
+			r := e.do(method, "/second")
+			if r.status != wantStatus {
+				t.Errorf("second: %d, want %d", r.status, wantStatus)
+			}
+			if n := o.reqs.Load(); n != wantReqs {
+				t.Errorf("origin saw %d requests, want %d", n, wantReqs)
+			}
+		})
+	}
+	always := func(int64) bool { return true }
+	f("GET on a closed pooled connection", http.MethodGet, always, 200, 2)
+	f("HEAD on a closed pooled connection", http.MethodHead, always, 200, 2)
+	f("POST on a closed pooled connection", http.MethodPost, always, 502, 1)
 }
