@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -149,4 +150,56 @@ func dribble(conn net.Conn, s string, every time.Duration) {
 		}
 		<-t.C
 	}
+}
+
+// rawExchange sends raw request bytes on a new connection and reads one
+// response.
+func rawExchange(t testing.TB, addr, req string) (*http.Response, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read response to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body of response to %q: %v", req, err)
+	}
+	return resp, string(b)
+}
+
+// rawExchangeAll sends raw bytes (several pipelined requests) and returns
+// the statuses of up to n responses read from the connection.
+func rawExchangeAll(t testing.TB, addr, req string, n int) []int {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	var out []int
+	for range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			break
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out = append(out, resp.StatusCode)
+	}
+	return out
 }

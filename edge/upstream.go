@@ -53,6 +53,36 @@ var cacheOnly = []string{
 	"if-unmodified-since", "if-range", "range", "authorization", "expect",
 }
 
+// inListCGI is inList where '_' in name also matches '-': CGI, PHP and
+// many frameworks read "X_Forwarded_Host" as X-Forwarded-Host.
+func inListCGI(list []string, name []byte) bool {
+	if bytes.IndexByte(name, '_') < 0 {
+		return inList(list, name)
+	}
+	for _, s := range list {
+		if len(name) != len(s) {
+			continue
+		}
+		same := true
+		for i := range len(name) {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 32
+			} else if c == '_' {
+				c = '-'
+			}
+			if c != s[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
 func inList(list []string, name []byte) bool {
 	for _, s := range list {
 		if asciiEqualFold(name, s) {
@@ -94,10 +124,17 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 	out.SetHostBytes(rs.host)
 	conn := in.Peek(fasthttp.HeaderConnection)
 	for k, v := range in.All() {
-		if inList(hopByHop, k) || inList(spoofable, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
+		if inListCGI(hopByHop, k) || inListCGI(spoofable, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
 			continue
 		}
-		if mode != modePass && inList(cacheOnly, k) && !(mode == modeDirect && asciiEqualFold(k, "authorization")) {
+		if mode != modePass && inListCGI(cacheOnly, k) && !(mode == modeDirect && asciiEqualFold(k, "authorization")) {
+			continue
+		}
+		if mode != modePass && bytes.IndexByte(k, '_') >= 0 {
+			// An origin behind CGI conventions reads "Accept_Language" as
+			// Accept-Language, which the key (Vary) does not see: a response
+			// that may be stored is built without such names (like nginx's
+			// underscores_in_headers off).
 			continue
 		}
 		out.AddBytesKV(k, v)
