@@ -140,6 +140,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 	}
 	rs.key = cachepolicy.AppendKey(rs.key[:0], rs.host, rs.target)
 	rs.route = cachepolicy.MatchRoute(s.matches, cachepolicy.HostWithoutPort(rs.host), rs.target)
+	dropConnectionNamed(&ctx.Request.Header)
 
 	if string(method) == "PURGE" {
 		s.handlePurgeMethod(ctx, rs)
@@ -168,6 +169,32 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 		return
 	}
 	s.lookup(ctx, rs, 0)
+}
+
+// dropConnectionNamed removes the request headers the client named in
+// Connection (RFC 9110 §7.6.1). They are never forwarded, so nothing may be
+// decided on them either: a client naming Accept-Language in Connection
+// would otherwise have the page built without it stored as the variant for
+// its value (hop-by-hop abuse). Framing headers and Host, already used, are
+// left alone.
+func dropConnectionNamed(h *fasthttp.RequestHeader) {
+	conn := h.Peek(fasthttp.HeaderConnection)
+	for len(conn) > 0 {
+		i := bytes.IndexByte(conn, ',')
+		tok := conn
+		if i >= 0 {
+			tok, conn = conn[:i], conn[i+1:]
+		} else {
+			conn = nil
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) == 0 || asciiEqualFold(tok, "keep-alive") || asciiEqualFold(tok, "close") ||
+			asciiEqualFold(tok, "host") || asciiEqualFold(tok, "connection") ||
+			asciiEqualFold(tok, "content-length") || asciiEqualFold(tok, "transfer-encoding") {
+			continue
+		}
+		h.DelBytes(tok)
+	}
 }
 
 // prepareCookies applies the cookie rules: a route may drop Cookie; the

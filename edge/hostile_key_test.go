@@ -325,3 +325,37 @@ func TestCacheDeception(t *testing.T) {
 		t.Errorf("ignore_cookies route forwarded Cookie %q", got.header.Get("Cookie"))
 	}
 }
+// TestConnectionCannotUnkeyHeaders: a client may name end-to-end headers
+// in Connection, which makes the edge drop them before forwarding. The key
+// must then not use them either, or the answer to a request without the
+// header is stored as the variant for its value (hop-by-hop abuse).
+func TestConnectionCannotUnkeyHeaders(t *testing.T) {
+	o := startRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language")
+		fmt.Fprintf(w, "lang=%s", r.Header.Get("Accept-Language"))
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	r := e.get("/", "Accept-Language", "fi", "Connection", "keep-alive, Accept-Language")
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	e.settle()
+	// Readers who send "fi" must get the Finnish page.
+	for range 2 {
+		if r := e.get("/", "Accept-Language", "fi"); r.body != "lang=fi" {
+			t.Errorf("Accept-Language fi got %q (%s): the variant was poisoned", r.body, r.get("X-Cache"))
+		}
+	}
+	// Whatever is named in Connection never reaches the origin, whichever
+	// way the request is fetched.
+	for _, extra := range [][]string{nil, {"Authorization", "Bearer t"}, {"Cookie", "s=1"}} {
+		hdrs := append([]string{"X-Debug", "1", "Connection", "X-Debug, Cookie"}, extra...)
+		e.get("/conn", hdrs...)
+		got := o.lastSeen(t)
+		if got.header.Get("X-Debug") != "" || got.header.Get("Cookie") != "" {
+			t.Errorf("with %v: origin saw X-Debug %q Cookie %q", extra, got.header.Get("X-Debug"), got.header.Get("Cookie"))
+		}
+	}
+}
+
