@@ -264,12 +264,19 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, rs *reqState, attempt int) {
 }
 
 // appendVariantKey appends the storage key of a variant: the URL key, a
-// NUL, then for each varied header its normalised value and a NUL.
+// NUL, then for each varied header its normalised value and a NUL. A field
+// sent on several lines counts as one comma-separated list (RFC 9110 §5.3),
+// which is how buildUpstream forwards it.
 func appendVariantKey(dst, url []byte, names []string, h *fasthttp.RequestHeader) []byte {
 	dst = append(dst, url...)
 	dst = append(dst, 0)
 	for _, n := range names {
-		dst = cachepolicy.AppendVaryValue(dst, h.Peek(n))
+		for i, v := range h.PeekAll(n) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = cachepolicy.AppendVaryValue(dst, v)
+		}
 		dst = append(dst, 0)
 	}
 	return dst

@@ -325,6 +325,7 @@ func TestCacheDeception(t *testing.T) {
 		t.Errorf("ignore_cookies route forwarded Cookie %q", got.header.Get("Cookie"))
 	}
 }
+
 // TestConnectionCannotUnkeyHeaders: a client may name end-to-end headers
 // in Connection, which makes the edge drop them before forwarding. The key
 // must then not use them either, or the answer to a request without the
@@ -359,3 +360,31 @@ func TestConnectionCannotUnkeyHeaders(t *testing.T) {
 	}
 }
 
+// TestDuplicateVariedHeader: a request with a varied header on two lines
+// is keyed on what the origin sees.
+func TestDuplicateVariedHeader(t *testing.T) {
+	o := startRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language")
+		fmt.Fprintf(w, "lang=%s", strings.Join(r.Header.Values("Accept-Language"), ","))
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	// Two lines, sent raw: the origin sees them as one list, and the
+	// answer is keyed on that list.
+	for range 2 {
+		resp, body := rawExchange(t, e.Addr(), "GET / HTTP/1.1\r\nHost: a\r\nAccept-Language: fi\r\nAccept-Language:  en\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || body != "lang=fi, en" {
+			t.Errorf("two lines: %d %q, want lang=fi, en", resp.StatusCode, body)
+		}
+		e.settle()
+	}
+	if r := e.get("/", "Host", "a", "Accept-Language", "fi,en"); r.body != "lang=fi, en" || r.get("X-Cache") != "HIT" {
+		t.Errorf("one line fi,en: %q %s, want the stored list variant", r.body, r.get("X-Cache"))
+	}
+	if r := e.get("/", "Host", "a", "Accept-Language", "fi"); r.body != "lang=fi" {
+		t.Errorf("Accept-Language fi got %q (%s)", r.body, r.get("X-Cache"))
+	}
+	if r := e.get("/", "Host", "a", "Accept-Language", "en"); r.body != "lang=en" {
+		t.Errorf("Accept-Language en got %q (%s)", r.body, r.get("X-Cache"))
+	}
+}

@@ -137,6 +137,13 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 			// underscores_in_headers off).
 			continue
 		}
+		if prev := out.PeekBytes(k); mode != modePass && len(prev) > 0 {
+			// A field on several lines is one comma-separated list: send
+			// it as the one value the variant key was built from (origins
+			// differ on which line they read).
+			out.SetBytesKV(k, append(append(append([]byte(nil), prev...), ", "...), v...))
+			continue
+		}
 		out.AddBytesKV(k, v)
 	}
 	if mode != modeCache && len(rs.cookie) > 0 {
