@@ -388,3 +388,42 @@ func TestDuplicateVariedHeader(t *testing.T) {
 		t.Errorf("Accept-Language en got %q (%s)", r.body, r.get("X-Cache"))
 	}
 }
+
+// TestFatGETBodyNotForwarded: a body on GET or HEAD never reaches the
+// origin, whichever way the request is fetched, and the connection stays
+// in sync.
+func TestFatGETBodyNotForwarded(t *testing.T) {
+	o := startRecorder(t, fixed("page", "Cache-Control", "max-age=60"))
+	e := startEdge(t, testConfig(o.addr()))
+	f := func(name, path string, headers ...string) {
+		t.Helper()
+		var b strings.Builder
+		fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n", path)
+		for i := 0; i+1 < len(headers); i += 2 {
+			fmt.Fprintf(&b, "%s: %s\r\n", headers[i], headers[i+1])
+		}
+		b.WriteString("\r\nx=evil&y=bad")
+		b.WriteString("GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		resps := rawExchangeAll(t, e.Addr(), b.String(), 2)
+		if len(resps) != 2 || resps[0] != 200 || resps[1] != 200 {
+			t.Errorf("%s: statuses %v, want two 200s", name, resps)
+		}
+		for _, s := range o.requests() {
+			if s.method == http.MethodPost {
+				continue
+			}
+			if s.body != "" || s.header.Get("Content-Length") != "" {
+				t.Errorf("%s: origin got a body %q for %s %s", name, s.body, s.method, s.target)
+			}
+		}
+	}
+	f("cache", "/fat")
+	f("hit", "/fat")
+	f("credentials", "/fat-auth", "Authorization", "Bearer t")
+	f("cookie (pass)", "/fat-cookie", "Cookie", "s=1")
+	// Other methods keep their body.
+	doURL(t, http.MethodPost, e.url+"/post", "x=1")
+	if got := o.lastSeen(t); got.body != "x=1" {
+		t.Errorf("POST body at the origin %q, want x=1", got.body)
+	}
+}

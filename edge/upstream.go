@@ -156,9 +156,22 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 		}
 	}
 	s.addForwarded(ctx, out)
-	if mode == modePass {
+	if mode == modePass && !bodyless(in.Method()) {
 		req.SetBodyRaw(ctx.Request.Body())
 	}
+}
+
+// bodyless reports methods whose request content has no defined meaning
+// (RFC 9110 §9.3.1, §9.3.2, §9.3.8). Their content is never forwarded: an
+// origin that does not read it would take it for the next request on the
+// connection (request smuggling), and one that does could shape a
+// response on something outside the key.
+func bodyless(method []byte) bool {
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // addConditionals makes a refresh of e conditional (RFC 9111 §4.3.1).
