@@ -194,9 +194,14 @@ func (s *Server) addForwarded(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeade
 		client = ip
 	}
 	xff := ipbuf[:0]
-	if prior := ctx.Request.Header.Peek("X-Forwarded-For"); len(prior) > 0 && s.trustedPeer(ip) {
-		xff = append(xff, prior...)
-		xff = append(xff, ", "...)
+	if s.trustedPeer(ip) {
+		// Every line a trusted proxy sent, in order (RFC 9110 §5.3).
+		for _, prior := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
+			if prior = bytes.TrimSpace(prior); len(prior) > 0 {
+				xff = append(xff, prior...)
+				xff = append(xff, ", "...)
+			}
+		}
 	}
 	xff = append(xff, ip.String()...)
 	h.SetBytesV("X-Forwarded-For", xff)
