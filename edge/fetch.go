@@ -13,6 +13,10 @@ import (
 	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
+// errUnasked304 means a backend answered 304 to a request without
+// conditionals.
+var errUnasked304 = errors.New("edge: 304 from backend to an unconditional request")
+
 // errBodyTooLarge means the response body exceeds what may be buffered.
 var errBodyTooLarge = errors.New("edge: response body over the object limit")
 
@@ -249,6 +253,13 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 		e := s.refreshed(stale, fr)
 		out.entry, out.notMod = e, true
 		out.stored = s.storeEntry(e, startGen, rv)
+		return out
+	}
+	if status == fasthttp.StatusNotModified {
+		// Fetches for the cache carry no conditional of the client's:
+		// a 304 answers nothing the edge asked, and has no body to serve.
+		out.err, out.status = errUnasked304, fasthttp.StatusBadGateway
+		s.m.notStored.WithLabelValues("unasked-304").Inc()
 		return out
 	}
 	meta := s.responseMeta(resp)

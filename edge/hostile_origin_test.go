@@ -163,6 +163,8 @@ func TestHostileOrigin(t *testing.T) {
 		writeAll(conn, "HTTP/1.1 200 OK\r\n"+cc+"Content-Length: 1000\r\n\r\nsome")
 		hang(conn)
 	}, 502, 504)
+	check("304 to an unconditional request", send("HTTP/1.1 304 Not Modified\r\n"+cc+"ETag: \"x\"\r\n\r\n"), true, 502)
+	check("304 with a body", send("HTTP/1.1 304 Not Modified\r\n"+cc+"\r\nHTTP/1.1 200 OK\r\n"+cc+"Content-Length: 4\r\n\r\nevil"), true, 502)
 	check("bad gzip", send("HTTP/1.1 200 OK\r\n"+cc+"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!"), true, 502)
 }
 
