@@ -75,8 +75,9 @@ func newDirector(c config.Backends, m *metrics) *director {
 // timeouts per phase, bounded pool and header size, bodies streamed (the
 // caller bounds what it reads), exact request bytes (no path
 // normalisation), and no retries of its own (fasthttp's default retries up
-// to 5 times on any error): director.do retries once, only an idempotent
-// request whose reused connection failed before any response byte.
+// to 5 times on any error): director.do retries a request that was not
+// sent because its pooled connection was dirty, and an idempotent request
+// whose reused connection failed before any response byte.
 func newHostClient(addr string, c config.Backends) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                          addr,
@@ -144,11 +145,22 @@ type backendAddr struct {
 
 func (c *phaseConn) LocalAddr() net.Addr { return c.addr }
 
-// retryable reports whether a failed fetch may be sent again: an
+// errDirtyConn means a pooled backend connection was found closed, or
+// holding bytes nobody asked for, before a request was written on it.
+var errDirtyConn = errors.New("edge: pooled backend connection closed or holding unsolicited bytes")
+
+// maxFetchAttempts bounds the attempts of one fetch (see retryable).
+const maxFetchAttempts = 3
+
+// retryable reports whether a failed fetch may be sent again: any request
+// that was not written because its pooled connection was dirty, or an
 // idempotent request whose connection was reused and closed by the backend
 // before any byte of the answer (the keep-alive race). The connection is
 // closed by then, so reading its state is safe.
 func retryable(req *fasthttp.Request, resp *fasthttp.Response, err error) bool {
+	if errors.Is(err, errDirtyConn) {
+		return true
+	}
 	if !(req.Header.IsGet() || req.Header.IsHead()) || !isReusedConnError(err) {
 		return false
 	}
@@ -171,6 +183,11 @@ func (c *phaseConn) Write(p []byte) (int, error) {
 		c.exchanges++
 		c.answered = false
 		c.head.start()
+		if c.exchanges > 1 && idleConnDirty(c.Conn) {
+			// Bytes nobody asked for, or closed by the backend while idle:
+			// nothing of this request is sent on it.
+			return 0, errDirtyConn
+		}
 	}
 	c.wrote = true
 	return c.Conn.Write(p)
@@ -239,7 +256,7 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 	}
 	start := time.Now()
 	err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
-	if err != nil && retryable(req, resp, err) {
+	for i := 1; i < maxFetchAttempts && err != nil && retryable(req, resp, err); i++ {
 		err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
 	}
 	end := time.Now()
