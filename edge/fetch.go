@@ -43,6 +43,9 @@ func (f *fetched) release() {
 
 // send performs one backend request.
 func (s *Server) send(req *fasthttp.Request) (*fetched, error) {
+	if h := s.beforeSend; h != nil {
+		h(req)
+	}
 	resp := fasthttp.AcquireResponse()
 	f := &fetched{resp: resp, reqTime: s.now()}
 	b, err := s.dir.do(req, resp, s.cfg.Backends.FetchTimeout)
@@ -125,6 +128,15 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 		return
 	}
 
+	finished := false
+	defer func() {
+		if !finished {
+			// Panicking between join and finish: publish an error, or
+			// every request for the key would wait on this flight forever.
+			f.status = fasthttp.StatusInternalServerError
+			s.flights.finish(fkey, f)
+		}
+	}()
 	startGen := s.store.idx.generation()
 	req := fasthttp.AcquireRequest()
 	s.buildUpstream(ctx, rs, modeCache, stale, req)
@@ -132,6 +144,7 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		f.status = fetchStatus(err)
+		finished = true
 		s.flights.finish(fkey, f)
 		s.logFetchError(rs, err)
 		if stale != nil && s.serveStaleOnError(ctx, rs, stale, "origin-down") {
@@ -156,6 +169,7 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 			f.pass = true
 		}
 	}
+	finished = true
 	s.flights.finish(fkey, f)
 	s.deliver(ctx, rs, fr, out, stale)
 }

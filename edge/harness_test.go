@@ -72,6 +72,13 @@ func testConfig(backends ...string) config.Config {
 
 func startEdge(t testing.TB, c config.Config) *testEdge {
 	t.Helper()
+	return startEdgeWith(t, c, nil)
+}
+
+// startEdgeWith is startEdge with a chance to set test hooks on the Server
+// before it serves.
+func startEdgeWith(t testing.TB, c config.Config, prepare func(*Server)) *testEdge {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -80,6 +87,9 @@ func startEdge(t testing.TB, c config.Config) *testEdge {
 	s, err := New(c, logger, reg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if prepare != nil {
+		prepare(s)
 	}
 	if err := s.Listen(); err != nil {
 		t.Fatalf("Listen: %v", err)

@@ -75,14 +75,22 @@ func (r *refresher) run() {
 // sharing the fetch with client misses of the same object.
 func (r *refresher) refreshOne(e *Entry) {
 	s := r.s
+	var f *flight
+	finished := false
 	defer func() {
 		if p := recover(); p != nil {
 			s.logPanic(p)
+			if f != nil && !finished {
+				// Client misses of the key may be waiting on this flight.
+				f.status = fasthttp.StatusInternalServerError
+				s.flights.finish(e.key, f)
+			}
 			e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
 			e.refreshing.Store(false)
 		}
 	}()
-	f, leader := s.flights.join(e.key)
+	var leader bool
+	f, leader = s.flights.join(e.key)
 	if !leader {
 		e.refreshing.Store(false)
 		return // a client miss is fetching it already
@@ -95,6 +103,7 @@ func (r *refresher) refreshOne(e *Entry) {
 	if err != nil {
 		s.m.refreshes.WithLabelValues("error").Inc()
 		f.status = fetchStatus(err)
+		finished = true
 		s.flights.finish(e.key, f)
 		e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
 		e.refreshing.Store(false)
@@ -109,6 +118,7 @@ func (r *refresher) refreshOne(e *Entry) {
 			f.status = max(out.status, fasthttp.StatusBadGateway)
 		}
 	}
+	finished = true
 	s.flights.finish(e.key, f)
 	switch {
 	case out.notMod:

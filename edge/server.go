@@ -67,6 +67,10 @@ type Server struct {
 	probes  *prober
 	started time.Time
 
+	// beforeSend, set only by tests before Serve, is called with every
+	// backend request before it is sent (panic injection).
+	beforeSend func(*fasthttp.Request)
+
 	draining atomic.Bool
 	// offset shifts the clock used for freshness (tests of expiry and
 	// clock jumps advance it; zero in production).
