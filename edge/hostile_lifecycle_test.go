@@ -1,8 +1,14 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,4 +119,174 @@ func TestPanicRecovered(t *testing.T) {
 	if got := counter(e.m.panics); got < n+3+1 {
 		t.Errorf("lakka_edge_panics_total = %v, want at least %d", got, n+3+1)
 	}
+}
+
+// TestRollingRestart drains an edge the way a rolling deploy does
+// (RELIABILITY promise 10): /healthz fails at once while requests are still
+// served through the drain delay; then the listener closes, idle
+// keep-alive connections are closed, a request in flight finishes with its
+// whole body, a client looping on keep-alive sees only complete answers,
+// and Shutdown returns once the last request is done (a connection that
+// never sent a request is closed by edge.read_timeout).
+func TestRollingRestart(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, strings.Repeat("x", 10000))
+	})
+	c := testConfig(o.addr())
+	c.Edge.DrainDelay = time.Second
+	c.Edge.ReadTimeout = time.Second
+	s, err := New(c, discardLogger(), newTestRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	addr := s.Addr()
+	dial := func() net.Conn {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	// An idle keep-alive connection, and one that never sends a request.
+	idle := dial()
+	fmt.Fprint(idle, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+	idleBR := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(idleBR, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	silent := dial()
+	// A request in flight.
+	inflight := make(chan response, 1)
+	go func() { inflight <- doURL(t, http.MethodGet, "http://"+addr+"/slow", "") }()
+	<-entered
+	// A client looping on its own keep-alive connections.
+	loopClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
+	defer loopClient.CloseIdleConnections()
+	stopLoop := make(chan struct{})
+	loopDone := make(chan [2]int, 1)
+	go func() {
+		ok, bad := 0, 0
+		for i := 0; i < 100000; i++ {
+			select {
+			case <-stopLoop:
+				loopDone <- [2]int{ok, bad}
+				return
+			default:
+			}
+			resp, err := loopClient.Get("http://" + addr + "/loop")
+			if err != nil {
+				continue // refused or closed before an answer: retried by a real client elsewhere
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || len(b) != 10000 || resp.StatusCode != 200 {
+				bad++
+				continue
+			}
+			ok++
+		}
+		loopDone <- [2]int{ok, bad}
+	}()
+
+	shutdownStart := time.Now()
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	eventually(t, "draining", s.draining.Load)
+	if r := doURL(t, http.MethodGet, "http://"+s.AdminAddr()+"/healthz", ""); r.status != http.StatusServiceUnavailable {
+		t.Errorf("healthz while draining: %d, want 503", r.status)
+	}
+	// Still serving during the drain delay: the load balancer has not
+	// noticed yet.
+	if r := doURL(t, http.MethodGet, "http://"+addr+"/during", ""); r.status != 200 {
+		t.Errorf("a request during the drain delay: %d", r.status)
+	}
+	if time.Since(shutdownStart) > c.Edge.DrainDelay {
+		t.Logf("the drain-delay check ran late (%s): slow machine", time.Since(shutdownStart))
+	}
+	eventually(t, "the listener to close", func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	if d, closed := waitClosed(idle, 3*time.Second); !closed {
+		t.Errorf("idle keep-alive connection not closed (%s)", d)
+	}
+	close(release)
+	r := <-inflight
+	if r.status != 200 || len(r.body) != 10000 {
+		t.Errorf("in-flight request: %d, %d bytes", r.status, len(r.body))
+	}
+	if d, closed := waitClosed(silent, 3*time.Second); !closed {
+		t.Errorf("connection without a request not closed (%s)", d)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Shutdown did not return after the last request")
+	}
+	close(stopLoop)
+	res := <-loopDone
+	if res[1] != 0 || res[0] == 0 {
+		t.Errorf("the looping client got %d incomplete answers and %d complete ones", res[1], res[0])
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestClockJumps moves the freshness clock forward in large jumps: stored
+// objects expire exactly once, are fetched again, and nothing overflows or
+// serves an object as fresh after its lifetime (RELIABILITY promise 9).
+func TestClockJumps(t *testing.T) {
+	o := startScripted(t)
+	o.set("/short", answer{headers: []string{"Cache-Control", "max-age=60"}, body: "short"})
+	o.set("/long", answer{headers: []string{"Cache-Control", "max-age=2147483648"}, body: "long"})
+	e := startEdge(t, testConfig(o.addr()))
+	f := func(path, want string) {
+		t.Helper()
+		r := e.get(path)
+		if r.get("X-Cache") != want || r.status != 200 {
+			t.Errorf("%s: %d X-Cache %q (%s), want %s", path, r.status, r.get("X-Cache"), r.get("Cache-Status"), want)
+		}
+		e.settle()
+	}
+	f("/short", "MISS")
+	f("/long", "MISS")
+	f("/short", "HIT")
+	for _, jump := range []time.Duration{24 * time.Hour, 365 * 24 * time.Hour, 50 * 365 * 24 * time.Hour} {
+		e.advance(jump)
+		f("/short", "MISS") // expired long ago, past grace: fetched again
+		f("/short", "HIT")
+	}
+	// The 2^31 s cap is 68 years: fresh after 51 years, gone after 70.
+	f("/long", "HIT")
+	e.advance(19 * 365 * 24 * time.Hour)
+	f("/long", "MISS")
 }
