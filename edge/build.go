@@ -194,7 +194,7 @@ func (s *Server) entryFrom(urlKey []byte, resp *fasthttp.Response, m meta, dec c
 	}
 	ct := piece(h.ContentType())
 	var date [2]int
-	if d := h.Peek(fasthttp.HeaderDate); len(d) > 0 {
+	if d := originDate(h.Peek(fasthttp.HeaderDate)); len(d) > 0 {
 		date = piece(d)
 	} else {
 		date = piece(cachepolicy.AppendHTTPDate(nil, resTime))

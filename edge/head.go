@@ -55,9 +55,10 @@ func (hr *headReader) start(h *fasthttp.ResponseHeader, status int, date []byte,
 }
 
 // validDate reports whether a Date value is safe to place in a header
-// line: printable ASCII only.
+// line: printable ASCII only, not blank at either end (fasthttp would trim
+// it to nothing, and the response would go out without a Date).
 func validDate(b []byte) bool {
-	if len(b) > 64 {
+	if len(b) > 64 || len(b) == 0 || b[0] == ' ' || b[len(b)-1] == ' ' {
 		return false
 	}
 	for _, c := range b {
@@ -66,4 +67,18 @@ func validDate(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// originDate returns an origin's Date value when it is an HTTP-date the
+// edge can send on (RELIABILITY promise 9 keeps the origin's Date), nil
+// otherwise: then the edge sends its own (RFC 9110 §6.6.1: a recipient
+// that forwards a response without a usable Date adds one).
+func originDate(b []byte) []byte {
+	if !validDate(b) {
+		return nil
+	}
+	if _, ok := cachepolicy.ParseHTTPDate(b); !ok {
+		return nil
+	}
+	return b
 }

@@ -267,3 +267,39 @@ func TestOriginUnsolicitedBytes(t *testing.T) {
 	f("second answer", "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok", evil)
 	f("garbage after the answer", "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok", "garbage\r\n\r\n")
 }
+
+// TestOriginDateValidated: the origin's Date is kept when it is an
+// HTTP-date; a blank or garbage one is replaced by the edge's own, on
+// misses, hits and relayed answers (RFC 9110 §6.6.1), so that clients
+// always get a usable Date.
+func TestOriginDateValidated(t *testing.T) {
+	good := "Mon, 02 Jan 2006 15:04:05 GMT"
+	for _, tc := range []struct{ name, date, cc string }{
+		{"valid", good, "max-age=60"},
+		{"valid, relayed", good, "no-store"},
+		{"blank", " ", "max-age=60"},
+		{"blank, relayed", " ", "no-store"},
+		{"garbage", "yesterday", "max-age=60"},
+		{"garbage, relayed", "yesterday", "no-store"},
+		{"empty", "", "max-age=60"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+				writeAll(conn, "HTTP/1.1 200 OK\r\nDate: "+tc.date+"\r\nCache-Control: "+tc.cc+"\r\nContent-Length: 2\r\n\r\nok")
+			})
+			e := startEdge(t, hostileConfig(o.addr()))
+			for i := range 2 {
+				r := e.get("/d")
+				got := r.get("Date")
+				if _, err := http.ParseTime(got); err != nil {
+					t.Errorf("request %d (%s): Date %q is not an HTTP-date", i, r.get("X-Cache"), got)
+				}
+				if tc.date == good && got != good {
+					t.Errorf("request %d (%s): Date %q, want the origin's %q", i, r.get("X-Cache"), got, good)
+				}
+				e.settle()
+			}
+		})
+	}
+}

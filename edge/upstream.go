@@ -246,7 +246,7 @@ var edgeOnly = []string{"surrogate-key", "surrogate-control", "xkey"}
 // relayed without storing: status, the origin's Date, end-to-end headers.
 func (s *Server) copyResponse(ctx *fasthttp.RequestCtx, rs *reqState, src *fasthttp.ResponseHeader) {
 	dst := &ctx.Response.Header
-	rs.head.start(dst, src.StatusCode(), src.Peek(fasthttp.HeaderDate), time.Now())
+	rs.head.start(dst, src.StatusCode(), originDate(src.Peek(fasthttp.HeaderDate)), time.Now())
 	conn := src.Peek(fasthttp.HeaderConnection)
 	for k, v := range src.All() {
 		if inList(responseSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) {

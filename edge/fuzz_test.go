@@ -1,0 +1,269 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// FuzzCountRaw checks the raw header counter against a plain reading of
+// the same bytes: one count per line whose name (before the first colon)
+// is the header, in any case.
+func FuzzCountRaw(f *testing.F) {
+	for _, s := range []string{
+		"Host: a\r\nContent-Length: 1\r\n",
+		"host: a\r\nHOST: b\r\ncookie: x\r\nCookie: y\r\nTransfer-Encoding: chunked\r\n",
+		":\r\n\r\nContent-Length\r\ncontent-length:5",
+		"Content-Length : 5\r\nX: Host: a\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got := countRaw(raw)
+		var want rawCounts
+		for _, line := range strings.Split(string(raw), "\n") {
+			name, _, ok := strings.Cut(line, ":")
+			if !ok || name == "" {
+				continue
+			}
+			switch {
+			case strings.EqualFold(name, "content-length"):
+				want.contentLength++
+			case strings.EqualFold(name, "transfer-encoding"):
+				want.transferEncoding++
+			case strings.EqualFold(name, "host"):
+				want.host++
+			case strings.EqualFold(name, "cookie"):
+				want.cookie++
+			}
+		}
+		// strings.EqualFold folds Unicode (e.g. the Kelvin sign K); header
+		// names are ASCII, and so is countRaw's comparison.
+		if got != want && isASCII(raw) {
+			t.Errorf("countRaw(%q) = %+v, want %+v", raw, got, want)
+		}
+	})
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzAccessLogLine formats access log lines for arbitrary request fields:
+// a combined line is exactly one line whose quoted fields cannot be
+// forged, a JSON line is one valid JSON object whose fields read back as
+// what the client sent (invalid UTF-8 as U+FFFD).
+func FuzzAccessLogLine(f *testing.F) {
+	f.Add([]byte("GET"), []byte("/a?b=c"), []byte("example.com"), []byte("https://r/"), []byte("curl/8"))
+	f.Add([]byte("GET"), []byte("/\"x\" 200 5 \"-\"\n127.0.0.1 - -"), []byte("h"), []byte("\x00\x1b[31m"), []byte("ua\\\"\r\n"))
+	f.Add([]byte("P\xffST"), []byte("/\xc3\x28"), []byte("\u2028"), []byte("\x7f"), []byte("\xed\xa0\x80"))
+	f.Fuzz(func(t *testing.T, method, uri, host, referer, ua []byte) {
+		var ctx fasthttp.RequestCtx
+		h := &ctx.Request.Header
+		h.SetMethodBytes(method)
+		h.SetRequestURIBytes(uri)
+		h.SetHostBytes(host)
+		h.SetRefererBytes(referer)
+		h.SetUserAgentBytes(ua)
+		rs := &reqState{start: time.Unix(1700000000, 0), result: resHit}
+		a := &accessLog{}
+
+		line := a.appendCombined(nil, &ctx, rs, 200, 5, time.Millisecond)
+		if bytes.IndexByte(line, '\n') != len(line)-1 {
+			t.Fatalf("combined line is not one line: %q", line)
+		}
+		quotes := 0
+		for i, c := range line[:len(line)-1] {
+			if c < 0x20 || c >= 0x7f {
+				t.Fatalf("combined line has byte %#x at %d: %q", c, i, line)
+			}
+			if c == '"' {
+				quotes++
+			}
+		}
+		if quotes != 6 {
+			t.Fatalf("combined line has %d quotes, want 6 (request, referer, user agent): %q", quotes, line)
+		}
+
+		js := a.appendJSON(nil, &ctx, rs, 200, 5, time.Millisecond)
+		if bytes.IndexByte(js, '\n') != len(js)-1 {
+			t.Fatalf("JSON line is not one line: %q", js)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(js, &got); err != nil {
+			t.Fatalf("JSON line does not parse: %v: %q", err, js)
+		}
+		for field, sent := range map[string][]byte{
+			"method": h.Method(), "uri": h.RequestURI(), "host": h.Host(),
+			"referer": h.Referer(), "user_agent": h.UserAgent(),
+		} {
+			if want := replaceInvalidUTF8(sent); got[field] != want {
+				t.Errorf("%s: logged %q, sent %q", field, got[field], sent)
+			}
+		}
+	})
+}
+
+// replaceInvalidUTF8 replaces each byte that does not start a valid UTF-8
+// sequence with U+FFFD, as appendJSONString does.
+func replaceInvalidUTF8(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return sb.String()
+}
+
+// FuzzLogSafe: appendLogSafe output is printable ASCII without quotes, and
+// reads back as its input.
+func FuzzLogSafe(f *testing.F) {
+	f.Add([]byte("plain"))
+	f.Add([]byte("\"\\\x00\xff\n\\x41"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		out := appendLogSafe(nil, v)
+		var back []byte
+		for i := 0; i < len(out); i++ {
+			c := out[i]
+			if c < 0x20 || c >= 0x7f || c == '"' {
+				t.Fatalf("appendLogSafe(%q) = %q: byte %#x", v, out, c)
+			}
+			if c == '\\' {
+				if i+3 >= len(out) || out[i+1] != 'x' {
+					t.Fatalf("appendLogSafe(%q) = %q: bare backslash at %d", v, out, i)
+				}
+				n, err := strconv.ParseUint(string(out[i+2:i+4]), 16, 8)
+				if err != nil {
+					t.Fatalf("appendLogSafe(%q) = %q: bad escape at %d", v, out, i)
+				}
+				back = append(back, byte(n))
+				i += 3
+				continue
+			}
+			back = append(back, c)
+		}
+		if !bytes.Equal(back, v) {
+			t.Fatalf("appendLogSafe(%q) = %q reads back as %q", v, out, back)
+		}
+	})
+}
+
+// FuzzHeadCheck: the response head check never hands on more than it was
+// given, and its verdict does not depend on how the bytes are split into
+// reads.
+func FuzzHeadCheck(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 000 X\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n",
+	} {
+		f.Add([]byte(s), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) {
+		verdict := func(parts ...[]byte) (int, error) {
+			var h headCheck
+			h.start()
+			total := 0
+			for _, p := range parts {
+				n, err := h.scan(p)
+				if n < 0 || n > len(p) {
+					t.Fatalf("scan handed on %d of %d bytes", n, len(p))
+				}
+				total += n
+				if err != nil {
+					return total, err
+				}
+			}
+			return total, nil
+		}
+		k := int(cut) % (len(in) + 1)
+		n1, err1 := verdict(in)
+		n2, err2 := verdict(in[:k], in[k:])
+		if (err1 == nil) != (err2 == nil) || n1 != n2 {
+			t.Fatalf("%q: whole %d %v, split at %d: %d %v", in, n1, err1, k, n2, err2)
+		}
+		if err1 == nil && n1 != len(in) {
+			t.Fatalf("%q: accepted but handed on %d bytes", in, n1)
+		}
+	})
+}
+
+// FuzzHeadReaderDate starts client responses with any status the edge may
+// relay and any Date an origin may send (through originDate, as the edge
+// does): it never panics, a Date is always sent, and it is the origin's
+// when that is a valid HTTP-date.
+func FuzzHeadReaderDate(f *testing.F) {
+	f.Add(200, []byte("Mon, 02 Jan 2006 15:04:05 GMT"))
+	f.Add(599, []byte(" : \x00\r\nX: y"))
+	f.Add(100, []byte(""))
+	f.Fuzz(func(t *testing.T, status int, date []byte) {
+		if status < 100 || status > 599 {
+			return // headCheck refuses anything else from a backend
+		}
+		var hr headReader
+		var h fasthttp.ResponseHeader
+		d := originDate(date)
+		hr.start(&h, status, d, time.Unix(1700000000, 0))
+		if h.StatusCode() != status {
+			t.Fatalf("status %d, want %d", h.StatusCode(), status)
+		}
+		got := h.Peek(fasthttp.HeaderDate)
+		if _, ok := cachepolicy.ParseHTTPDate(got); !ok || bytes.ContainsAny(got, "\r\n") {
+			t.Fatalf("Date %q from %q", got, date)
+		}
+		if d != nil && !bytes.Equal(got, date) {
+			t.Fatalf("Date %q, origin sent the valid %q", got, date)
+		}
+		// Even unchecked values never break the head.
+		hr.start(&h, status, date, time.Unix(1700000000, 0))
+		if len(h.Peek(fasthttp.HeaderDate)) == 0 {
+			t.Fatalf("no Date for %q", date)
+		}
+	})
+}
+
+// FuzzChooseEncoding: whatever the client's Accept-Encoding says, a gzip
+// body is served gzip only to a client that named gzip (or "*") with a
+// non-zero weight; identity bodies are always served as they are.
+func FuzzChooseEncoding(f *testing.F) {
+	for _, s := range []string{"gzip", "gzip;q=0", "*", "*;q=0, identity", "br, x-gzip;q=0.5", "GZIP ; Q=0.001", "identity;q=0, gzip;q=0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, ae []byte) {
+		acc := cachepolicy.ParseAcceptEncoding(ae)
+		e := &Entry{enc: cachepolicy.Gzip}
+		got := chooseEncoding(e, acc)
+		lower := strings.ToLower(string(ae))
+		if got == cachepolicy.Gzip && !strings.Contains(lower, "gzip") && !strings.Contains(lower, "*") {
+			t.Fatalf("Accept-Encoding %q: served gzip", ae)
+		}
+		if got == cachepolicy.Gzip && acc.GzipQ <= 0 {
+			t.Fatalf("Accept-Encoding %q: served gzip with q=%d", ae, acc.GzipQ)
+		}
+		if chooseEncoding(&Entry{enc: cachepolicy.Identity}, acc) != cachepolicy.Identity {
+			t.Fatalf("Accept-Encoding %q: an identity body served encoded", ae)
+		}
+	})
+}
