@@ -93,8 +93,14 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rs *reqState) {
 	s.m.requests[rs.result].Inc()
 	elapsed := time.Since(rs.start)
 	s.m.durations[rs.result].Observe(elapsed.Seconds())
-	n := len(ctx.Response.Body())
-	if !ctx.Response.IsBodyStream() {
+	// Body on a streamed response would read the whole stream into memory
+	// before it is sent (and turn a read error into the body): a stream
+	// counts its announced length, if any.
+	var n int
+	if ctx.Response.IsBodyStream() {
+		n = max(ctx.Response.Header.ContentLength(), 0)
+	} else {
+		n = len(ctx.Response.Body())
 		s.m.bytesSent.Add(float64(n))
 	}
 	s.access.log(ctx, rs, status, n, elapsed)

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -326,5 +328,70 @@ func TestVaryVariantFlood(t *testing.T) {
 	}
 	if objs := e.store.objects.Load(); objs > int64(c.Cache.MaxVariants)+1 {
 		t.Errorf("store holds %d objects for one URL with at most %d variants", objs, c.Cache.MaxVariants)
+	}
+}
+
+// TestStreamedBodiesNotBuffered: bodies too large to store are streamed
+// from the origin to the client, never held whole in memory (RELIABILITY
+// promise 8), both when relayed and when a stored gzip object too large to
+// keep decoded is decoded for an identity client.
+func TestStreamedBodiesNotBuffered(t *testing.T) {
+	const size = 48 << 20
+	big := make([]byte, size)
+	// 6 MiB of text, gzip from the origin: stored (under max_object_bytes
+	// compressed, under 8x decoded), too large to keep a decoded copy.
+	text := []byte(strings.Repeat("all work and no play makes jack a dull boy\n", 6<<20/44))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(text)
+	_ = zw.Close()
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/text" {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Encoding", "gzip")
+			_, _ = w.Write(gz.Bytes())
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(big)
+	})
+	e := startEdge(t, testConfig(o.addr())) // max_object_bytes 1 MiB
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	e.get("/text", "Accept-Encoding", "gzip")
+	e.settle()
+	got := allocated(func() {
+		resp, err := client.Get(e.url + "/text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("X-Cache") != "HIT" || n != int64(len(text)) || err != nil {
+			t.Errorf("decoded for an identity client: %s, %d bytes (%v), want HIT %d", resp.Header.Get("X-Cache"), n, err, len(text))
+		}
+	})
+	if got > uint64(len(text))/2 {
+		t.Errorf("decoding a %d MiB body for a client allocated %d MiB", len(text)>>20, got>>20)
+	}
+	got = allocated(func() {
+		resp, err := client.Get(e.url + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			t.Errorf("streamed body: %d bytes, %v", n, err)
+		}
+	})
+	if got > size/2 {
+		t.Errorf("relaying a %d MiB body allocated %d MiB", size>>20, got>>20)
 	}
 }

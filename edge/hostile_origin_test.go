@@ -1,9 +1,13 @@
 package edge
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -301,5 +305,101 @@ func TestOriginDateValidated(t *testing.T) {
 				e.settle()
 			}
 		})
+	}
+}
+
+// TestOriginGzipBomb: a small gzip body that decodes to far more than the
+// edge allows is not stored and not decoded for clients; gzip clients of a
+// no-store answer get the origin's bytes as they are.
+func TestOriginGzipBomb(t *testing.T) {
+	var zbuf bytes.Buffer
+	zw := gzip.NewWriter(&zbuf)
+	zeros := make([]byte, 1<<20)
+	for range 16 { // 16 MiB of zeros, about 16 KiB compressed
+		_, _ = zw.Write(zeros)
+	}
+	_ = zw.Close()
+	bomb := zbuf.String()
+	o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+		cc := "max-age=60"
+		if strings.HasPrefix(req.URL.Path, "/nostore") {
+			cc = "no-store"
+		}
+		writeAll(conn, fmt.Sprintf("HTTP/1.1 200 OK\r\nCache-Control: %s\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", cc, len(bomb), bomb))
+	})
+	e := startEdge(t, hostileConfig(o.addr())) // max_object_bytes 64 KiB: decoded at most 512 KiB
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, tc := range []struct {
+		path, ae   string
+		wantStatus int
+	}{
+		{"/bomb", "gzip", 502},
+		{"/bomb", "", 502},
+		{"/nostore", "", 502},
+		{"/nostore-gz", "gzip", 200},
+	} {
+		for i := range 2 {
+			r := e.get(tc.path, "Accept-Encoding", tc.ae)
+			if r.status != tc.wantStatus || r.get("X-Cache") == "HIT" {
+				t.Errorf("%s (Accept-Encoding %q) request %d: %d %s, want %d", tc.path, tc.ae, i, r.status, r.get("X-Cache"), tc.wantStatus)
+			}
+			if r.status == 200 && r.body != bomb {
+				t.Errorf("%s: a gzip client did not get the origin's bytes", tc.path)
+			}
+			e.settle()
+		}
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("the edge allocated %d MiB for 16 KiB bombs", grew>>20)
+	}
+}
+
+// TestOriginEndlessBody: an origin that never ends its body (chunks
+// forever) is streamed to the client (it is too large to store) and cut by
+// backends.fetch_timeout; nothing is stored, the fetch slot is released,
+// and the edge keeps serving.
+func TestOriginEndlessBody(t *testing.T) {
+	o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+		if req.URL.Path != "/endless" {
+			writeAll(conn, goodResponse)
+			return
+		}
+		writeAll(conn, "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		chunk := fmt.Sprintf("%x\r\n%s\r\n", 4096, strings.Repeat("e", 4096))
+		for range 1 << 16 { // at most 256 MiB; the edge hangs up long before
+			if _, err := conn.Write([]byte(chunk)); err != nil {
+				return
+			}
+		}
+		conn.Close()
+	})
+	c := hostileConfig(o.addr())
+	c.Backends.MaxFetches = 1
+	c.Backends.QueueTimeout = 3 * time.Second
+	e := startEdge(t, c)
+	for i := range 2 {
+		start := time.Now()
+		resp, err := client.Get(e.url + "/endless")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("request %d: an endless body ended cleanly after %d bytes", i, n)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("request %d: took %s (fetch_timeout %s)", i, d, c.Backends.FetchTimeout)
+		}
+		if resp.Header.Get("X-Cache") == "HIT" {
+			t.Errorf("request %d: served from cache", i)
+		}
+		e.settle()
+	}
+	if r := e.get("/good"); r.status != 200 || r.body != "good" {
+		t.Errorf("after the endless bodies: %d %q", r.status, r.body)
 	}
 }
