@@ -400,14 +400,23 @@ func TestHEADMatrix(t *testing.T) {
 				head.get("Content-Encoding"), head.get("ETag"), get.get("Content-Encoding"), get.get("ETag"))
 		}
 	}
-	for _, path := range []string{"/p", "/big", "/missing"} {
-		head := e.do(http.MethodHead, path)
-		if head.body != "" {
-			t.Errorf("HEAD %s: body %q", path, head.body)
-		}
-		get := e.get(path)
-		if head.status != get.status {
-			t.Errorf("HEAD %s: status %d, GET %d", path, head.status, get.status)
+	// Relayed answers (not stored, too large, passed): the same status,
+	// and a Content-Length only when it is the GET's (RFC 9110 §8.6).
+	o.set("/big-cl", answer{headers: []string{"Cache-Control", "max-age=60", "Content-Type", "application/octet-stream", "Content-Length", strconv.Itoa(2 << 20)}, body: strings.Repeat("c", 2<<20)})
+	o.set("/small-ns", answer{headers: []string{"Cache-Control", "no-store", "Content-Length", "5"}, body: "small"})
+	for _, path := range []string{"/p", "/big", "/big-cl", "/small-ns", "/missing"} {
+		for _, extra := range [][]string{nil, {"Cookie", "s=1"}} {
+			head := e.do(http.MethodHead, path, extra...)
+			if head.body != "" {
+				t.Errorf("HEAD %s %v: body %q", path, extra, head.body)
+			}
+			get := e.get(path, extra...)
+			if head.status != get.status {
+				t.Errorf("HEAD %s %v: status %d, GET %d", path, extra, head.status, get.status)
+			}
+			if cl := head.header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(get.body)) {
+				t.Errorf("HEAD %s %v (%s): Content-Length %s, GET body is %d bytes", path, extra, head.get("X-Cache"), cl, len(get.body))
+			}
 		}
 	}
 }

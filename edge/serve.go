@@ -330,6 +330,7 @@ func (s *Server) relayBuffered(ctx *fasthttp.RequestCtx, fr *fetched, body []byt
 // slot are released when the client has it all (or goes away).
 func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byte, rs *reqState) {
 	if rs.isHead {
+		headLength(&ctx.Response.Header, fr.resp.Header.ContentLength())
 		fr.release()
 		ctx.Response.SkipBody = true
 		return
@@ -356,12 +357,14 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byt
 // streamed otherwise.
 func (s *Server) relayBody(ctx *fasthttp.RequestCtx, fr *fetched, head bool) {
 	if head || !fr.resp.IsBodyStream() {
-		body := append([]byte(nil), fr.resp.Body()...)
-		fr.release()
 		if head {
+			headLength(&ctx.Response.Header, fr.resp.Header.ContentLength())
+			fr.release()
 			ctx.Response.SkipBody = true
 			return
 		}
+		body := append([]byte(nil), fr.resp.Body()...)
+		fr.release()
 		ctx.Response.SetBodyRaw(body)
 		return
 	}
@@ -370,6 +373,18 @@ func (s *Server) relayBody(ctx *fasthttp.RequestCtx, fr *fetched, head bool) {
 		size = -1
 	}
 	ctx.SetBodyStream(&relayReader{r: fr.resp.BodyStream(), fr: fr}, size)
+}
+
+// headLength sets the length a relayed HEAD answer announces: the
+// origin's Content-Length when it sent one, otherwise none (chunked, like
+// the GET would be). The head starts at Content-Length: 0, which RFC 9110
+// §8.6 forbids unless the GET's body is empty.
+func headLength(h *fasthttp.ResponseHeader, originLength int) {
+	if originLength >= 0 {
+		h.SetContentLength(originLength)
+		return
+	}
+	h.SetContentLength(-1)
 }
 
 // relayReader streams an origin body to a client and releases the origin
