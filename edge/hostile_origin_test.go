@@ -403,3 +403,23 @@ func TestOriginEndlessBody(t *testing.T) {
 		t.Errorf("after the endless bodies: %d %q", r.status, r.body)
 	}
 }
+
+// TestOriginInterimResponses: informational answers before the final one
+// (100 Continue, 103 Early Hints) are consumed; the final answer is served
+// and stored, without the interim answers' fields.
+func TestOriginInterimResponses(t *testing.T) {
+	o := startRawOrigin(t, func(n int64, conn net.Conn, req *http.Request) {
+		writeAll(conn, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </evil.css>; rel=preload\r\n\r\n"+goodResponse)
+	})
+	e := startEdge(t, hostileConfig(o.addr()))
+	for i, want := range []string{"MISS", "HIT"} {
+		r := e.get("/i")
+		if r.status != 200 || r.body != "good" || r.get("X-Cache") != want {
+			t.Errorf("request %d: %d %q %s, want 200 good %s", i, r.status, r.body, r.get("X-Cache"), want)
+		}
+		if r.get("Link") != "" {
+			t.Errorf("request %d: the 103's Link reached the client: %q", i, r.get("Link"))
+		}
+		e.settle()
+	}
+}
