@@ -186,14 +186,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 func dropConnectionNamed(h *fasthttp.RequestHeader) {
 	conn := h.Peek(fasthttp.HeaderConnection)
 	for len(conn) > 0 {
-		i := bytes.IndexByte(conn, ',')
-		tok := conn
-		if i >= 0 {
-			tok, conn = conn[:i], conn[i+1:]
-		} else {
-			conn = nil
-		}
-		tok = bytes.TrimSpace(tok)
+		var tok []byte
+		tok, conn = nextListItem(conn)
 		if len(tok) == 0 || asciiEqualFold(tok, "keep-alive") || asciiEqualFold(tok, "close") ||
 			asciiEqualFold(tok, "host") || asciiEqualFold(tok, "connection") ||
 			asciiEqualFold(tok, "content-length") || asciiEqualFold(tok, "transfer-encoding") {

@@ -152,20 +152,27 @@ func dribble(conn net.Conn, s string, every time.Duration) {
 	}
 }
 
-// rawExchange sends raw request bytes on a new connection and reads one
-// response.
-func rawExchange(t testing.TB, addr, req string) (*http.Response, string) {
+// rawConn sends raw request bytes on a new connection (closed when the
+// test ends) and returns a reader of what comes back.
+func rawConn(t testing.TB, addr, req string) *bufio.Reader {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := conn.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	return bufio.NewReader(conn)
+}
+
+// rawExchange sends raw request bytes on a new connection and reads one
+// response.
+func rawExchange(t testing.TB, addr, req string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(rawConn(t, addr, req), nil)
 	if err != nil {
 		t.Fatalf("read response to %q: %v", req, err)
 	}
@@ -181,16 +188,7 @@ func rawExchange(t testing.TB, addr, req string) (*http.Response, string) {
 // the statuses of up to n responses read from the connection.
 func rawExchangeAll(t testing.TB, addr, req string, n int) []int {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
+	br := rawConn(t, addr, req)
 	var out []int
 	for range n {
 		resp, err := http.ReadResponse(br, nil)

@@ -95,19 +95,22 @@ func inList(list []string, name []byte) bool {
 // connectionTokens reports whether name is listed in a Connection value.
 func connectionTokens(conn, name []byte) bool {
 	for len(conn) > 0 {
-		i := bytes.IndexByte(conn, ',')
-		tok := conn
-		if i >= 0 {
-			tok, conn = conn[:i], conn[i+1:]
-		} else {
-			conn = nil
-		}
-		tok = bytes.TrimSpace(tok)
+		var tok []byte
+		tok, conn = nextListItem(conn)
 		if len(tok) == len(name) && bytes.EqualFold(tok, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// nextListItem splits the first item, without surrounding whitespace, off
+// a comma-separated field value.
+func nextListItem(list []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		return bytes.TrimSpace(list[:i]), list[i+1:]
+	}
+	return bytes.TrimSpace(list), nil
 }
 
 // buildUpstream fills req with the request to send to the backend for a
