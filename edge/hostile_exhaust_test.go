@@ -124,14 +124,14 @@ func TestIdleConnectionsBounded(t *testing.T) {
 // origin (too large to store) that also frees the backend fetch slot, so a
 // slow reader cannot starve the origin pool.
 func TestSlowReaders(t *testing.T) {
-	big := make([]byte, 12<<20)
+	big := make([]byte, 8<<20)
 	_, _ = rand.Read(big)
 	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/stored":
 			w.Header().Set("Cache-Control", "max-age=60")
 			w.Header().Set("Content-Type", "application/octet-stream")
-			_, _ = w.Write(big[:8<<20])
+			_, _ = w.Write(big[:6<<20])
 		case "/streamed":
 			w.Header().Set("Cache-Control", "max-age=60")
 			w.Header().Set("Content-Type", "application/octet-stream")
@@ -143,7 +143,7 @@ func TestSlowReaders(t *testing.T) {
 	})
 	c := testConfig(o.addr())
 	c.Edge.WriteTimeout = 500 * time.Millisecond
-	c.Cache.MaxObjectBytes = 10 << 20
+	c.Cache.MaxObjectBytes = 7 << 20
 	c.Backends.MaxFetches = 1
 	c.Backends.QueueTimeout = 3 * time.Second
 	e := startEdge(t, c)
@@ -185,7 +185,7 @@ func TestSlowReaders(t *testing.T) {
 		}
 		conn.Close()
 	}
-	if r := e.get("/stored"); r.status != 200 || len(r.body) != 8<<20 {
+	if r := e.get("/stored"); r.status != 200 || len(r.body) != 6<<20 {
 		t.Errorf("a normal reader after the slow ones: %d, %d bytes", r.status, len(r.body))
 	}
 }
@@ -239,7 +239,7 @@ func TestCacheBustingFlood(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	before := heap()
-	const workers, perWorker = 8, 100
+	const workers, perWorker = 8, 60
 	deadline := time.Now().Add(30 * time.Second)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -276,7 +276,7 @@ func TestCacheBustingFlood(t *testing.T) {
 	}
 	after := heap()
 	// Store budget, identity copies, ristretto's counters and buffers,
-	// pools: generously bounded, far below the 13 MB that went through (6 budgets).
+	// pools: generously bounded, far below the 8 MB that went through (4 budgets).
 	if after > before && after-before > 4*budget {
 		t.Errorf("heap grew by %d bytes over the flood (budget %d)", after-before, budget)
 	}
@@ -336,7 +336,7 @@ func TestVaryVariantFlood(t *testing.T) {
 // promise 8), both when relayed and when a stored gzip object too large to
 // keep decoded is decoded for an identity client.
 func TestStreamedBodiesNotBuffered(t *testing.T) {
-	const size = 48 << 20
+	const size = 24 << 20
 	big := make([]byte, size)
 	// 6 MiB of text, gzip from the origin: stored (under max_object_bytes
 	// compressed, under 8x decoded), too large to keep a decoded copy.
