@@ -307,7 +307,10 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 	out.body = body
 	if !dec.Store {
 		s.m.notStored.WithLabelValues(dec.Reason.String()).Inc()
-		if dec.HitForMiss && status < 500 {
+		// Errors are not remembered: a 4xx is often about this request
+		// alone (an oversized header), and remembering it would make
+		// every reader after it skip coalescing.
+		if dec.HitForMiss && status < 400 {
 			s.rememberUncacheable(urlKey)
 		}
 		return out

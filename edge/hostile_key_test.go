@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -425,5 +426,48 @@ func TestFatGETBodyNotForwarded(t *testing.T) {
 	doURL(t, http.MethodPost, e.url+"/post", "x=1")
 	if got := o.lastSeen(t); got.body != "x=1" {
 		t.Errorf("POST body at the origin %q, want x=1", got.body)
+	}
+}
+
+// TestOriginErrorDoesNotDisableCoalescing: an error the origin gives one
+// client (a 4xx caused by its own oversized header) must not mark the URL
+// uncacheable (hit-for-miss): that would send every reader arriving next
+// straight to the origin instead of coalescing them behind one fetch.
+func TestOriginErrorDoesNotDisableCoalescing(t *testing.T) {
+	gate := make(chan struct{})
+	var readers atomic.Int64
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		if len(r.Header.Get("X-Big")) > 1000 {
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		readers.Add(1)
+		<-gate
+		fmt.Fprint(w, "page")
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	if r := e.get("/hot", "X-Big", strings.Repeat("b", 4000)); r.status != 431 {
+		t.Fatalf("attacker got %d", r.status)
+	}
+	e.settle()
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := e.get("/hot"); r.status != 200 || r.body != "page" {
+				t.Errorf("reader got %d %q", r.status, r.body)
+			}
+		}()
+	}
+	eventually(t, "the readers to reach the edge", func() bool {
+		return counter(e.m.coalesced)+float64(readers.Load()) >= n
+	})
+	close(gate)
+	wg.Wait()
+	if got := readers.Load(); got != 1 {
+		t.Errorf("%d origin fetches for %d concurrent readers after the attack, want 1", got, n)
 	}
 }
