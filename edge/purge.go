@@ -141,8 +141,9 @@ func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
 	h := &ctx.Response.Header
 	h.Set(fasthttp.HeaderCacheControl, "no-store")
 	h.SetContentType("application/json")
-	a, ok := netip.AddrFromSlice(ctx.RemoteIP())
-	if !ok || !containsAddr(s.purgers, a.Unmap()) {
+	// Behind a trusted proxy, the client it reports: not the proxy.
+	a, ok := s.clientAddr(ctx)
+	if !ok || !containsAddr(s.purgers, a) {
 		s.m.purgeRefusals.WithLabelValues("network").Inc()
 		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
 		ctx.Response.SetBodyString(`{"error":"PURGE is not allowed from this address"}` + "\n")

@@ -234,6 +234,43 @@ func (s *Server) trustedPeer(ip net.IP) bool {
 	return false
 }
 
+// clientAddr returns the address a request comes from: the peer, or, when
+// the peer is a trusted proxy, the rightmost X-Forwarded-For address that
+// is not a trusted proxy (the leftmost when all are). ok is false when the
+// address cannot be known (a trusted proxy sent an X-Forwarded-For that
+// does not parse): callers deciding on it refuse.
+func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) (a netip.Addr, ok bool) {
+	ip := ctx.RemoteIP()
+	a, ok = netip.AddrFromSlice(ip)
+	if !ok || !s.trustedPeer(ip) {
+		return a.Unmap(), ok
+	}
+	a = a.Unmap()
+	lines := ctx.Request.Header.PeekAll("X-Forwarded-For")
+	for i := len(lines) - 1; i >= 0; i-- {
+		for list := lines[i]; len(list) > 0; {
+			item := list
+			if j := bytes.LastIndexByte(list, ','); j >= 0 {
+				item, list = list[j+1:], list[:j]
+			} else {
+				list = nil
+			}
+			if item = bytes.TrimSpace(item); len(item) == 0 {
+				continue
+			}
+			x, err := netip.ParseAddr(string(item))
+			if err != nil {
+				return x, false
+			}
+			a = x.Unmap()
+			if !containsAddr(s.trusted, a) {
+				return a, true
+			}
+		}
+	}
+	return a, true
+}
+
 // responseSkip lists origin response headers not passed to clients as-is:
 // framing (fasthttp sets it), hop-by-hop, and what the edge rewrites.
 var responseSkip = []string{
