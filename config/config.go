@@ -246,7 +246,8 @@ type Purge struct {
 	// LAKKA_PURGE_TOKEN overrides it. Empty disables the API.
 	Token string `yaml:"token"`
 	// AllowNetworks lists networks (CIDR) allowed to send the PURGE method
-	// to the client listener.
+	// to the client listener. Behind a trusted proxy (edge.trusted_proxies)
+	// the client it reports in X-Forwarded-For is checked, not the proxy.
 	AllowNetworks []string `yaml:"allow_networks"`
 }
 
