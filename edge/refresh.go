@@ -92,6 +92,7 @@ func (r *refresher) refreshOne(e *Entry) {
 	var leader bool
 	f, leader = s.flights.join(e.key)
 	if !leader {
+		f = nil // another fetch's flight: not ours to finish
 		e.refreshing.Store(false)
 		return // a client miss is fetching it already
 	}
