@@ -79,12 +79,12 @@ func (r *refresher) refreshOne(e *Entry) {
 	finished := false
 	defer func() {
 		if p := recover(); p != nil {
-			s.logPanic(p)
 			if f != nil && !finished {
 				// Client misses of the key may be waiting on this flight.
 				f.status = fasthttp.StatusInternalServerError
 				s.flights.finish(e.key, f)
 			}
+			s.logPanic(p)
 			e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
 			e.refreshing.Store(false)
 		}
