@@ -346,10 +346,15 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 		if len(port) == 0 || len(port) > 5 {
 			return dst, ErrBadHost
 		}
+		n := 0
 		for _, c := range port {
 			if c < '0' || c > '9' {
 				return dst, ErrBadHost
 			}
+			n = n*10 + int(c-'0')
+		}
+		if n > 65535 {
+			return dst, ErrBadHost
 		}
 	}
 	for _, c := range name {

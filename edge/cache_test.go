@@ -523,3 +523,33 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 }
+
+func TestSmallFixes(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "Cookie")
+		fmt.Fprintf(w, "%s %s", r.Method, r.Header.Get("Cookie"))
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	// OPTIONS * is answered by the edge.
+	if status, closed := e.raw("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "200") || closed {
+		t.Errorf("OPTIONS *: %q closed=%t", status, closed)
+	}
+	// Vary: Cookie does not split on analytics cookies the edge strips.
+	e.get("/v", "Cookie", "_ga=1")
+	e.settle()
+	if r := e.get("/v", "Cookie", "_ga=2; _gid=3"); r.get("X-Cache") != "HIT" || r.body != "GET " {
+		t.Errorf("Vary: Cookie with other analytics cookies: %q %q, want a HIT of the cookie-less variant", r.get("X-Cache"), r.body)
+	}
+	// An unknown method does not invalidate.
+	e.get("/m")
+	e.settle()
+	doURL(t, "FOO", e.url+"/m", "")
+	if r := e.get("/m"); r.get("X-Cache") != "HIT" {
+		t.Errorf("after FOO /m: %q, want HIT", r.get("X-Cache"))
+	}
+	// Ports beyond 65535 are bad hosts.
+	if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a:70000\r\n\r\n"); !strings.HasPrefix(status, "400") {
+		t.Errorf("Host a:70000: %q, want 400", status)
+	}
+}

@@ -225,12 +225,16 @@ func (s *Server) pass(ctx *fasthttp.RequestCtx, rs *reqState, why string) {
 	s.relayBody(ctx, fr, rs.isHead)
 }
 
+// isUnsafe reports the methods whose success invalidates the stored URL
+// (RFC 9111 §4.4). Only the standard unsafe methods count: an origin that
+// answers 200 to any method would otherwise let anyone evict the front
+// page with "FOO /".
 func isUnsafe(method []byte) bool {
 	switch string(method) {
-	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, "TRACE":
-		return false
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodPatch, fasthttp.MethodDelete:
+		return true
 	}
-	return true
+	return false
 }
 
 // requestView is what absorb needs to know about the request that caused

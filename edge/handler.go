@@ -129,7 +129,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 	rs.target, absHost, err = cachepolicy.NormalizeTarget(rs.target[:0], raw, &s.keyRules)
 	if err != nil {
 		if len(raw) == 1 && raw[0] == '*' && string(method) == fasthttp.MethodOptions {
-			s.pass(ctx, rs, "options")
+			// Asks about the server itself (RFC 9110 §9.3.7): answered here.
+			rs.result = resPass
+			rs.head.start(&ctx.Response.Header, fasthttp.StatusOK, nil, time.Now())
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 			return
 		}
 		s.reject(ctx, rs, fasthttp.StatusBadRequest, "target")
@@ -271,6 +275,14 @@ func appendVariantKey(dst, url []byte, names []string, h *fasthttp.RequestHeader
 	dst = append(dst, url...)
 	dst = append(dst, 0)
 	for _, n := range names {
+		if n == "cookie" {
+			// Requests that reach the cache carry no cookie the origin
+			// sees (the rest are passed; ignorable ones are stripped), so
+			// the variant is the cookie-less one, whatever analytics
+			// cookies the client sent.
+			dst = append(dst, 0)
+			continue
+		}
 		for i, v := range h.PeekAll(n) {
 			if i > 0 {
 				dst = append(dst, ',')
