@@ -32,7 +32,7 @@ var thirdParty = map[string][]string{
 	"origin/surrogate": {},
 	"edge":             {"github.com/valyala/fasthttp", "github.com/dgraph-io/ristretto/v2", "github.com/klauspost/compress", "github.com/prometheus/client_golang", "github.com/prometheus/client_model", "github.com/cespare/xxhash/v2"},
 	"origin":           {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},
-	"bench":            {"github.com/HdrHistogram/hdrhistogram-go", "github.com/prometheus/client_golang", "github.com/prometheus/common", "github.com/prometheus/client_model"},
+	"bench":            {"github.com/HdrHistogram/hdrhistogram-go", "github.com/valyala/fasthttp", "github.com/prometheus/client_golang", "github.com/prometheus/common", "github.com/prometheus/client_model"},
 	"cmd/lakka":        {"*"},
 	"cmd/barefast":     {"github.com/valyala/fasthttp", "github.com/klauspost/compress"},
 }

@@ -45,6 +45,7 @@ load-test harness.`,
 		newPurgeCmd(),
 		newStatsCmd(),
 		newOriginCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
