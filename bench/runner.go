@@ -47,6 +47,9 @@ type RunConfig struct {
 
 	// dial replaces the TCP dialer (tests use an in-memory network).
 	dial fasthttp.DialFunc
+	// timerPacing paces with the Go timer alone (tests under synctest,
+	// where a timerfd would not follow the fake clock).
+	timerPacing bool
 }
 
 // Progress is a snapshot of a run in progress.
@@ -109,18 +112,13 @@ type job struct {
 	blocked    bool
 }
 
-// doer sends one request; *fasthttp.HostClient is one.
-type doer interface {
-	DoDeadline(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
-}
-
 // Runner runs one workload against one target. Create it with NewRunner;
 // Run it once. RecordEdit and RecordOriginSample may be called from other
 // goroutines while it runs.
 type Runner struct {
 	cfg     RunConfig
 	log     *slog.Logger
-	client  doer
+	client  *fasthttp.HostClient
 	scheme  string
 	host    string // Host header default
 	start   time.Time
@@ -268,7 +266,11 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 	r.log.LogAttrs(ctx, slog.LevelDebug, "bench run start", slog.String("target", r.cfg.Target),
 		slog.Int("connections", r.cfg.Connections))
 	cpu0 := processCPU()
-	p, perr := newPacer()
+	var p pacer = timerPacer{}
+	var perr error
+	if !r.cfg.timerPacing {
+		p, perr = newPacer()
+	}
 	if perr != nil {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "bench pacing falls back to the Go timer", slog.Any("err", perr))
 	}
@@ -282,6 +284,7 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 	close(stopProgress)
 	<-progressDone
 	r.elapsed = time.Since(r.start)
+	r.client.CloseIdleConnections()
 	r.col.setCPU(processCPU()-cpu0, r.elapsed)
 	if err != nil {
 		return err
