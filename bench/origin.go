@@ -237,8 +237,12 @@ func SumCounter(text []byte, name string) (float64, error) {
 
 // sitemapXML covers a urlset and a sitemap index.
 type sitemapXML struct {
-	URLs     []struct{ Loc string } `xml:"url"`
-	Sitemaps []struct{ Loc string } `xml:"sitemap"`
+	URLs     []sitemapLoc `xml:"url"`
+	Sitemaps []sitemapLoc `xml:"sitemap"`
+}
+
+type sitemapLoc struct {
+	Loc string `xml:"loc"`
 }
 
 // ParseSitemap parses a sitemap (urlset) or sitemap index. It returns the
