@@ -150,16 +150,19 @@ const cpuBoundShare = 0.9
 // limited by the pool or the bench.
 const limitShare = 0.01
 
-func latencyOf(h *hdrhistogram.Histogram) Latency {
+// latencyOf summarises a histogram of microseconds; maxUs is the exact
+// maximum (the histogram keeps three significant digits).
+func latencyOf(h *hdrhistogram.Histogram, maxUs int64) Latency {
 	if h.TotalCount() == 0 {
 		return Latency{}
 	}
+	clamp := func(us int64) float64 { return usToMs(min(us, maxUs)) }
 	return Latency{
-		P50:  usToMs(h.ValueAtQuantile(50)),
-		P90:  usToMs(h.ValueAtQuantile(90)),
-		P99:  usToMs(h.ValueAtQuantile(99)),
-		P999: usToMs(h.ValueAtQuantile(99.9)),
-		Max:  usToMs(h.Max()),
+		P50:  clamp(h.ValueAtQuantile(50)),
+		P90:  clamp(h.ValueAtQuantile(90)),
+		P99:  clamp(h.ValueAtQuantile(99)),
+		P999: clamp(h.ValueAtQuantile(99.9)),
+		Max:  usToMs(maxUs),
 		Mean: math.Round(h.Mean()) / 1000,
 	}
 }
@@ -181,8 +184,8 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 		Errors:      errorsOf(t),
 		Status:      map[string]int64{},
 		Cache:       map[string]int64{},
-		LatencyMs:   latencyOf(c.lat),
-		SendDelayMs: latencyOf(c.sendDelay),
+		LatencyMs:   latencyOf(c.lat, c.maxLatUs),
+		SendDelayMs: latencyOf(c.sendDelay, c.maxSendUs),
 		Bytes:       t.bytes,
 		Edits:       []Edit{},
 		Series:      []Second{},
@@ -218,17 +221,20 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 	// Freshness.
 	lags := freshnessLags(c.edits, c.versions)
 	lagHist := hdrhistogram.New(1, c.highestUs, 3)
+	var maxLagUs int64
 	for i, e := range c.edits {
 		ed := Edit{AtS: round3(e.answered.Seconds()), Version: e.version}
 		if lags[i] >= 0 {
-			ed.LagMs = ptr(round3(float64(lags[i].Microseconds()) / 1000))
-			_ = lagHist.RecordValue(min(max(lags[i].Microseconds(), 1), c.highestUs))
+			us := lags[i].Microseconds()
+			ed.LagMs = ptr(usToMs(us))
+			_ = lagHist.RecordValue(min(max(us, 1), c.highestUs))
+			maxLagUs = max(maxLagUs, us)
 		}
 		r.Edits = append(r.Edits, ed)
 	}
 	r.FreshnessLagMs = Freshness{Edits: len(c.edits), Seen: int(lagHist.TotalCount())}
 	if lagHist.TotalCount() > 0 {
-		l := latencyOf(lagHist)
+		l := latencyOf(lagHist, maxLagUs)
 		r.FreshnessLagMs.P50, r.FreshnessLagMs.P99, r.FreshnessLagMs.Max = ptr(l.P50), ptr(l.P99), ptr(l.Max)
 	}
 
@@ -243,9 +249,9 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 			Offered:  s.offered + s.unsent,
 			Achieved: s.achieved,
 			Errors:   s.errors(),
-			P50Ms:    usToMs(s.lat.ValueAtQuantile(50)),
-			P99Ms:    usToMs(s.lat.ValueAtQuantile(99)),
-			MaxMs:    usToMs(s.lat.Max()),
+			P50Ms:    usToMs(min(s.lat.ValueAtQuantile(50), s.maxUs)),
+			P99Ms:    usToMs(min(s.lat.ValueAtQuantile(99), s.maxUs)),
+			MaxMs:    usToMs(s.maxUs),
 			Bytes:    s.doneByte,
 			Late:     s.late,
 		}

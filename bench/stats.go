@@ -167,6 +167,7 @@ type second struct {
 	doneByte int64
 	unsent   int64
 	cpu      float64 // share of GOMAXPROCS cores used by the bench, -1 unknown
+	maxUs    int64   // exact largest latency (the histogram rounds)
 	lat      *hdrhistogram.Histogram
 }
 
@@ -193,6 +194,8 @@ type collector struct {
 	unsent    int64
 	lat       *hdrhistogram.Histogram // µs from schedule to response
 	sendDelay *hdrhistogram.Histogram // µs from schedule to send
+	maxLatUs  int64                   // exact maxima: the histograms round
+	maxSendUs int64
 	secs      []*second
 	versions  map[int64]time.Duration // first time each version was seen
 	edits     []editRecord
@@ -249,7 +252,10 @@ func (c *collector) add(batch []result) {
 		us := max((r.done - r.at).Microseconds(), 1)
 		_ = c.lat.RecordValue(min(us, c.highestUs))
 		_ = s.lat.RecordValue(min(us, c.highestUs))
-		_ = c.sendDelay.RecordValue(min(max((r.sent-r.at).Microseconds(), 1), c.highestUs))
+		c.maxLatUs, s.maxUs = max(c.maxLatUs, us), max(s.maxUs, us)
+		sendUs := max((r.sent - r.at).Microseconds(), 0)
+		_ = c.sendDelay.RecordValue(min(max(sendUs, 1), c.highestUs))
+		c.maxSendUs = max(c.maxSendUs, sendUs)
 		if r.err == errNone {
 			d := c.sec(r.done)
 			d.achieved++
