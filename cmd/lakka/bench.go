@@ -33,7 +33,56 @@ schedule. See docs/bench.md.`,
   lakka bench replay --trace access.log --target http://127.0.0.1:8080 --speed 2
   lakka bench compare out/lakka out/varnish out/nginx`,
 	}
-	cmd.AddCommand(newBenchSpikeCmd(), newBenchReplayCmd(), newBenchCompareCmd(), newBenchTargetCmd())
+	cmd.AddCommand(newBenchSpikeCmd(), newBenchReplayCmd(), newBenchCompareCmd(), newBenchTargetCmd(), newBenchPurgeRelayCmd())
+	return cmd
+}
+
+func newBenchPurgeRelayCmd() *cobra.Command {
+	var listen, peer, target, logLevel string
+	cmd := &cobra.Command{
+		Use:   "purge-relay",
+		Short: "Relay the origin's purges (Lakka's purge API) to Varnish or nginx, for comparisons",
+		Long: `purge-relay listens where the origin sends purges to an edge's admin
+listener (POST /api/purge, bearer token LAKKA_PURGE_TOKEN when set) and
+forwards them to a peer cache: Varnish gets tags as an xkey PURGE (soft
+purges as xkey.softpurge) and URLs as PURGE requests; nginx (ngx_cache_purge)
+gets URLs only, since it has no tags. "make bench-peers" uses it.`,
+		Example: `  lakka bench purge-relay --listen 127.0.0.1:19301 --peer varnish --target http://127.0.0.1:19381`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkBaseURL("--target", target); err != nil {
+				return err
+			}
+			log, err := benchLogger(logLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			r, err := bench.NewPurgeRelay(listen, peer, target, os.Getenv("LAKKA_PURGE_TOKEN"), log)
+			if err != nil {
+				return usagef("--listen, --peer or --target: %v", err)
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			served := make(chan error, 1)
+			go func() { served <- r.Serve() }()
+			fmt.Fprintf(cmd.OutOrStdout(), "lakka bench purge-relay listening on http://%s/ for %s at %s\n", r.Addr(), peer, target)
+			select {
+			case err := <-served:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := r.Shutdown(sctx); err != nil {
+				return err
+			}
+			return <-served
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:19301", "address the origin sends purges to (its --edge-admin)")
+	cmd.Flags().StringVar(&peer, "peer", "varnish", "kind of peer: varnish or nginx")
+	cmd.Flags().StringVar(&target, "target", "", "base URL of the peer's client listener, e.g. http://127.0.0.1:19381")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
 }
 
