@@ -48,5 +48,10 @@ bench:
 bench-hit: build
 	./scripts/bench-hit.sh $(BIN)
 
+## bench-peers: the same spike against a Lakka edge, Varnish and nginx on loopback, then the comparison
+## (installs varnish, varnish-modules, nginx and wrk from Debian's packages when missing)
+bench-peers: build
+	./scripts/bench-peers.sh $(BIN)
+
 clean:
 	rm -rf bin
