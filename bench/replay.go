@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -45,25 +44,12 @@ func Replay(ctx context.Context, trace io.Reader, cfg ReplayConfig, log *slog.Lo
 		}
 	}
 	rc := cfg.Run
-	rc.Start = time.Now()
 	rc.Logger = log
 	runner, err := NewRunner(rc)
 	if err != nil {
 		return nil, err
 	}
-	poll := newOriginPoller(origin, runner, cfg.MetricsEvery, log)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		poll.run(ctx, stop)
-	}()
-	runErr := runner.Run(ctx, src)
-	close(stop)
-	wg.Wait()
-	poll.final(ctx)
-	rep := runner.Report()
+	rep, runErr := runMeasured(ctx, runner, src, newOriginPoller(origin, runner, cfg.MetricsEvery, log), nil)
 	rep.Kind = "replay"
 	st := src.Stats()
 	if st.Examples == nil {

@@ -77,7 +77,6 @@ func Spike(ctx context.Context, cfg SpikeConfig, log *slog.Logger) (*Report, err
 	rc := cfg.Run
 	rc.Duration = m.Duration
 	rc.URLTableSize = m.URLTableSize()
-	rc.Start = time.Now()
 	rc.Logger = log
 	runner, err := NewRunner(rc)
 	if err != nil {
@@ -90,32 +89,47 @@ func Spike(ctx context.Context, cfg SpikeConfig, log *slog.Logger) (*Report, err
 	}
 
 	info := &SpikeInfo{URLsInModel: len(m.Paths), SectionURL: section.Path}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	poll := newOriginPoller(origin, runner, cfg.MetricsEvery, log)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		poll.run(ctx, stop)
-	}()
+	var controller func(stop <-chan struct{})
 	if m.HasSpike() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		controller = func(stop <-chan struct{}) {
 			spikeController(ctx, stop, origin, runner, m, cfg.EditEvery, section, slots, info, log)
-		}()
+		}
 	}
-
-	runErr := runner.Run(ctx, src)
-	close(stop)
-	wg.Wait()
-	poll.final(ctx)
-	rep := runner.Report()
+	rep, runErr := runMeasured(ctx, runner, src, newOriginPoller(origin, runner, cfg.MetricsEvery, log), controller)
 	rep.Kind = "spike"
 	if m.HasSpike() {
 		rep.Spike = info
 	}
 	return rep, runErr
+}
+
+// runMeasured runs src on runner while poll samples the origin and
+// background (when set) works alongside; both are told to stop when the run
+// ends, and the report is built after the last origin sample.
+func runMeasured(ctx context.Context, runner *Runner, src Source, poll *originPoller, background func(stop <-chan struct{})) (*Report, error) {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	// The baseline sample is taken before the first request can reach the
+	// origin; the schedule starts after it.
+	poll.sample(ctx)
+	runner.start = time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		poll.run(ctx, stop)
+	}()
+	if background != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			background(stop)
+		}()
+	}
+	err := runner.Run(ctx, src)
+	close(stop)
+	wg.Wait()
+	poll.final(ctx)
+	return runner.Report(), err
 }
 
 // pickSection finds the section by path, or the first top-level one.
@@ -247,9 +261,8 @@ func (p *originPoller) sample(ctx context.Context) {
 	p.r.RecordOriginSample(time.Now(), v)
 }
 
-// run samples at once and then every p.every until stop is closed.
+// run samples every p.every until stop is closed.
 func (p *originPoller) run(ctx context.Context, stop <-chan struct{}) {
-	p.sample(ctx)
 	t := time.NewTicker(p.every)
 	defer t.Stop()
 	for {

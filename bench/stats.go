@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"math"
 	"runtime"
 	"sort"
@@ -92,7 +93,7 @@ func parseCacheStatus(b []byte) cacheValue {
 		for k < len(b) && b[k] != ';' {
 			k++
 		}
-		p := trimSpace(b[:k])
+		p := bytes.TrimSpace(b[:k])
 		if equalFold(p, "hit") {
 			return cacheHit
 		}
@@ -102,16 +103,6 @@ func parseCacheStatus(b []byte) cacheValue {
 		b = b[k+1:]
 	}
 	return cacheMiss
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 func equalFold(b []byte, s string) bool {

@@ -111,23 +111,19 @@ func ParseCombined(line []byte) (Record, error) {
 		}
 	}
 	// Common log format ends here; combined adds referer and agent.
-	if s == "" {
-		return r, nil
-	}
-	if r.Referer, s, ok = cutQuoted(s); !ok {
-		return r, badLine("no quoted referer")
-	}
-	if r.Referer == "-" {
-		r.Referer = ""
-	}
-	if s == "" {
-		return r, nil
-	}
-	if r.UserAgent, s, ok = cutQuoted(s); !ok {
-		return r, badLine("no quoted user agent")
-	}
-	if r.UserAgent == "-" {
-		r.UserAgent = ""
+	for _, q := range [...]struct {
+		dst  *string
+		name string
+	}{{&r.Referer, "referer"}, {&r.UserAgent, "user agent"}} {
+		if s == "" {
+			return r, nil
+		}
+		if *q.dst, s, ok = cutQuoted(s); !ok {
+			return r, badLine("no quoted %s", q.name)
+		}
+		if *q.dst == "-" {
+			*q.dst = ""
+		}
 	}
 	// Optional trailing fields: a cache status word and seconds taken.
 	for s != "" {
@@ -296,6 +292,9 @@ func ParseJSONLine(line []byte) (Record, error) {
 	}
 	if !isToken(j.Method) {
 		return r, badLine("method %q", truncate(j.Method))
+	}
+	if j.Status < 100 || j.Status > 999 {
+		return r, badLine("status %d", j.Status)
 	}
 	r = Record{Time: t, Remote: j.Remote, Method: j.Method, Proto: j.Proto, Status: j.Status,
 		Bytes: j.Bytes, Referer: j.Referer, UserAgent: j.UserAgent, Cache: strings.ToUpper(j.Cache)}

@@ -231,35 +231,32 @@ func checkRecord(t *testing.T, r Record) {
 	if strings.ContainsAny(r.Host, " /\r\n") {
 		t.Errorf("host %q", r.Host)
 	}
+	if r.Status < 100 || r.Status > 999 {
+		t.Errorf("status %d", r.Status)
+	}
+}
+
+// fuzzParser fuzzes one trace line parser: it errors with ErrBadLine or
+// returns a record that holds checkRecord.
+func fuzzParser(f *testing.F, parse func([]byte) (Record, error)) {
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r, err := parse(line)
+		if err != nil {
+			if !errors.Is(err, ErrBadLine) {
+				t.Fatalf("error %v does not wrap ErrBadLine", err)
+			}
+			return
+		}
+		checkRecord(t, r)
+	})
 }
 
 func FuzzParseCombined(f *testing.F) {
 	fuzzSeeds(f, "nginx-combined.log", "apache-combined.log", "varnishncsa.log", "lakka-combined.log")
-	f.Fuzz(func(t *testing.T, line []byte) {
-		r, err := ParseCombined(line)
-		if err != nil {
-			if !errors.Is(err, ErrBadLine) {
-				t.Fatalf("error %v does not wrap ErrBadLine", err)
-			}
-			return
-		}
-		checkRecord(t, r)
-		if r.Status < 100 || r.Status > 999 {
-			t.Errorf("status %d", r.Status)
-		}
-	})
+	fuzzParser(f, ParseCombined)
 }
 
 func FuzzParseJSONLine(f *testing.F) {
 	fuzzSeeds(f, "lakka.jsonl")
-	f.Fuzz(func(t *testing.T, line []byte) {
-		r, err := ParseJSONLine(line)
-		if err != nil {
-			if !errors.Is(err, ErrBadLine) {
-				t.Fatalf("error %v does not wrap ErrBadLine", err)
-			}
-			return
-		}
-		checkRecord(t, r)
-	})
+	fuzzParser(f, ParseJSONLine)
 }

@@ -200,6 +200,14 @@ func (f *benchRunFlags) check(ctx context.Context) error {
 	return nil
 }
 
+// start checks the common flags and returns the bench's logger.
+func (f *benchRunFlags) start(ctx context.Context, cmd *cobra.Command) (*slog.Logger, error) {
+	if err := f.check(ctx); err != nil {
+		return nil, err
+	}
+	return benchLogger(f.logLevel, cmd.ErrOrStderr())
+}
+
 func checkBaseURL(flag, raw string) error {
 	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
 		return usagef("%s: want a URL like http://127.0.0.1:8080, got %q", flag, raw)
@@ -334,10 +342,7 @@ freshness lag: the time until the target serves the new X-Content-Version.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			if err := f.check(ctx); err != nil {
-				return err
-			}
-			log, err := benchLogger(f.logLevel, cmd.ErrOrStderr())
+			log, err := f.start(ctx, cmd)
 			if err != nil {
 				return err
 			}
@@ -470,10 +475,7 @@ request's scheduled time; with --max, from its send.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			if err := f.check(ctx); err != nil {
-				return err
-			}
-			log, err := benchLogger(f.logLevel, cmd.ErrOrStderr())
+			log, err := f.start(ctx, cmd)
 			if err != nil {
 				return err
 			}
