@@ -79,7 +79,9 @@ func (c chart) svg() template.HTML {
 		}
 		return float64(i)
 	}
-	xMax := 1.0
+	// Values of a second are drawn in its middle: the axis covers whole
+	// seconds.
+	xMax := max(1.0, float64(n))
 	for i := range n {
 		xMax = max(xMax, xOf(i))
 	}
@@ -166,7 +168,10 @@ func (c chart) svg() template.HTML {
 			}
 			flush()
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="18" class="l" fill="%s">%s</text>`, padL+plotW-120*(len(c.lines)-li), l.color, template.HTMLEscapeString(l.name))
+		fmt.Fprintf(&b, `<text x="%d" y="18" class="l" style="fill:%s">%s</text>`, padL+plotW-120*(len(c.lines)-li), l.color, template.HTMLEscapeString(l.name))
+	}
+	if math.IsInf(yMin, 1) {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="x">not measured</text>`, padL+plotW/2, padT+plotH/2)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // built above with every text escaped

@@ -278,9 +278,15 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 		cpuBound := c.cpu >= cpuBoundShare
 		if late > limitShare && (cpuBound || float64(t.benchLate)/float64(t.sent) > limitShare) {
 			r.Limits.BenchLimited = true
-			r.Limits.Messages = append(r.Limits.Messages, fmt.Sprintf(
-				"the bench is the limit: %.1f%% of requests were sent more than %v behind schedule while the bench used %.0f%% of its %d processor(s); give it a core of its own, or lower the rate",
-				100*late, lateAfter, 100*c.cpu, runtime.GOMAXPROCS(0)))
+			if cpuBound {
+				r.Limits.Messages = append(r.Limits.Messages, fmt.Sprintf(
+					"the bench is the limit: %.1f%% of requests were sent more than %v behind schedule while the bench used %.0f%% of its %d processor(s); give it a core of its own, or lower the rate",
+					100*late, lateAfter, 100*c.cpu, runtime.GOMAXPROCS(0)))
+			} else {
+				r.Limits.Messages = append(r.Limits.Messages, fmt.Sprintf(
+					"the bench fell behind: %.1f%% of requests were sent more than %v behind schedule with connections free and the bench using only %.0f%% of its %d processor(s): other work on this machine delays it; those latencies include the delay",
+					100*late, lateAfter, 100*c.cpu, runtime.GOMAXPROCS(0)))
+			}
 		}
 		if share := float64(t.poolLate) / float64(t.sent); share > limitShare && !cpuBound {
 			r.Limits.PoolLimited = true
