@@ -29,6 +29,7 @@ type chart struct {
 	markers []float64 // x positions (seconds) of edits
 	points  bool      // draw points rather than lines (freshness lag)
 	xs      []float64 // x of each value; nil means 0, 1, 2, ...
+	xMax    float64   // the x axis' end when larger than the data's
 }
 
 const (
@@ -81,7 +82,10 @@ func (c chart) svg() template.HTML {
 	}
 	// Values of a second are drawn in its middle: the axis covers whole
 	// seconds.
-	xMax := max(1.0, float64(n))
+	xMax := max(1.0, float64(n), c.xMax)
+	if c.xs != nil {
+		xMax = max(1.0, c.xMax)
+	}
 	for i := range n {
 		xMax = max(xMax, xOf(i))
 	}
@@ -225,7 +229,7 @@ func (r *Report) charts() []chart {
 		}},
 	}
 	if len(r.Edits) > 0 {
-		cs = append(cs, chart{title: "Freshness lag of each edit", unit: "ms", points: true, xs: lagX,
+		cs = append(cs, chart{title: "Freshness lag of each edit", unit: "ms", points: true, xs: lagX, xMax: float64(n),
 			lines: []line{{"lag", colorB, lagY}}})
 	}
 	return cs
