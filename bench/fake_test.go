@@ -99,6 +99,17 @@ func (f *fakeOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.articles[a.ID] = a
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(a.Article)
+	case strings.HasPrefix(p, "/api/articles/") && r.Method == http.MethodGet:
+		if !f.authorized(w, r) {
+			return
+		}
+		id, _ := strconv.ParseInt(strings.TrimPrefix(p, "/api/articles/"), 10, 64)
+		a, ok := f.articles[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(a.Article)
 	case strings.HasPrefix(p, "/api/articles/") && r.Method == http.MethodPut:
 		if !f.authorized(w, r) {
 			return

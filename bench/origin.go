@@ -134,6 +134,12 @@ func (o *Origin) Sections(ctx context.Context) ([]Section, error) {
 	return s, o.do(ctx, http.MethodGet, "/api/sections", nil, &s, true)
 }
 
+// Article reads an article.
+func (o *Origin) Article(ctx context.Context, id int64) (Article, error) {
+	var a Article
+	return a, o.do(ctx, http.MethodGet, "/api/articles/"+strconv.FormatInt(id, 10), nil, &a, true)
+}
+
 // Publish creates an article.
 func (o *Origin) Publish(ctx context.Context, in ArticleInput) (Article, error) {
 	var a Article

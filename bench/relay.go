@@ -24,8 +24,12 @@ import (
 //   - "varnish": tags as one "PURGE /" request with an xkey header (the VCL
 //     in bench/peers calls xkey.purge or xkey.softpurge), URLs as
 //     "PURGE <url>";
-//   - "nginx": URLs as "PURGE <url>" (ngx_cache_purge); nginx has no tags,
-//     so tag purges are counted as unsupported and the peer relies on TTLs.
+//   - "nginx": URLs as "PURGE <url>" (ngx_cache_purge). nginx has no tags:
+//     with an origin to ask, the bundled origin's tags are turned into the
+//     URL of the page they name ("front" is /, "most-read" the fragment,
+//     "section:N" the section's path, "article:N" the article's URL), which
+//     purges that page but not the other pages listing it; other tags are
+//     counted as unsupported and those pages rely on their TTLs.
 //
 // It is a test fixture for peers, not a production component.
 type PurgeRelay struct {
@@ -33,6 +37,7 @@ type PurgeRelay struct {
 	target string // base URL of the peer's client listener
 	token  string
 	hc     *http.Client
+	origin *Origin // resolves tags to URLs for nginx; nil: no resolution
 	log    *slog.Logger
 	srv    *http.Server
 	ln     net.Listener
@@ -51,8 +56,9 @@ type purgeBody struct {
 }
 
 // NewPurgeRelay listens on addr and relays purges to the peer of the given
-// kind at target. token, when set, is required as a bearer token.
-func NewPurgeRelay(addr, kind, target, token string, log *slog.Logger) (*PurgeRelay, error) {
+// kind at target. token, when set, is required as a bearer token. origin,
+// when set, resolves tags to URLs for nginx.
+func NewPurgeRelay(addr, kind, target, token string, origin *Origin, log *slog.Logger) (*PurgeRelay, error) {
 	if kind != "varnish" && kind != "nginx" {
 		return nil, fmt.Errorf("bench: purge relay: unknown peer %q (varnish or nginx)", kind)
 	}
@@ -67,7 +73,7 @@ func NewPurgeRelay(addr, kind, target, token string, log *slog.Logger) (*PurgeRe
 		return nil, fmt.Errorf("bench: purge relay: %w", err)
 	}
 	r := &PurgeRelay{kind: kind, target: strings.TrimRight(target, "/"), token: token,
-		hc: &http.Client{Timeout: 5 * time.Second}, log: log, ln: ln}
+		hc: &http.Client{Timeout: 5 * time.Second}, origin: origin, log: log, ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/purge", r.purge)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -112,14 +118,15 @@ func (r *PurgeRelay) purge(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	n := 0
+	urls := b.URLs
 	if len(b.Tags) > 0 {
 		if r.kind == "varnish" {
 			n += r.send(req.Context(), "/", map[string]string{"xkey": strings.Join(b.Tags, " "), "xkey-soft": softFlag(b.Soft)})
 		} else {
-			r.unsupported.Add(int64(len(b.Tags)))
+			urls = append(urls, r.tagURLs(req.Context(), b.Tags)...)
 		}
 	}
-	for _, u := range b.URLs {
+	for _, u := range urls {
 		if p, ok := pathOf(u); ok {
 			n += r.send(req.Context(), p, nil)
 		}
@@ -129,6 +136,51 @@ func (r *PurgeRelay) purge(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprintf(w, `{"purged": %d, "soft": %t}`+"\n", n, b.Soft)
+}
+
+// tagURLs turns the bundled origin's tags into the URLs of the pages they
+// name, asking the origin's API; tags it cannot turn are counted.
+func (r *PurgeRelay) tagURLs(ctx context.Context, tags []string) []string {
+	var urls []string
+	var sections []Section
+	for _, t := range tags {
+		kind, id, _ := strings.Cut(t, ":")
+		n, err := strconv.ParseInt(id, 10, 64)
+		switch {
+		case t == "front":
+			urls = append(urls, "/")
+		case t == "most-read":
+			urls = append(urls, "/fragments/most-read")
+		case r.origin == nil || err != nil:
+			r.unsupported.Add(1)
+		case kind == "article":
+			a, err := r.origin.Article(ctx, n)
+			if err != nil {
+				r.unsupported.Add(1)
+				continue
+			}
+			urls = append(urls, a.URL)
+		case kind == "section":
+			if sections == nil {
+				if sections, err = r.origin.Sections(ctx); err != nil {
+					r.unsupported.Add(1)
+					continue
+				}
+			}
+			found := false
+			for _, s := range sections {
+				if s.ID == n {
+					urls, found = append(urls, s.Path), true
+				}
+			}
+			if !found {
+				r.unsupported.Add(1)
+			}
+		default:
+			r.unsupported.Add(1)
+		}
+	}
+	return urls
 }
 
 func softFlag(soft bool) string {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestPurgeRelay(t *testing.T) {
@@ -23,16 +25,26 @@ func TestPurgeRelay(t *testing.T) {
 	}))
 	defer peer.Close()
 
+	fo := newFakeOrigin(t, "otok")
+	origin, err := NewOrigin(fo.srv.URL, "otok", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := origin.Publish(context.Background(), ArticleInput{Section: 2, Title: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		kind string
 		want []purge
 		body string
 	}{
-		{"varnish", []purge{{"PURGE", "/", "article:42 front", "1"}, {"PURGE", "/news/42", "", ""}}, `{"purged": 4, "soft": true}`},
-		{"nginx", []purge{{"PURGE", "/news/42", "", ""}}, `{"purged": 1, "soft": true}`},
+		{"varnish", []purge{{"PURGE", "/", "article:101 front section:2 section:99 other", "1"}, {"PURGE", "/news/42", "", ""}}, `{"purged": 4, "soft": true}`},
+		// The fake origin knows article 42 (its URL) and section 2.
+		{"nginx", []purge{{"PURGE", "/news/42", "", ""}, {"PURGE", "/news/world/101-breaking", "", ""}, {"PURGE", "/", "", ""}, {"PURGE", "/news/world/", "", ""}}, `{"purged": 4, "soft": true}`},
 	} {
 		got = nil
-		r, err := NewPurgeRelay("127.0.0.1:0", c.kind, peer.URL, "tok", nil)
+		r, err := NewPurgeRelay("127.0.0.1:0", c.kind, peer.URL, "tok", origin, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +70,7 @@ func TestPurgeRelay(t *testing.T) {
 		if code, _ := post("tok", `{"tags":`); code != http.StatusBadRequest {
 			t.Errorf("%s: bad body: %d", c.kind, code)
 		}
-		code, body := post("tok", `{"tags":["article:42","front"],"urls":["http://www.example.com/news/42"],"soft":true}`)
+		code, body := post("tok", `{"tags":["article:`+strconv.FormatInt(a.ID, 10)+`","front","section:2","section:99","other"],"urls":["http://www.example.com/news/42"],"soft":true}`)
 		if code != 200 || body != c.body {
 			t.Errorf("%s: answer %d %s, want %s", c.kind, code, body, c.body)
 		}
@@ -80,7 +92,7 @@ func TestPurgeRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := NewPurgeRelay("127.0.0.1:0", "squid", peer.URL, "", nil); err == nil {
+	if _, err := NewPurgeRelay("127.0.0.1:0", "squid", peer.URL, "", nil, nil); err == nil {
 		t.Error("unknown peer: no error")
 	}
 }

@@ -109,7 +109,7 @@ for peer in $peers; do
 		sed -e "s|__DIR__|$dir|g; s|__LISTEN__|$listen|; s|__ORIGIN__|$origin|" bench/peers/nginx.conf >"$dir/nginx.conf"
 		$peer_cpu nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
 		pids="$pids $!"
-		"$bin" bench purge-relay --listen "$admin" --peer nginx --target "http://$listen" >"$dir/relay.log" 2>&1 &
+		"$bin" bench purge-relay --listen "$admin" --peer nginx --target "http://$listen" --origin "http://$origin" >"$dir/relay.log" 2>&1 &
 		pids="$pids $!"
 		wait_up "http://$admin/healthz" "purge relay"
 		;;

@@ -38,7 +38,7 @@ schedule. See docs/bench.md.`,
 }
 
 func newBenchPurgeRelayCmd() *cobra.Command {
-	var listen, peer, target, logLevel string
+	var listen, peer, target, originURL, logLevel string
 	cmd := &cobra.Command{
 		Use:   "purge-relay",
 		Short: "Relay the origin's purges (Lakka's purge API) to Varnish or nginx, for comparisons",
@@ -46,7 +46,9 @@ func newBenchPurgeRelayCmd() *cobra.Command {
 listener (POST /api/purge, bearer token LAKKA_PURGE_TOKEN when set) and
 forwards them to a peer cache: Varnish gets tags as an xkey PURGE (soft
 purges as xkey.softpurge) and URLs as PURGE requests; nginx (ngx_cache_purge)
-gets URLs only, since it has no tags. "make bench-peers" uses it.`,
+has no tags and gets PURGE requests of URLs: with --origin, the bundled
+origin's tags become the URL of the page each names (front, most-read,
+section:N, article:N). "make bench-peers" uses it.`,
 		Example: `  lakka bench purge-relay --listen 127.0.0.1:19301 --peer varnish --target http://127.0.0.1:19381`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,7 +59,16 @@ gets URLs only, since it has no tags. "make bench-peers" uses it.`,
 			if err != nil {
 				return err
 			}
-			r, err := bench.NewPurgeRelay(listen, peer, target, os.Getenv("LAKKA_PURGE_TOKEN"), log)
+			var origin *bench.Origin
+			if originURL != "" {
+				if err := checkBaseURL("--origin", originURL); err != nil {
+					return err
+				}
+				if origin, err = bench.NewOrigin(originURL, os.Getenv("LAKKA_ORIGIN_TOKEN"), 5*time.Second); err != nil {
+					return usagef("--origin: %v", err)
+				}
+			}
+			r, err := bench.NewPurgeRelay(listen, peer, target, os.Getenv("LAKKA_PURGE_TOKEN"), origin, log)
 			if err != nil {
 				return usagef("--listen, --peer or --target: %v", err)
 			}
@@ -82,6 +93,7 @@ gets URLs only, since it has no tags. "make bench-peers" uses it.`,
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:19301", "address the origin sends purges to (its --edge-admin)")
 	cmd.Flags().StringVar(&peer, "peer", "varnish", "kind of peer: varnish or nginx")
 	cmd.Flags().StringVar(&target, "target", "", "base URL of the peer's client listener, e.g. http://127.0.0.1:19381")
+	cmd.Flags().StringVar(&originURL, "origin", "", "for nginx: the bundled origin's base URL, to turn its tags into page URLs (API token from LAKKA_ORIGIN_TOKEN)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
 }
