@@ -100,7 +100,7 @@ type result struct {
 	status  uint16
 	err     errKind
 	cache   cacheValue
-	blocked bool // the dispatcher waited for a free worker to queue it
+	blocked bool // the dispatcher waited for a free worker, since this request was due
 	late    bool
 	dispLag time.Duration // dispatch time minus scheduled time
 }
@@ -305,6 +305,10 @@ func (r *Runner) Report() *Report {
 func (r *Runner) dispatch(ctx context.Context, src Source, jobs chan<- job) error {
 	var req Request
 	done := ctx.Done()
+	// blockedUntil is when the dispatcher last stopped waiting for a free
+	// worker: a request due before then is late because of the pool, even
+	// if its own hand-over did not wait.
+	blockedUntil := time.Duration(-1)
 	for n := int64(0); r.cfg.MaxRequests <= 0 || n < r.cfg.MaxRequests; n++ {
 		if !src.Next(&req) {
 			return nil
@@ -337,7 +341,7 @@ func (r *Runner) dispatch(ctx context.Context, src Source, jobs chan<- job) erro
 			}
 			req.Path = p
 		}
-		j := job{req: req, dispatched: time.Since(r.start)}
+		j := job{req: req, dispatched: time.Since(r.start), blocked: req.At < blockedUntil}
 		select {
 		case jobs <- j:
 		default:
@@ -349,6 +353,7 @@ func (r *Runner) dispatch(ctx context.Context, src Source, jobs chan<- job) erro
 			case <-done:
 				return nil
 			}
+			blockedUntil = time.Since(r.start)
 		}
 		r.sent.Add(1)
 	}

@@ -348,8 +348,8 @@ func TestLatencyFromSchedule(t *testing.T) {
 		if !near(rep.SendDelayMs.Max, 360) {
 			t.Errorf("send delay max %v ms, want 360 (request 4 sent at 400 ms, due at 40 ms)", rep.SendDelayMs.Max)
 		}
-		if rep.Limits.Late != 4 || !rep.Limits.PoolLimited {
-			t.Errorf("limits %+v, want 4 late requests and the pool named", rep.Limits)
+		if l := rep.Limits; l.Late != 4 || l.PoolLate != 4 || l.BenchLate != 0 || !l.PoolLimited || l.BenchLimited {
+			t.Errorf("limits %+v, want 4 late requests, all for the pool", rep.Limits)
 		}
 	})
 }
