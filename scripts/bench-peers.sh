@@ -126,8 +126,14 @@ for peer in $peers; do
 	stop_all
 done
 
+dirs="" pages=""
+for p in $peers; do
+	dirs="$dirs $out/$p"
+	pages="$pages $out/$p/report.html"
+done
 echo
 # shellcheck disable=SC2086
-"$bin" bench compare $(for p in $peers; do printf '%s ' "$out/$p"; done)
+"$bin" bench compare $dirs
 echo
-echo "reports: $(for p in $peers; do printf '%s ' "$out/$p/report.html"; done)"
+echo "load average during the runs: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (other work on the machine skews the figures)"
+echo "reports:$pages"
