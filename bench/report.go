@@ -54,6 +54,7 @@ type Report struct {
 	Edits          []Edit    `json:"edits"`
 
 	BenchCPU float64     `json:"bench_cpu"`
+	HostLoad HostLoad    `json:"host_load"`
 	Limits   Limits      `json:"limits"`
 	Spike    *SpikeInfo  `json:"spike,omitempty"`
 	Trace    *TraceStats `json:"trace,omitempty"`
@@ -96,6 +97,29 @@ type Edit struct {
 	AtS     float64  `json:"at_s"`
 	Version int64    `json:"version"`
 	LagMs   *float64 `json:"lag_ms"`
+}
+
+// HostLoad is the machine's one-minute load average at the start and the
+// end of the run (null where it cannot be read): a load above the number of
+// cores means other work competed with the bench and the target.
+type HostLoad struct {
+	Cores int      `json:"cores"`
+	Start *float64 `json:"start"`
+	End   *float64 `json:"end"`
+}
+
+// loadAverage reads the one-minute load average (Linux).
+func loadAverage() *float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		return nil
+	}
+	return &v
 }
 
 // Limits says whether the numbers measure the target or the bench.
@@ -410,6 +434,9 @@ var tableRows = []row{
 	{"freshness lag max ms", func(r *Report) string { return fmtOpt(r.FreshnessLagMs.Max, "%.1f") }},
 	{"send delay p99 ms", func(r *Report) string { return fmtMs(r.SendDelayMs.P99) }},
 	{"bench cpu", func(r *Report) string { return fmt.Sprintf("%.0f%%", 100*r.BenchCPU) }},
+	{"host load start/end", func(r *Report) string {
+		return fmtOpt(r.HostLoad.Start, "%.2f") + "/" + fmtOpt(r.HostLoad.End, "%.2f") + " on " + strconv.Itoa(r.HostLoad.Cores) + " cores"
+	}},
 	{"limited by", func(r *Report) string {
 		var s []string
 		if r.Limits.PoolLimited {

@@ -94,7 +94,7 @@ func TestReportSchema(t *testing.T) {
 	for _, k := range []string{"schema", "kind", "label", "target", "started_at", "duration_s", "settings",
 		"requests", "offered", "unsent", "responses", "offered_rps", "achieved_rps", "errors", "status",
 		"hit_ratio", "cache", "latency_ms", "send_delay_ms", "bytes", "origin_requests", "origin_rps",
-		"freshness_lag_ms", "edits", "bench_cpu", "limits", "series"} {
+		"freshness_lag_ms", "edits", "bench_cpu", "host_load", "limits", "series"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("report.json lacks %q", k)
 		}

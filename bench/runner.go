@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -116,19 +117,20 @@ type job struct {
 // Run it once. RecordEdit and RecordOriginSample may be called from other
 // goroutines while it runs.
 type Runner struct {
-	cfg     RunConfig
-	log     *slog.Logger
-	client  *fasthttp.HostClient
-	scheme  string
-	host    string // Host header default
-	start   time.Time
-	col     *collector
-	etags   []atomic.Pointer[[]byte]
-	busy    atomic.Int64
-	sent    atomic.Int64
-	started atomic.Bool
-	elapsed time.Duration // written by Run before it returns
-	pacer   pacer         // used by the dispatcher only
+	cfg                RunConfig
+	log                *slog.Logger
+	client             *fasthttp.HostClient
+	scheme             string
+	host               string // Host header default
+	start              time.Time
+	col                *collector
+	etags              []atomic.Pointer[[]byte]
+	busy               atomic.Int64
+	sent               atomic.Int64
+	started            atomic.Bool
+	elapsed            time.Duration // written by Run before it returns
+	loadStart, loadEnd *float64      // host load average, written by Run
+	pacer              pacer         // used by the dispatcher only
 }
 
 // NewRunner checks cfg and prepares a run.
@@ -266,6 +268,7 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 	r.log.LogAttrs(ctx, slog.LevelDebug, "bench run start", slog.String("target", r.cfg.Target),
 		slog.Int("connections", r.cfg.Connections))
 	cpu0 := processCPU()
+	r.loadStart = loadAverage()
 	var p pacer = timerPacer{}
 	var perr error
 	if !r.cfg.timerPacing {
@@ -284,6 +287,7 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 	close(stopProgress)
 	<-progressDone
 	r.elapsed = time.Since(r.start)
+	r.loadEnd = loadAverage()
 	r.client.CloseIdleConnections()
 	r.col.setCPU(processCPU()-cpu0, r.elapsed)
 	if err != nil {
@@ -298,6 +302,7 @@ func (r *Runner) Report() *Report {
 	rep := r.col.report(r.elapsed, r.cfg.Connections)
 	rep.Target = r.cfg.Target
 	rep.StartedAt = r.start.UTC().Truncate(time.Millisecond)
+	rep.HostLoad = HostLoad{Cores: runtime.NumCPU(), Start: r.loadStart, End: r.loadEnd}
 	return rep
 }
 
