@@ -108,6 +108,25 @@ type HostLoad struct {
 	End   *float64 `json:"end"`
 }
 
+// hostCores counts the machine's processors (Linux: /proc/stat, whatever
+// the bench's own CPU affinity), else the ones the bench may use.
+func hostCores() int {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	if n == 0 {
+		return runtime.NumCPU()
+	}
+	return n
+}
+
 // loadAverage reads the one-minute load average (Linux).
 func loadAverage() *float64 {
 	b, err := os.ReadFile("/proc/loadavg")

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -302,7 +301,7 @@ func (r *Runner) Report() *Report {
 	rep := r.col.report(r.elapsed, r.cfg.Connections)
 	rep.Target = r.cfg.Target
 	rep.StartedAt = r.start.UTC().Truncate(time.Millisecond)
-	rep.HostLoad = HostLoad{Cores: runtime.NumCPU(), Start: r.loadStart, End: r.loadEnd}
+	rep.HostLoad = HostLoad{Cores: hostCores(), Start: r.loadStart, End: r.loadEnd}
 	return rep
 }
 
