@@ -62,6 +62,21 @@ func (f *fakeOrigin) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// article finds the article of an /api/articles/{id} request, or answers
+// 401 or 404 and returns nil. Callers hold mu.
+func (f *fakeOrigin) article(w http.ResponseWriter, r *http.Request) *fakeArticle {
+	if !f.authorized(w, r) {
+		return nil
+	}
+	id, _ := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/api/articles/"), 10, 64)
+	a, ok := f.articles[id]
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		return nil
+	}
+	return a
+}
+
 func (f *fakeOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -100,24 +115,12 @@ func (f *fakeOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(a.Article)
 	case strings.HasPrefix(p, "/api/articles/") && r.Method == http.MethodGet:
-		if !f.authorized(w, r) {
-			return
+		if a := f.article(w, r); a != nil {
+			json.NewEncoder(w).Encode(a.Article)
 		}
-		id, _ := strconv.ParseInt(strings.TrimPrefix(p, "/api/articles/"), 10, 64)
-		a, ok := f.articles[id]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		json.NewEncoder(w).Encode(a.Article)
 	case strings.HasPrefix(p, "/api/articles/") && r.Method == http.MethodPut:
-		if !f.authorized(w, r) {
-			return
-		}
-		id, _ := strconv.ParseInt(strings.TrimPrefix(p, "/api/articles/"), 10, 64)
-		a, ok := f.articles[id]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
+		a := f.article(w, r)
+		if a == nil {
 			return
 		}
 		a.Version++
