@@ -348,7 +348,7 @@ type TraceSource struct {
 }
 
 // maxGroup bounds the records of one second buffered for spreading.
-const maxGroup = 1 << 20
+const maxGroup = 1 << 17
 
 // NewTraceSource reads a trace from rd; a gzip stream is detected and
 // decompressed.
