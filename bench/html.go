@@ -27,6 +27,7 @@ type chart struct {
 	log     bool // logarithmic y axis (latency)
 	lines   []line
 	markers []float64 // x positions (seconds) of edits
+	publish *float64  // x position of the spike's publication, if any
 	points  bool      // draw points rather than lines (freshness lag)
 	xs      []float64 // x of each value; nil means 0, 1, 2, ...
 	xMax    float64   // the x axis' end when larger than the data's
@@ -92,6 +93,9 @@ func (c chart) svg() template.HTML {
 	for _, m := range c.markers {
 		xMax = max(xMax, m)
 	}
+	if c.publish != nil {
+		xMax = max(xMax, *c.publish)
+	}
 	yMin, yMax := math.Inf(1), math.Inf(-1)
 	for _, l := range c.lines {
 		for _, y := range l.ys {
@@ -145,6 +149,10 @@ func (c chart) svg() template.HTML {
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`, padL, padT, plotW, plotH)
 	for _, m := range c.markers {
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#2ca02c" stroke-dasharray="3,3"/>`, xPix(m), xPix(m), padT, padT+plotH)
+	}
+	if c.publish != nil {
+		x := xPix(*c.publish)
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#9467bd" stroke-width="2"/>`, x, x, padT, padT+plotH)
 	}
 	for li, l := range c.lines {
 		if c.points {
@@ -204,32 +212,36 @@ func (r *Report) charts() []chart {
 		lagX = append(lagX, e.AtS)
 		lagY = append(lagY, opt(e.LagMs, 1))
 	}
+	var publish *float64
+	if r.Spike != nil {
+		publish = &r.Spike.PublishedS
+	}
 	cs := []chart{
-		{title: "Request rate", unit: "req/s", markers: markers, lines: []line{
+		{title: "Request rate", unit: "req/s", markers: markers, publish: publish, lines: []line{
 			{"offered", colorC, get(func(s Second) float64 { return float64(s.Offered) })},
 			{"achieved", colorA, get(func(s Second) float64 { return float64(s.Achieved) })},
 		}},
-		{title: "Latency from schedule", unit: "ms, log scale", log: true, markers: markers, lines: []line{
+		{title: "Latency from schedule", unit: "ms, log scale", log: true, markers: markers, publish: publish, lines: []line{
 			{"p50", colorA, get(func(s Second) float64 { return s.P50Ms })},
 			{"p99", colorB, get(func(s Second) float64 { return s.P99Ms })},
 			{"max", colorC, get(func(s Second) float64 { return s.MaxMs })},
 		}},
-		{title: "Hit ratio", unit: "%", markers: markers, lines: []line{
+		{title: "Hit ratio", unit: "%", markers: markers, publish: publish, lines: []line{
 			{"hit ratio", colorA, get(func(s Second) float64 { return opt(s.HitRatio, 100) })},
 		}},
-		{title: "Origin requests", unit: "req/s", markers: markers, lines: []line{
+		{title: "Origin requests", unit: "req/s", markers: markers, publish: publish, lines: []line{
 			{"origin", colorB, get(func(s Second) float64 { return opt(s.OriginRequests, 1) })},
 		}},
-		{title: "Errors", unit: "per s", markers: markers, lines: []line{
+		{title: "Errors", unit: "per s", markers: markers, publish: publish, lines: []line{
 			{"errors", colorB, get(func(s Second) float64 { return float64(s.Errors) })},
 			{"late sends", colorC, get(func(s Second) float64 { return float64(s.Late) })},
 		}},
-		{title: "Throughput", unit: "MB/s received", markers: markers, lines: []line{
+		{title: "Throughput", unit: "MB/s received", markers: markers, publish: publish, lines: []line{
 			{"bytes", colorA, get(func(s Second) float64 { return float64(s.Bytes) / 1e6 })},
 		}},
 	}
 	if len(r.Edits) > 0 {
-		cs = append(cs, chart{title: "Freshness lag of each edit", unit: "ms", points: true, xs: lagX, xMax: float64(n),
+		cs = append(cs, chart{title: "Freshness lag of each edit", unit: "ms", points: true, xs: lagX, xMax: float64(n), publish: publish,
 			lines: []line{{"lag", colorB, lagY}}})
 	}
 	return cs
@@ -251,7 +263,7 @@ svg text.l{font-weight:600}
 </style></head><body>
 <h1>lakka bench {{.R.Kind}}: {{.R.Label}}</h1>
 <p>Target {{.R.Target}}, started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}, {{printf "%.1f" .R.DurationS}} s.
-Latency is measured from each request's scheduled time (open loop). Dashed green lines mark edits of the spike's article.</p>
+Latency is measured from each request's scheduled time (open loop). A purple line marks the publication of the spike's article, dashed green lines its edits.</p>
 {{range .R.Limits.Messages}}<div class="note">{{.}}</div>{{end}}
 <h2>Summary</h2>
 <table>{{range .Rows}}<tr><th>{{.Name}}</th><td class="n">{{.Value}}</td></tr>{{end}}</table>
