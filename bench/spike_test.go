@@ -50,12 +50,13 @@ func TestSpikeAgainstFake(t *testing.T) {
 
 	// Edits at 1.4, 1.8, 2.2 and 2.6 s; the fake serves each new version
 	// 50 ms after answering it, and the article is asked for every couple
-	// of milliseconds: every lag is a little over 50 ms.
+	// of milliseconds: every lag is over 50 ms, and far below the 2 s bound
+	// (which only allows for a loaded machine).
 	if f := rep.FreshnessLagMs; f.Edits != 4 || f.Seen != 4 {
 		t.Fatalf("freshness %+v, want 4 edits seen", f)
 	}
 	for _, e := range rep.Edits {
-		if e.LagMs == nil || *e.LagMs < 45 || *e.LagMs > 500 {
+		if e.LagMs == nil || *e.LagMs < 45 || *e.LagMs > 2000 {
 			t.Errorf("edit %+v: lag not a little over 50 ms", e)
 		}
 	}
