@@ -37,7 +37,8 @@ type RunConfig struct {
 	ASAP bool
 	// URLTableSize is the size of the source's URL table (Request.URL).
 	URLTableSize int
-	// Start is the time the schedule counts from; zero means when Run starts.
+	// Start is the time the schedule counts from; zero means when NewRunner
+	// is called.
 	Start time.Time
 	// Progress, when set, is called about once a second with a snapshot,
 	// from one goroutine.
@@ -68,8 +69,8 @@ type Progress struct {
 }
 
 // lateAfter is how far behind its schedule a request may be sent before it
-// counts as late: above the Go timer's granularity when the bench does not
-// spin (about 1 ms on Linux).
+// counts as late: above the Go timer's granularity (about 1 ms), which
+// paces the bench where there is no timerfd.
 const lateAfter = 2 * time.Millisecond
 
 // sendEarly is how early a request may be handed over rather than slept
