@@ -70,6 +70,8 @@ type Errors struct {
 	HTTP4xx int64 `json:"http_4xx"`
 	HTTP5xx int64 `json:"http_5xx"`
 	Other   int64 `json:"other"`
+	// OtherExamples counts the first few distinct messages of Other errors.
+	OtherExamples map[string]int64 `json:"other_examples"`
 }
 
 // Latency holds percentiles in milliseconds.
@@ -224,7 +226,7 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 		Unsent:      c.unsent,
 		Offered:     t.sent + c.unsent,
 		Responses:   t.responses,
-		Errors:      errorsOf(t),
+		Errors:      errorsOf(t, c.otherErrs),
 		Status:      map[string]int64{},
 		Cache:       map[string]int64{},
 		LatencyMs:   latencyOf(c.lat, c.maxLatUs),
@@ -345,15 +347,19 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 	return r
 }
 
-func errorsOf(c *counts) Errors {
+func errorsOf(c *counts, examples map[string]int64) Errors {
 	e := Errors{
-		Connect: c.errs[errConnect],
-		Timeout: c.errs[errTimeout],
-		Other:   c.errs[errOther],
-		HTTP4xx: c.status[4],
-		HTTP5xx: c.status[5],
+		OtherExamples: map[string]int64{},
+		Connect:       c.errs[errConnect],
+		Timeout:       c.errs[errTimeout],
+		Other:         c.errs[errOther],
+		HTTP4xx:       c.status[4],
+		HTTP5xx:       c.status[5],
 	}
 	e.Total = e.Connect + e.Timeout + e.Other + e.HTTP4xx + e.HTTP5xx
+	for m, n := range examples {
+		e.OtherExamples[m] = n
+	}
 	return e
 }
 
@@ -493,6 +499,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Trace != nil {
 		fmt.Fprintf(tw, "trace lines\t%d (parsed %d, unparseable %d, filtered out %d)\n",
 			r.Trace.Lines, r.Trace.Parsed, r.Trace.Unparseable, r.Trace.Filtered)
+	}
+	for m, n := range r.Errors.OtherExamples {
+		fmt.Fprintf(tw, "other error\t%d × %s\n", n, m)
 	}
 	for _, m := range r.Limits.Messages {
 		fmt.Fprintf(tw, "note\t%s\n", m)

@@ -52,7 +52,7 @@ func TestReportFigures(t *testing.T) {
 	if r.Requests != 100 || r.Responses != 99 || r.Offered != 100 {
 		t.Errorf("requests %d responses %d offered %d", r.Requests, r.Responses, r.Offered)
 	}
-	if r.Errors != (Errors{Total: 2, Timeout: 1, HTTP5xx: 1}) {
+	if e := r.Errors; e.Total != 2 || e.Timeout != 1 || e.HTTP5xx != 1 || e.Other != 0 || len(e.OtherExamples) != 0 {
 		t.Errorf("errors %+v", r.Errors)
 	}
 	// 99 responses with a cache status, 10 of them MISS (i = 0, 10, ... 90).
@@ -110,7 +110,7 @@ func TestReportSchema(t *testing.T) {
 	}
 	sub("latency_ms", "p50", "p90", "p99", "p999", "max", "mean")
 	sub("freshness_lag_ms", "edits", "seen", "p50", "p99", "max")
-	sub("errors", "total", "connect", "timeout", "http_4xx", "http_5xx", "other")
+	sub("errors", "total", "connect", "timeout", "http_4xx", "http_5xx", "other", "other_examples")
 	sub("limits", "late", "pool_late", "bench_late", "pool_limited", "bench_limited", "messages")
 	series, _ := m["series"].([]any)
 	if len(series) == 0 {

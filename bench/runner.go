@@ -109,6 +109,7 @@ type result struct {
 	blocked bool // the dispatcher waited for a free worker, since this request was due
 	late    bool
 	dispLag time.Duration // dispatch time minus scheduled time
+	errMsg  string        // the error of an errOther, for the report's examples
 }
 
 // job is a request handed from the dispatcher to a worker.
@@ -499,7 +500,9 @@ func (r *Runner) do(req *fasthttp.Request, resp *fasthttp.Response, j *job, uri 
 	}
 	res.late = res.sent-res.at > lateAfter
 	if err != nil {
-		res.err = classify(err)
+		if res.err = classify(err); res.err == errOther {
+			res.errMsg = err.Error()
+		}
 		return res
 	}
 	res.status = uint16(resp.StatusCode())

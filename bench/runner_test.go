@@ -190,6 +190,36 @@ func TestRunnerErrorKinds(t *testing.T) {
 	}
 }
 
+func TestRunnerOtherErrors(t *testing.T) {
+	// A server that hangs up without answering: "other" errors, with
+	// their message kept as an example.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			c.Write([]byte("garbage\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	r := newTestRunner(t, RunConfig{Target: "http://" + ln.Addr().String(), Connections: 1})
+	if err := r.Run(context.Background(), evenly(3, 0, "/")); err != nil {
+		t.Fatal(err)
+	}
+	e := r.Report().Errors
+	if e.Other != 3 || len(e.OtherExamples) == 0 {
+		t.Errorf("errors %+v, want 3 other errors with examples", e)
+	}
+}
+
 func TestRunnerSendsHeaders(t *testing.T) {
 	type seen struct{ host, ae, cookie, inm, ua, method string }
 	var mu sync.Mutex

@@ -125,6 +125,9 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
+// maxErrorExamples bounds the distinct messages of "other" errors kept.
+const maxErrorExamples = 5
+
 // counts are the tallies kept for the whole run and for each second.
 type counts struct {
 	sent      int64 // requests sent (with a response or an error)
@@ -191,8 +194,9 @@ type collector struct {
 	versions  map[int64]time.Duration // first time each version was seen
 	edits     []editRecord
 	origin    []originSample
-	cpu       float64 // share of GOMAXPROCS cores used over the run
-	lastCPU   float64 // the same over the last second sampled
+	otherErrs map[string]int64 // up to maxErrorExamples messages of errOther
+	cpu       float64          // share of GOMAXPROCS cores used over the run
+	lastCPU   float64          // the same over the last second sampled
 }
 
 func newCollector(highest time.Duration, asap bool) *collector {
@@ -203,6 +207,7 @@ func newCollector(highest time.Duration, asap bool) *collector {
 		lat:       hdrhistogram.New(1, hi, 3),
 		sendDelay: hdrhistogram.New(1, hi, 3),
 		versions:  make(map[int64]time.Duration),
+		otherErrs: make(map[string]int64),
 	}
 }
 
@@ -239,6 +244,11 @@ func (c *collector) add(batch []result) {
 			n.responses++
 			n.status[min(int(r.status)/100, 5)]++
 			n.cache[r.cache]++
+		}
+		if r.errMsg != "" {
+			if _, ok := c.otherErrs[r.errMsg]; ok || len(c.otherErrs) < maxErrorExamples {
+				c.otherErrs[r.errMsg]++
+			}
 		}
 		us := max((r.done - r.at).Microseconds(), 1)
 		_ = c.lat.RecordValue(min(us, c.highestUs))
