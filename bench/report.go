@@ -192,8 +192,12 @@ type Second struct {
 const cpuBoundShare = 0.9
 
 // limitShare is the share of late requests above which the run is called
-// limited by the pool or the bench.
-const limitShare = 0.01
+// limited by the pool or the bench, when there are at least limitCount of
+// them (one late request of a handful is not a finding).
+const (
+	limitShare = 0.01
+	limitCount = 10
+)
 
 // latencyOf summarises a histogram of microseconds; maxUs is the exact
 // maximum (the histogram keeps three significant digits).
@@ -321,7 +325,7 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 	if t.sent > 0 {
 		late := float64(t.late) / float64(t.sent)
 		cpuBound := c.cpu >= cpuBoundShare
-		if late > limitShare && (cpuBound || float64(t.benchLate)/float64(t.sent) > limitShare) {
+		if late > limitShare && t.late >= limitCount && (cpuBound || float64(t.benchLate)/float64(t.sent) > limitShare) {
 			r.Limits.BenchLimited = true
 			if cpuBound {
 				r.Limits.Messages = append(r.Limits.Messages, fmt.Sprintf(
@@ -333,7 +337,7 @@ func (c *collector) report(elapsed time.Duration, connections int) *Report {
 					100*late, lateAfter, 100*c.cpu, runtime.GOMAXPROCS(0)))
 			}
 		}
-		if share := float64(t.poolLate) / float64(t.sent); share > limitShare && !cpuBound {
+		if share := float64(t.poolLate) / float64(t.sent); share > limitShare && t.poolLate >= limitCount && !cpuBound {
 			r.Limits.PoolLimited = true
 			r.Limits.Messages = append(r.Limits.Messages, fmt.Sprintf(
 				"connection pool saturated: %.1f%% of requests waited more than %v for one of the %d connections; their latency includes the wait (the target is slower than the offered rate allows: raise --connections, or the target is at its limit)",

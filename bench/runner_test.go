@@ -357,7 +357,7 @@ func TestLatencyFromSchedule(t *testing.T) {
 			dial:        func(string) (net.Conn, error) { return ln.Dial() },
 			timerPacing: true,
 		})
-		if err := r.Run(context.Background(), evenly(5, 10*time.Millisecond, "/")); err != nil {
+		if err := r.Run(context.Background(), evenly(12, 10*time.Millisecond, "/")); err != nil {
 			t.Fatal(err)
 		}
 		rep := r.Report()
@@ -370,16 +370,16 @@ func TestLatencyFromSchedule(t *testing.T) {
 		// Let the client's idle-connection cleaner see that nothing is left
 		// and exit (fake time: this returns at once).
 		time.Sleep(time.Minute)
-		// Latencies 100, 190, 280, 370, 460 ms.
+		// Latencies 100, 190, 280, ... 1090 ms: the 6th of 12 is 550.
 		l := rep.LatencyMs
-		if !near(l.P50, 280) || !near(l.Max, 460) {
-			t.Errorf("latency p50 %v max %v ms, want 280 and 460", l.P50, l.Max)
+		if !near(l.P50, 550) || !near(l.Max, 1090) {
+			t.Errorf("latency p50 %v max %v ms, want 550 and 1090", l.P50, l.Max)
 		}
-		if !near(rep.SendDelayMs.Max, 360) {
-			t.Errorf("send delay max %v ms, want 360 (request 4 sent at 400 ms, due at 40 ms)", rep.SendDelayMs.Max)
+		if !near(rep.SendDelayMs.Max, 990) {
+			t.Errorf("send delay max %v ms, want 990 (request 11 sent at 1100 ms, due at 110 ms)", rep.SendDelayMs.Max)
 		}
-		if l := rep.Limits; l.Late != 4 || l.PoolLate != 4 || l.BenchLate != 0 || !l.PoolLimited || l.BenchLimited {
-			t.Errorf("limits %+v, want 4 late requests, all for the pool", rep.Limits)
+		if l := rep.Limits; l.Late != 11 || l.PoolLate != 11 || l.BenchLate != 0 || !l.PoolLimited || l.BenchLimited {
+			t.Errorf("limits %+v, want 11 late requests, all for the pool", rep.Limits)
 		}
 	})
 }
