@@ -13,9 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func TestBenchFlagErrors(t *testing.T) {
@@ -160,64 +158,7 @@ func TestBenchTarget(t *testing.T) {
 	if resp.Header.Get("X-Cache") != "HIT" || len(body) != 10 {
 		t.Errorf("answer %q, X-Cache %q", body, resp.Header.Get("X-Cache"))
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("target did not exit after SIGTERM")
-	}
-}
-
-// startLogged starts the binary with args and env, and returns the first
-// submatch list of re found in its stderr (the bound addresses).
-func startLogged(t *testing.T, re *regexp.Regexp, env []string, args ...string) (*exec.Cmd, []string) {
-	t.Helper()
-	cmd := exec.Command(lakkaBinary(t), args...)
-	cmd.Env = append(append(os.Environ(), "GORACE=halt_on_error=1"), env...)
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	found := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1:]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case m := <-found:
-		return cmd, m
-	case <-time.After(60 * time.Second):
-		t.Fatalf("lakka %s did not log %s", strings.Join(args, " "), re)
-		return nil, nil
-	}
+	stopBinary(t, cmd, func() string { return "" })
 }
 
 // TestBenchSpikeEdgeOrigin runs a short spike against a real lakka edge in
@@ -258,9 +199,9 @@ func TestBenchSpikeEdgeOrigin(t *testing.T) {
 	}))
 	defer fwd.Close()
 
-	_, o := startLogged(t, regexp.MustCompile(`msg="origin listening" addr=(\S+)`), env,
+	o, originCmd, originLogs := startBinary(t, regexp.MustCompile(`msg="origin listening" addr=(\S+)`), env,
 		"origin", "--listen", "127.0.0.1:0", "--seed", "60", "--edge-admin", strings.TrimPrefix(fwd.URL, "http://"))
-	_, e := startLogged(t, listening, env,
+	e, edgeCmd, edgeLogs := startBinary(t, listening, env,
 		"edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", o[0], "--cache-size", "64MiB")
 	admin.Store(e[1])
 
@@ -320,6 +261,8 @@ func TestBenchSpikeEdgeOrigin(t *testing.T) {
 	if len(rep.Series) < 5 {
 		t.Errorf("series of %d seconds", len(rep.Series))
 	}
+	stopBinary(t, edgeCmd, edgeLogs)
+	stopBinary(t, originCmd, originLogs)
 }
 
 func deref(f *float64) any {
