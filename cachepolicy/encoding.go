@@ -137,16 +137,18 @@ func parseQValue(v []byte) int {
 }
 
 // Choose returns the encoding to serve among those the edge offers: the
-// acceptable one with the highest q, preferring gzip, then zstd, then
-// identity on ties (compressed is smaller; gzip is what the cache stores).
-// ok is false when nothing offered is acceptable (then identity is the
-// only sensible answer, or 406).
+// acceptable one with the highest q. On ties a compressed form wins over
+// identity, and zstd wins over gzip: the edge offers zstd only when the
+// operator turned it on (compression.zstd) and holds a zstd form, and
+// browsers list gzip, br and zstd all at q=1, so a gzip-first tie would
+// leave the zstd form unused. ok is false when nothing offered is
+// acceptable (then identity is the only sensible answer, or 406).
 func (ae AcceptEncoding) Choose(offerGzip, offerZstd bool) (Encoding, bool) {
 	best, bestQ := Identity, ae.IdentityQ
 	if offerGzip && ae.GzipQ > 0 && ae.GzipQ >= bestQ {
 		best, bestQ = Gzip, ae.GzipQ
 	}
-	if offerZstd && ae.ZstdQ > 0 && (ae.ZstdQ > bestQ || (ae.ZstdQ == bestQ && best == Identity)) {
+	if offerZstd && ae.ZstdQ > 0 && ae.ZstdQ >= bestQ {
 		best, bestQ = Zstd, ae.ZstdQ
 	}
 	return best, bestQ > 0

@@ -96,7 +96,8 @@ func TestChoose(t *testing.T) {
 		{"gzip, deflate, br", offer{false, false}, Identity, true},
 		{"br;q=1, gzip;q=0.5", offer{true, true}, Gzip, true},
 		{"gzip;q=0", offer{true, true}, Identity, true},
-		{"*", offer{true, true}, Gzip, true},
+		{"*", offer{true, true}, Zstd, true},
+		{"*", offer{true, false}, Gzip, true},
 		{"*", offer{false, true}, Zstd, true},
 		{"*", offer{false, false}, Identity, true},
 		{"*;q=0", offer{true, true}, Identity, false},
@@ -106,8 +107,12 @@ func TestChoose(t *testing.T) {
 		{"x-gzip", offer{true, false}, Gzip, true},
 		{"gzip;q=abc", offer{true, true}, Identity, true},
 		{"gzip;q=0, *", offer{true, true}, Zstd, true},
-		{"zstd, gzip", offer{true, true}, Gzip, true},
-		{"gzip, zstd", offer{true, true}, Gzip, true},
+		{"zstd;q=0, *", offer{true, true}, Gzip, true},
+		{"zstd, gzip", offer{true, true}, Zstd, true},
+		{"gzip, zstd", offer{true, true}, Zstd, true},
+		{"gzip, deflate, br, zstd", offer{true, true}, Zstd, true},
+		{"gzip, deflate, br, zstd", offer{true, false}, Gzip, true},
+		{"zstd;q=0.5, gzip", offer{true, true}, Gzip, true},
 		{"zstd;q=1, gzip;q=0.9", offer{true, true}, Zstd, true},
 		{"zstd", offer{true, false}, Identity, true},
 		{"zstd", offer{true, true}, Zstd, true},
@@ -115,10 +120,11 @@ func TestChoose(t *testing.T) {
 		{"identity, gzip;q=0.5", offer{true, true}, Identity, true},
 		{"*;q=0.5, gzip;q=0", offer{true, true}, Zstd, true},
 		{"*;q=0, identity", offer{true, true}, Identity, true},
-		// Ties: gzip, then zstd, then identity.
+		// Ties: zstd (offered only when configured), then gzip, then identity.
 		{"zstd, identity", offer{false, true}, Zstd, true},
 		{"zstd;q=0.5, identity;q=0.5", offer{true, true}, Zstd, true},
-		{"gzip;q=0.5, zstd;q=0.5, identity;q=0.5", offer{true, true}, Gzip, true},
+		{"gzip;q=0.5, zstd;q=0.5, identity;q=0.5", offer{true, true}, Zstd, true},
+		{"gzip;q=0.5, zstd;q=0.5, identity;q=0.5", offer{true, false}, Gzip, true},
 		{"*", offer{false, true}, Zstd, true},
 	}
 	for _, tt := range tests {
@@ -169,7 +175,7 @@ func FuzzParseAcceptEncoding(f *testing.F) {
 				t.Errorf("ParseAcceptEncoding(%q).Choose(%v) = %v, %v with q %d", b, offer, e, ok, q)
 			case offer[0] && ae.GzipQ > q, offer[1] && ae.ZstdQ > q, e != Identity && ae.IdentityQ > q:
 				t.Errorf("ParseAcceptEncoding(%q) = %+v: Choose(%v) = %v, not the best", b, ae, offer, e)
-			case q > 0 && e != Gzip && offer[0] && ae.GzipQ == q, q > 0 && e == Identity && offer[1] && ae.ZstdQ == q:
+			case q > 0 && e != Zstd && offer[1] && ae.ZstdQ == q, q > 0 && e == Identity && offer[0] && ae.GzipQ == q:
 				t.Errorf("ParseAcceptEncoding(%q) = %+v: Choose(%v) = %v, not the preferred among equals", b, ae, offer, e)
 			}
 		}
