@@ -17,7 +17,8 @@ import (
 // ignored, and with Server.NoDefaultDate it sends none. The only way to
 // send the origin's Date (RELIABILITY promise 9) is for it to arrive the
 // way parsed headers do, so every response starts by parsing
-// "HTTP/1.1 <status>\r\nContent-Length: 0\r\nDate: <date>\r\n\r\n" into
+// "HTTP/1.1 <status>\r\nContent-Length: 0\r\nDate: <date>\r\n\r\n" (no
+// Content-Length for statuses without a body) into
 // the response header (which keeps the server's NoDefaultDate); the other
 // headers are added after. The buffers are per request and reused.
 type headReader struct {
@@ -33,7 +34,14 @@ func (hr *headReader) start(h *fasthttp.ResponseHeader, status int, date []byte,
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, fasthttp.StatusMessage(status)...)
-	b = append(b, "\r\nContent-Length: 0\r\nDate: "...)
+	if status == fasthttp.StatusNotModified || status == fasthttp.StatusNoContent || status < 200 {
+		// No body, and fasthttp would send a parsed "Content-Length: 0"
+		// as is: on a 304 it must be the 200's length or absent (RFC 9110
+		// §8.6), on a 204 or 1xx absent.
+		b = append(b, "\r\nDate: "...)
+	} else {
+		b = append(b, "\r\nContent-Length: 0\r\nDate: "...)
+	}
 	if len(date) > 0 && validDate(date) {
 		b = append(b, date...)
 	} else {
