@@ -438,6 +438,7 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
 	mh := &merged.Header
+	mh.SetNoDefaultContentType(true) // see send
 	mh.SetStatusCode(stale.status)
 	conn := h.Peek(fasthttp.HeaderConnection)
 	in304 := func(name []byte) bool { return len(h.PeekBytes(name)) > 0 }

@@ -47,6 +47,10 @@ func (s *Server) send(req *fasthttp.Request) (*fetched, error) {
 		h(req)
 	}
 	resp := fasthttp.AcquireResponse()
+	// Without this, ContentType() and All() report "text/plain;
+	// charset=utf-8" for a response that has no Content-Type: the edge
+	// would store, relay and compress a type the origin never sent.
+	resp.Header.SetNoDefaultContentType(true)
 	f := &fetched{resp: resp, reqTime: s.now()}
 	b, err := s.dir.do(req, resp, s.cfg.Backends.FetchTimeout)
 	if err != nil {
@@ -73,11 +77,17 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 	if cl > limit {
 		return nil, errBodyTooLarge
 	}
-	size := 8 << 10
 	if cl >= 0 {
-		size = int(cl) + 1
+		// Exactly cl bytes: a bytes.Buffer would double its capacity
+		// looking for the end.
+		buf := make([]byte, cl)
+		n, err := io.ReadFull(resp.BodyStream(), buf)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return buf[:n], err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
 	n, err := buf.ReadFrom(io.LimitReader(resp.BodyStream(), limit+1))
 	if err != nil {
 		return buf.Bytes(), err
