@@ -2,13 +2,9 @@ package edge
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
@@ -140,7 +136,7 @@ func (s *Server) newEntry(urlKey []byte, resp *fasthttp.Response, m meta, body [
 		return nil, err
 	}
 	e.vary = s.varyValue(m, e.enc == cachepolicy.Gzip)
-	e.cost += int64(len(e.key) + len(e.body) + len(e.vary))
+	e.cost += int64(len(e.key) + len(e.body) + len(e.zbody) + len(e.vary) + len(e.etagOther) + len(e.etagZstd))
 	return e, nil
 }
 
@@ -285,44 +281,76 @@ func canonicalName(n string) []byte {
 	return b
 }
 
-// maxInflation bounds how much larger than cache.max_object_bytes a
-// decoded gzip body from the origin may be (gzip bombs).
-const maxInflation = 8
-
 // setBody stores body in e: gzip from the origin is kept after checking
-// that it decodes; a compressible identity body is compressed once; other
-// bodies are kept as they are.
+// that it decodes; a compressible identity body is compressed once, here;
+// other bodies are kept as they are. With compression.zstd a zstd form is
+// made once too. Nothing is ever compressed twice, and nothing marked
+// no-transform is compressed (or given a zstd form).
 func (s *Server) setBody(e *Entry, m meta, body []byte) error {
-	limit := int64(s.cfg.Cache.MaxObjectBytes) * maxInflation
+	e.body, e.enc, e.identityLen, e.etagEnc = body, cachepolicy.Identity, int64(len(body)), cachepolicy.Identity
 	switch {
+	case m.enc == cachepolicy.Gzip && len(body) == 0:
+		// Nothing to decode (a 204, or an empty body labelled gzip): an
+		// empty identity body.
 	case m.enc == cachepolicy.Gzip:
+		limit := int64(s.cfg.Cache.MaxObjectBytes) * maxInflation
 		n, err := gunzipLen(body, limit)
 		if err != nil {
-			return fmt.Errorf("gzip body from origin: %w", err)
+			return fmt.Errorf("%w: %w", errCorruptGzip, err)
 		}
-		e.body, e.enc, e.identityLen = body, cachepolicy.Gzip, n
-		e.etagEnc = cachepolicy.Gzip
-	case s.compressible(e.contentType, len(body), m.noTransform):
+		e.enc, e.identityLen, e.etagEnc = cachepolicy.Gzip, n, cachepolicy.Gzip
+		e.noTransform = m.noTransform
+		s.m.compressedIn.Add(float64(n))
+		s.m.compressedOut[cachepolicy.Gzip].Add(float64(len(body)))
+		if s.zstd != nil && !m.noTransform && n <= int64(s.cfg.Cache.MaxObjectBytes) {
+			plain, err := gunzipExact(body, n)
+			if err != nil {
+				panic("BUG: checked gzip body does not decode: " + err.Error())
+			}
+			s.setZstd(e, plain)
+		}
+	case s.compressible(e.contentType, body, m.noTransform):
 		gz := gzipBytes(body, s.cfg.Compression.GzipLevel)
-		s.m.compressions.Inc()
+		s.m.compressions[cachepolicy.Gzip].Inc()
 		if len(gz) < len(body) {
-			e.body, e.enc, e.identityLen = gz, cachepolicy.Gzip, int64(len(body))
-			e.etagEnc = cachepolicy.Identity
-		} else {
-			e.body, e.enc, e.identityLen = body, cachepolicy.Identity, int64(len(body))
+			e.body, e.enc = gz, cachepolicy.Gzip
+			s.m.compressedIn.Add(float64(len(body)))
+			s.m.compressedOut[cachepolicy.Gzip].Add(float64(len(gz)))
+			if s.zstd != nil {
+				s.setZstd(e, body)
+			}
 		}
-	default:
-		e.body, e.enc, e.identityLen = body, cachepolicy.Identity, int64(len(body))
-		e.etagEnc = cachepolicy.Identity
 	}
-	if len(e.etag) > 0 && e.enc == cachepolicy.Gzip {
-		other := cachepolicy.Identity
-		if e.etagEnc == cachepolicy.Identity {
-			other = cachepolicy.Gzip
-		}
-		e.etagOther = suffixETag(e.etag, other)
-	}
+	s.setETags(e)
 	return nil
+}
+
+// setZstd makes the zstd form of a gzip-stored entry from its decoded body,
+// keeping it only if it is smaller than the gzip one.
+func (s *Server) setZstd(e *Entry, plain []byte) {
+	z := zstdBytes(s.zstd, plain)
+	s.m.compressions[cachepolicy.Zstd].Inc()
+	if len(z) < len(e.body) {
+		e.zbody = z
+		s.m.compressedOut[cachepolicy.Zstd].Add(float64(len(z)))
+	}
+}
+
+// setETags derives the ETags of the encodings e is served in from the
+// origin's, which belongs to e.etagEnc.
+func (s *Server) setETags(e *Entry) {
+	e.etagOther, e.etagZstd = nil, nil
+	if len(e.etag) == 0 || e.enc != cachepolicy.Gzip {
+		return
+	}
+	other := cachepolicy.Identity
+	if e.etagEnc == cachepolicy.Identity {
+		other = cachepolicy.Gzip
+	}
+	e.etagOther = suffixETag(e.etag, other)
+	if e.zbody != nil {
+		e.etagZstd = suffixETag(e.etag, cachepolicy.Zstd)
+	}
 }
 
 // suffixETag derives the ETag of another encoding of the same
@@ -339,11 +367,13 @@ func suffixETag(etag []byte, enc cachepolicy.Encoding) []byte {
 	return append(out, '"')
 }
 
-// compressible reports whether a body of this type and size is worth
-// compressing at store time.
-func (s *Server) compressible(contentType []byte, n int, noTransform bool) bool {
+// compressible reports whether a body of this type is worth compressing
+// at store time: compression on, not no-transform, at least
+// compression.min_bytes, a type in compression.types, and not already in a
+// compressed format whatever its label says.
+func (s *Server) compressible(contentType, body []byte, noTransform bool) bool {
 	c := &s.cfg.Compression
-	if !c.Enabled || noTransform || int64(n) < int64(c.MinBytes) {
+	if !c.Enabled || noTransform || len(body) == 0 || int64(len(body)) < int64(c.MinBytes) {
 		return false
 	}
 	mt := contentType
@@ -351,7 +381,7 @@ func (s *Server) compressible(contentType []byte, n int, noTransform bool) bool 
 		mt = mt[:i]
 	}
 	mt = bytes.TrimSpace(mt)
-	if len(mt) == 0 {
+	if len(mt) == 0 || compressedFormat(body) {
 		return false
 	}
 	for _, t := range c.Types {
@@ -368,65 +398,30 @@ func (s *Server) compressible(contentType []byte, n int, noTransform bool) bool 
 	return false
 }
 
+// compressedMagic lists the leading bytes of formats that are compressed
+// already (gzip, zstd, zip, xz, bzip2, 7z, PNG, JPEG, GIF, RIFF/WebP,
+// WOFF, WOFF2): an .svgz served as image/svg+xml without Content-Encoding
+// must not be compressed again.
+var compressedMagic = [][]byte{
+	{0x1f, 0x8b}, {0x28, 0xb5, 0x2f, 0xfd}, []byte("PK\x03\x04"), {0xfd, '7', 'z', 'X', 'Z', 0},
+	[]byte("BZh"), {'7', 'z', 0xbc, 0xaf, 0x27, 0x1c}, {0x89, 'P', 'N', 'G'}, {0xff, 0xd8, 0xff},
+	[]byte("GIF8"), []byte("RIFF"), []byte("wOFF"), []byte("wOF2"),
+}
+
+func compressedFormat(body []byte) bool {
+	for _, m := range compressedMagic {
+		if bytes.HasPrefix(body, m) {
+			return true
+		}
+	}
+	return false
+}
+
 func cutSuffix(s, suffix string) (string, bool) {
 	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
 		return s[:len(s)-len(suffix)], true
 	}
 	return s, false
-}
-
-var gzipWriters [10]sync.Pool // by level
-
-func gzipBytes(body []byte, level int) []byte {
-	var buf bytes.Buffer
-	buf.Grow(len(body)/3 + 64)
-	w, _ := gzipWriters[level].Get().(*gzip.Writer)
-	if w == nil {
-		w, _ = gzip.NewWriterLevel(&buf, level)
-	} else {
-		w.Reset(&buf)
-	}
-	_, _ = w.Write(body) // writes to a bytes.Buffer do not fail
-	_ = w.Close()
-	gzipWriters[level].Put(w)
-	return buf.Bytes()
-}
-
-var errInflation = errors.New("decoded body too large")
-
-// gunzipLen decodes body to count its decoded length, checking the CRC and
-// refusing more than limit bytes.
-func gunzipLen(body []byte, limit int64) (int64, error) {
-	r, err := gzip.NewReader(bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(io.Discard, io.LimitReader(r, limit+1))
-	if err != nil {
-		return 0, err
-	}
-	if n > limit {
-		return 0, errInflation
-	}
-	return n, r.Close()
-}
-
-// gunzip decodes a gzip body of at most limit decoded bytes; sizeHint
-// sizes the buffer (the exact length for stored bodies).
-func gunzip(body []byte, sizeHint, limit int64) ([]byte, error) {
-	r, err := gzip.NewReader(bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(sizeHint, limit)+1))
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > limit {
-		return nil, errInflation
-	}
-	return buf.Bytes(), nil
 }
 
 // refreshed merges a 304 into the stale entry it revalidated (RFC 9111
@@ -487,13 +482,8 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	}
 	e.key = stale.key
 	e.body, e.enc, e.identityLen, e.etagEnc = stale.body, stale.enc, stale.identityLen, stale.etagEnc
-	if len(e.etag) > 0 && e.enc == cachepolicy.Gzip {
-		other := cachepolicy.Identity
-		if e.etagEnc == cachepolicy.Identity {
-			other = cachepolicy.Gzip
-		}
-		e.etagOther = suffixETag(e.etag, other)
-	}
+	e.zbody, e.noTransform = stale.zbody, stale.noTransform
+	s.setETags(e)
 	e.vary = stale.vary
 	e.varyNames = stale.varyNames
 	e.cost = stale.cost - int64(len(stale.body)) + int64(len(e.body))

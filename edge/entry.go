@@ -61,17 +61,32 @@ type Entry struct {
 	// body is stored in encoding enc (cachepolicy.Identity or Gzip).
 	body []byte
 	enc  cachepolicy.Encoding
+	// zbody is the zstd form of a gzip-stored body, made once at store time
+	// when compression.zstd is on (nil otherwise, or when it did not pay).
+	zbody []byte
+	// noTransform says the origin sent a gzip body with Cache-Control:
+	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
+	// without gzip are passed to the origin.
+	noTransform bool
 	// identityLen is the length of the decoded body (len(body) when enc is
 	// Identity).
 	identityLen int64
 	// etagEnc is the encoding the origin's ETag belongs to; when serving
 	// another encoding, the ETag gets a suffix.
 	etagEnc cachepolicy.Encoding
-	// etagOther is the ETag served for the encoding that is not etagEnc.
+	// etagOther is the ETag served for the one of identity and gzip that is
+	// not etagEnc; etagZstd the one served with zbody.
 	etagOther []byte
+	etagZstd  []byte
 	// identity holds the decoded body while identity clients ask for it
-	// (see identityPool); nil otherwise.
-	identity atomic.Pointer[[]byte]
+	// (see identityPool); nil otherwise. It is set and cleared only under
+	// the pool's lock, as are identPrev, identNext and identLinked, which
+	// link the entry into the pool's list.
+	identity    atomic.Pointer[[]byte]
+	identRef    atomic.Bool // used since the pool last looked (CLOCK bit)
+	identPrev   *Entry
+	identNext   *Entry
+	identLinked bool
 
 	// Freshness, measured on the monotonic clock from storedAt.
 	storedAt   time.Time
@@ -95,6 +110,9 @@ type Entry struct {
 	dead atomic.Bool
 	// exited says the store has accounted for the entry leaving.
 	exited atomic.Bool
+	// inStore says the entry was handed to the store (it may have exited
+	// since): only such entries keep a decoded copy in the identity pool.
+	inStore atomic.Bool
 	// variants counts the variants stored under a kindVary marker, and
 	// variantList holds them (copy on write), for URL purges.
 	variants    atomic.Int32
@@ -185,8 +203,11 @@ func (e *Entry) hasValidator() bool {
 
 // etagFor returns the ETag to send with the body in encoding enc.
 func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
-	if len(e.etag) == 0 || enc == e.etagEnc {
+	switch {
+	case len(e.etag) == 0 || enc == e.etagEnc:
 		return e.etag
+	case enc == cachepolicy.Zstd:
+		return e.etagZstd
 	}
 	return e.etagOther
 }

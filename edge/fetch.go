@@ -64,7 +64,8 @@ func (s *Server) send(req *fasthttp.Request) (*fetched, error) {
 
 // readBody reads the whole body if it is at most limit bytes. Otherwise it
 // returns what it read so far and errBodyTooLarge; the rest is still in the
-// stream.
+// stream. The returned slice has (about) no spare capacity: stored bodies
+// are counted by length against the cache budget.
 func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 	if !resp.IsBodyStream() {
 		b := resp.Body()
@@ -95,10 +96,11 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 	if n > limit {
 		return buf.Bytes(), errBodyTooLarge
 	}
-	if cl >= 0 && n != cl {
-		return buf.Bytes(), io.ErrUnexpectedEOF
+	b := buf.Bytes()
+	if cap(b)-len(b) > len(b)/8 {
+		b = bytes.Clone(b)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // fetchShared fetches an object for the cache with request coalescing:
@@ -280,7 +282,13 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 	if status == fasthttp.StatusNotModified && stale != nil {
 		e := s.refreshed(stale, fr)
 		out.entry, out.notMod = e, true
+		// Same body: the decoded copy carries over (read it before the
+		// store replaces, and so drops, the stale entry).
+		copied := stale.identity.Load()
 		out.stored = s.storeEntry(e, startGen, rv)
+		if copied != nil && out.stored {
+			s.store.ident.keep(e, *copied)
+		}
 		return out
 	}
 	if status == fasthttp.StatusNotModified {
@@ -331,8 +339,7 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 	}
 	e, err := s.newEntry(urlKey, resp, meta, body, dec, fr.resTime, rv)
 	if err != nil {
-		s.m.gzipErrors.Inc()
-		s.log.Warn("origin sent a body that does not decode; not stored", "url", string(urlKey), "err", err)
+		s.corruptGzip(urlKey, err)
 		out.err = err
 		out.status = fasthttp.StatusBadGateway
 		return out
@@ -365,6 +372,7 @@ func (s *Server) storeEntry(e *Entry, startGen uint64, rv requestView) bool {
 		s.m.notStored.WithLabelValues("purged-during-fetch").Inc()
 		return false
 	}
+	e.inStore.Store(true)
 	if marker != nil {
 		marker.addVariant(e, 2*s.cfg.Cache.MaxVariants)
 	}
@@ -465,7 +473,9 @@ func (s *Server) deliver(ctx *fasthttp.RequestCtx, rs *reqState, fr *fetched, ou
 		s.serveEntry(ctx, rs, out.entry, now)
 	case out.err != nil:
 		fr.release()
-		s.log.Warn("origin response unusable", "url", string(rs.key), "err", out.err)
+		if !errors.Is(out.err, errCorruptGzip) { // logged already
+			s.log.Warn("origin response unusable", "url", string(rs.key), "err", out.err)
+		}
 		if stale != nil && s.serveStaleOnError(ctx, rs, stale, "origin-error") {
 			return
 		}

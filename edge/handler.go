@@ -101,7 +101,7 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rs *reqState) {
 		n = max(ctx.Response.Header.ContentLength(), 0)
 	} else {
 		n = len(ctx.Response.Body())
-		s.m.bytesSent.Add(float64(n))
+		s.m.countSent(&ctx.Response.Header, n)
 	}
 	s.access.log(ctx, rs, status, n, elapsed)
 }

@@ -2,6 +2,9 @@ package edge
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
 // cacheResult is the closed set of X-Cache outcomes; it indexes the
@@ -28,8 +31,8 @@ func (r cacheResult) String() string { return resultNames[r] }
 type metrics struct {
 	requests   [numResults]prometheus.Counter
 	durations  [numResults]prometheus.Observer
-	statuses   [6]prometheus.Counter // 1xx..5xx, index 0 unused
-	bytesSent  prometheus.Counter
+	statuses   [6]prometheus.Counter                // 1xx..5xx, index 0 unused
+	bytesSent  [numSentEncodings]prometheus.Counter // by sentEncoding
 	panics     prometheus.Counter
 	badRequest *prometheus.CounterVec
 
@@ -48,7 +51,9 @@ type metrics struct {
 	identityBytes   prometheus.Gauge
 	identityDropped prometheus.Counter
 	decompressions  prometheus.Counter
-	compressions    prometheus.Counter
+	compressions    [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
+	compressedIn    prometheus.Counter
+	compressedOut   [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
 	gzipErrors      prometheus.Counter
 
 	accessLogDropped prometheus.Counter
@@ -101,10 +106,13 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 			m.statuses[i] = statuses.WithLabelValues(c)
 		}
 	}
-	m.bytesSent = prometheus.NewCounter(prometheus.CounterOpts{
+	sent := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_response_body_bytes_total",
-		Help: "Response body bytes handed to clients (before transport framing).",
-	})
+		Help: "Response body bytes handed to clients (before transport framing; streamed bodies are not counted), by content coding sent: identity, gzip, zstd, other (passed through from the origin).",
+	}, []string{"encoding"})
+	for i, name := range sentEncodingNames {
+		m.bytesSent[i] = sent.WithLabelValues(name)
+	}
 	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_panics_total",
 		Help: "Panics recovered in the request handler; each was answered 500.",
@@ -168,15 +176,28 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	})
 	m.decompressions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_decompressions_total",
-		Help: "Stored gzip bodies decoded for clients that do not accept gzip.",
+		Help: "Stored gzip bodies decoded for clients that do not accept gzip: once per object while its decoded copy is kept, per request for bodies too large to keep decoded.",
 	})
-	m.compressions = prometheus.NewCounter(prometheus.CounterOpts{
+	compressions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_compressions_total",
-		Help: "Bodies compressed once at store time.",
+		Help: "Bodies compressed at store time (once per stored object and encoding, never per request), by encoding.",
+	}, []string{"encoding"})
+	compressedIn := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_compression_input_bytes_total",
+		Help: "Decoded size of the bodies stored compressed (compressed by the edge or sent gzip by the origin); with lakka_edge_compression_output_bytes_total it gives the compression ratio.",
 	})
+	compressedOut := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_compression_output_bytes_total",
+		Help: "Stored size of the compressed forms of those bodies, by encoding (zstd forms exist only with compression.zstd).",
+	}, []string{"encoding"})
+	for _, enc := range []cachepolicy.Encoding{cachepolicy.Gzip, cachepolicy.Zstd} {
+		m.compressions[enc] = compressions.WithLabelValues(enc.String())
+		m.compressedOut[enc] = compressedOut.WithLabelValues(enc.String())
+	}
+	m.compressedIn = compressedIn
 	m.gzipErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_origin_corrupt_gzip_total",
-		Help: "Origin responses whose gzip body did not decode; they were not stored.",
+		Help: "Origin responses labelled gzip whose body did not decode (or inflated beyond the limit): never stored; answered 502, or cut short when already streaming.",
 	})
 	m.accessLogDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_access_log_dropped_total",
@@ -234,10 +255,10 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	}, func() float64 { _, b := st(); return b })
 
 	for _, c := range []prometheus.Collector{
-		reqs, dur, statuses, m.bytesSent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
+		reqs, dur, statuses, sent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
 		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped,
-		m.decompressions, m.compressions, m.gzipErrors, m.accessLogDropped, objects, bytes,
+		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
 		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,
 	} {
@@ -246,4 +267,35 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		}
 	}
 	return m, nil
+}
+
+// sentEncoding is the closed set of content codings counted in
+// lakka_edge_response_body_bytes_total.
+type sentEncoding uint8
+
+const (
+	sentIdentity sentEncoding = iota
+	sentGzip
+	sentZstd
+	sentOther
+	numSentEncodings
+)
+
+var sentEncodingNames = [numSentEncodings]string{"identity", "gzip", "zstd", "other"}
+
+// countSent adds n body bytes sent with the response header h.
+func (m *metrics) countSent(h *fasthttp.ResponseHeader, n int) {
+	if n <= 0 {
+		return
+	}
+	enc := sentOther
+	switch ce := h.ContentEncoding(); {
+	case len(ce) == 0:
+		enc = sentIdentity
+	case asciiEqualFold(ce, "gzip"):
+		enc = sentGzip
+	case asciiEqualFold(ce, "zstd"):
+		enc = sentZstd
+	}
+	m.bytesSent[enc].Add(float64(n))
 }

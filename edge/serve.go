@@ -24,6 +24,7 @@ var (
 	hdrContentRange = []byte("Content-Range")
 	hdrAcceptRanges = []byte("Accept-Ranges")
 	valGzip         = []byte("gzip")
+	valZstd         = []byte("zstd")
 	valBytes        = []byte("bytes")
 	strRange        = "Range"
 	strIfRange      = "If-Range"
@@ -36,15 +37,16 @@ func init() {
 	}
 }
 
-// chooseEncoding picks the form of e to send to this client.
+// chooseEncoding picks the form of e to send to this client: gzip (or
+// zstd, when stored) to clients that accept it, the decoded body to the
+// others. The request's spelling of Accept-Encoding never matters beyond
+// this choice: it is not part of any key.
 func chooseEncoding(e *Entry, ae cachepolicy.AcceptEncoding) cachepolicy.Encoding {
 	if e.enc != cachepolicy.Gzip {
 		return cachepolicy.Identity
 	}
-	if enc, _ := ae.Choose(true, false); enc == cachepolicy.Gzip {
-		return cachepolicy.Gzip
-	}
-	return cachepolicy.Identity
+	enc, _ := ae.Choose(true, e.zbody != nil)
+	return enc
 }
 
 // serveEntry writes a stored object to the client: the stored status,
@@ -56,9 +58,21 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 	enc := chooseEncoding(e, rs.ae)
 	rangeReq := !rs.isHead && e.status == fasthttp.StatusOK && len(ctx.Request.Header.Peek(strRange)) > 0
 	if rangeReq {
-		// Ranges are served from the identity form (RFC 9110 §14: ranges
-		// of a gzip body are useless to most clients).
-		enc = cachepolicy.Identity
+		if e.noTransform && enc != cachepolicy.Identity {
+			// Ranges come from the decoded body, which no-transform
+			// forbids making: send the whole encoded body.
+			rangeReq = false
+		} else {
+			// Ranges are served from the identity form (RFC 9110 §14:
+			// ranges of a gzip body are useless to most clients).
+			enc = cachepolicy.Identity
+		}
+	}
+	if enc == cachepolicy.Identity && e.enc != cachepolicy.Identity && e.noTransform {
+		// The origin sent gzip with no-transform: the edge may not decode
+		// it (RFC 9110 §7.7). Let the origin answer this client.
+		s.pass(ctx, rs, "no-transform")
+		return
 	}
 	etag := e.etagFor(enc)
 	if s.notModified(ctx, e, etag) {
@@ -94,30 +108,37 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 	if s.cfg.Edge.DebugHeaders {
 		s.debugHeaders(h, e)
 	}
-	if enc == cachepolicy.Gzip {
+	switch enc {
+	case cachepolicy.Gzip:
 		h.SetContentEncodingBytes(valGzip)
 		s.setResponseBody(ctx, rs, e.body)
+		return
+	case cachepolicy.Zstd:
+		h.SetContentEncodingBytes(valZstd)
+		s.setResponseBody(ctx, rs, e.zbody)
 		return
 	}
 	body := e.body
 	if e.enc == cachepolicy.Gzip {
+		if rs.isHead {
+			// The decoded length is known: HEAD decodes nothing.
+			h.SetContentLength(int(e.identityLen))
+			ctx.Response.SkipBody = true
+			return
+		}
 		body = s.identityOf(e)
 		if body == nil {
 			// Too large to keep decoded: decode while sending.
-			if rs.isHead {
-				h.SetContentLength(int(e.identityLen))
-				return
-			}
-			r, err := gzip.NewReader(bytes.NewReader(e.body))
+			st, err := newGunzipStream(e.body)
 			if err != nil {
 				panic("BUG: stored gzip body does not decode: " + err.Error())
 			}
 			s.m.decompressions.Inc()
-			ctx.SetBodyStream(r, int(e.identityLen))
+			ctx.SetBodyStream(st, int(e.identityLen))
 			return
 		}
 	}
-	if rangeReq && e.status == fasthttp.StatusOK {
+	if rangeReq {
 		h.SetBytesKV(hdrAcceptRanges, valBytes)
 		if s.serveRange(ctx, rs, e, body) {
 			return
@@ -126,7 +147,7 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 	s.setResponseBody(ctx, rs, body)
 }
 
-// setBody sets a stored (immutable) body without copying it.
+// setResponseBody sets a stored (immutable) body without copying it.
 func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []byte) {
 	if rs.isHead {
 		ctx.Response.Header.SetContentLength(len(body))
@@ -136,22 +157,30 @@ func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []
 	ctx.Response.SetBodyRaw(body)
 }
 
-// identityOf returns the decoded body of a gzip entry, decoding it once and
-// keeping it while the identity pool has room; nil when it is too large to
-// keep.
+// identityOf returns the decoded body of a gzip entry: the kept copy (a
+// hit: one atomic load, no allocation), or decoded now and offered to the
+// identity pool. It returns nil when the body is too large to keep
+// decoded.
 func (s *Server) identityOf(e *Entry) []byte {
 	if b := e.identity.Load(); b != nil {
+		if !e.identRef.Load() {
+			e.identRef.Store(true)
+		}
 		return *b
 	}
-	if e.identityLen > s.store.ident.budget/4 {
+	if e.identityLen > s.store.ident.maxCopy() {
 		return nil
 	}
-	b, err := gunzip(e.body, e.identityLen, e.identityLen)
+	b, err := gunzipExact(e.body, e.identityLen)
 	if err != nil {
 		panic("BUG: stored gzip body does not decode: " + err.Error())
 	}
 	s.m.decompressions.Inc()
-	s.store.ident.keep(e, b)
+	if e.inStore.Load() {
+		// Only objects in the store: one served once and never stored
+		// would hold its copy (and itself) until the pool cycles.
+		s.store.ident.keep(e, b)
+	}
 	return b
 }
 
@@ -302,19 +331,37 @@ func writeError(ctx *fasthttp.RequestCtx, status int) {
 	ctx.Response.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
 }
 
-// relayBuffered sends a fully read origin body the edge did not store.
+// relayBuffered sends a fully read origin body the edge did not store. A
+// gzip body, which the edge asked for on the client's behalf, is checked to
+// decode (502 otherwise) and decoded for clients without gzip; either way
+// the response then depends on Accept-Encoding.
 func (s *Server) relayBuffered(ctx *fasthttp.RequestCtx, fr *fetched, body []byte, rs *reqState) {
-	gz := isGzip(&fr.resp.Header)
+	gz := isGzip(&fr.resp.Header) && len(body) > 0
+	noTransform := gz && hasNoTransform(&fr.resp.Header)
 	fr.release()
-	if gz && !s.clientTakesGzip(ctx, rs) {
-		// The edge asked the origin for gzip on the client's behalf.
+	if gz {
+		h := &ctx.Response.Header
+		addVaryAcceptEncoding(h)
+		takesGzip := s.clientTakesGzip(ctx, rs)
+		if !takesGzip && noTransform {
+			s.pass(ctx, rs, "no-transform")
+			return
+		}
 		limit := int64(s.cfg.Cache.MaxObjectBytes) * maxInflation
-		if d, err := gunzip(body, int64(len(body))*4, limit); err == nil {
-			ctx.Response.Header.Del(fasthttp.HeaderContentEncoding)
-			body = d
-		} else {
+		n, err := gunzipLen(body, limit)
+		if err != nil {
+			s.corruptGzip(rs.key, err)
 			s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
 			return
+		}
+		if !takesGzip {
+			if body, err = gunzipExact(body, n); err != nil {
+				panic("BUG: checked gzip body does not decode: " + err.Error())
+			}
+			h.Del(fasthttp.HeaderContentEncoding)
+			if etag := h.Peek(fasthttp.HeaderETag); len(etag) > 0 {
+				h.SetBytesV(fasthttp.HeaderETag, suffixETag(etag, cachepolicy.Identity))
+			}
 		}
 	}
 	if rs.isHead {
@@ -326,8 +373,10 @@ func (s *Server) relayBuffered(ctx *fasthttp.RequestCtx, fr *fetched, body []byt
 }
 
 // relayStream streams an origin body too large to store: what was read
-// first, then the rest, with bounded memory. The response and the fetch
-// slot are released when the client has it all (or goes away).
+// first, then the rest, with bounded memory. A gzip body goes to gzip
+// clients through a gzipCheck (a corrupt one is cut short, never delivered
+// whole) and is decoded for the others. The response and the fetch slot
+// are released when the client has it all (or goes away).
 func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byte, rs *reqState) {
 	if rs.isHead {
 		headLength(&ctx.Response.Header, fr.resp.Header.ContentLength())
@@ -337,20 +386,66 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byt
 	}
 	size := fr.resp.Header.ContentLength()
 	var r io.Reader = io.MultiReader(bytes.NewReader(prefix), fr.resp.BodyStream())
-	if isGzip(&fr.resp.Header) && !s.clientTakesGzip(ctx, rs) {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
+	if isGzip(&fr.resp.Header) {
+		h := &ctx.Response.Header
+		addVaryAcceptEncoding(h)
+		onCorrupt := s.corruptStream(rs.key)
+		switch {
+		case s.clientTakesGzip(ctx, rs):
+			r = newGzipCheck(r, onCorrupt)
+		case hasNoTransform(&fr.resp.Header):
 			fr.release()
-			s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
+			s.pass(ctx, rs, "no-transform")
 			return
+		default:
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				fr.release()
+				s.corruptGzip(rs.key, err)
+				s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
+				return
+			}
+			h.Del(fasthttp.HeaderContentEncoding)
+			if etag := h.Peek(fasthttp.HeaderETag); len(etag) > 0 {
+				h.SetBytesV(fasthttp.HeaderETag, suffixETag(etag, cachepolicy.Identity))
+			}
+			s.m.decompressions.Inc()
+			r, size = &hookedReader{r: zr, onErr: onCorrupt}, -1
 		}
-		ctx.Response.Header.Del(fasthttp.HeaderContentEncoding)
-		r, size = zr, -1
 	}
 	if size < 0 {
 		size = -1
 	}
 	ctx.SetBodyStream(&relayReader{r: r, fr: fr}, size)
+}
+
+// hookedReader reports a read error other than io.EOF once.
+type hookedReader struct {
+	r     io.Reader
+	onErr func(error)
+}
+
+func (h *hookedReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if err != nil && err != io.EOF && h.onErr != nil {
+		h.onErr(err)
+		h.onErr = nil
+	}
+	return n, err
+}
+
+// corruptGzip counts and logs a gzip body from the origin that does not
+// decode.
+func (s *Server) corruptGzip(url []byte, err error) {
+	s.m.gzipErrors.Inc()
+	s.log.Warn("origin sent a gzip body that does not decode", "url", string(url), "err", err)
+}
+
+// corruptStream returns the hook that reports a streamed gzip body found
+// corrupt while it was being sent.
+func (s *Server) corruptStream(url []byte) func(error) {
+	u := append([]byte(nil), url...)
+	return func(err error) { s.corruptGzip(u, err) }
 }
 
 // relayBody relays a pass response: buffered if small and already read,
@@ -410,6 +505,38 @@ func (s *Server) clientTakesGzip(ctx *fasthttp.RequestCtx, rs *reqState) bool {
 	ae := cachepolicy.ParseAcceptEncoding(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
 	enc, _ := ae.Choose(true, false)
 	return enc == cachepolicy.Gzip
+}
+
+// hasNoTransform reports whether a response's Cache-Control says
+// no-transform.
+func hasNoTransform(h *fasthttp.ResponseHeader) bool {
+	d := cachepolicy.NewDirectives()
+	for k, v := range h.All() {
+		if asciiEqualFold(k, "cache-control") {
+			d.Parse(v)
+		}
+	}
+	return d.NoTransform
+}
+
+// addVaryAcceptEncoding makes sure Vary lists Accept-Encoding.
+func addVaryAcceptEncoding(h *fasthttp.ResponseHeader) {
+	v := h.Peek(fasthttp.HeaderVary)
+	names, star := cachepolicy.ParseVary(nil, v)
+	if star {
+		return
+	}
+	for _, n := range names {
+		if n == "accept-encoding" {
+			return
+		}
+	}
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		h.Set(fasthttp.HeaderVary, "Accept-Encoding")
+		return
+	}
+	h.SetBytesV(fasthttp.HeaderVary, append(append(append([]byte(nil), v...), ", "...), "Accept-Encoding"...))
 }
 
 // debugHeaders shows what the edge consumed (edge.debug_headers).

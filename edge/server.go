@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -56,8 +57,10 @@ type Server struct {
 	trusted  []netip.Prefix
 	purgers  []netip.Prefix
 	token    string
-	via      []byte // "1.1 lakka"
-	cacheSt  []byte // "lakka"
+	// zstd makes the stored zstd forms (compression.zstd); nil when off.
+	zstd    *zstd.Encoder
+	via     []byte // "1.1 lakka"
+	cacheSt []byte // "lakka"
 
 	fast    *fasthttp.Server
 	admin   *http.Server
@@ -139,6 +142,12 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 	s.store, err = newStore(size-size/8, size/8, s.m)
 	if err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
+	}
+	if cfg.Compression.Enabled && cfg.Compression.Zstd {
+		if s.zstd, err = newZstdEncoder(); err != nil {
+			s.store.close()
+			return nil, fmt.Errorf("edge: zstd: %w", err)
+		}
 	}
 	s.dir = newDirector(cfg.Backends, s.m)
 	s.access, err = newAccessLog(cfg.Log, s.m)
