@@ -1,0 +1,281 @@
+package edge
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lakka-cache/lakka/config"
+)
+
+func testPool(t testing.TB, budget int64) *identityPool {
+	t.Helper()
+	m, err := newMetrics(prometheus.NewRegistry(), func() (float64, float64) { return 0, 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newIdentityPool(budget, m)
+}
+
+// check verifies the pool's invariants: the list is consistent, an entry
+// is linked iff it holds a copy, no exited entry holds one, used is the sum
+// of the copies and within budget.
+func (p *identityPool) check(all []*Entry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var sum int64
+	n := 0
+	var prev *Entry
+	for e := p.head; e != nil; e = e.identNext {
+		if e.identPrev != prev {
+			return fmt.Errorf("entry %d: broken back link", e.id)
+		}
+		if !e.identLinked {
+			return fmt.Errorf("entry %d: in the list, not marked linked", e.id)
+		}
+		b := e.identity.Load()
+		if b == nil {
+			return fmt.Errorf("entry %d: linked without a copy", e.id)
+		}
+		sum += int64(len(*b))
+		n++
+		prev = e
+	}
+	if prev != p.tail {
+		return fmt.Errorf("tail is not the last entry")
+	}
+	for _, e := range all {
+		if e.identLinked != (e.identity.Load() != nil) {
+			return fmt.Errorf("entry %d: linked %v, copy %v", e.id, e.identLinked, e.identity.Load() != nil)
+		}
+		if e.exited.Load() && e.identLinked {
+			return fmt.Errorf("entry %d: exited but keeps its copy", e.id)
+		}
+	}
+	if sum != p.used || n != p.n {
+		return fmt.Errorf("used %d, n %d; the list holds %d bytes in %d copies", p.used, p.n, sum, n)
+	}
+	if p.used > p.budget {
+		return fmt.Errorf("used %d over budget %d", p.used, p.budget)
+	}
+	return nil
+}
+
+func poolEntry(id uint64) *Entry {
+	e := &Entry{id: id}
+	e.inStore.Store(true)
+	return e
+}
+
+func copies(es []*Entry) string {
+	var b []byte
+	for _, e := range es {
+		if e.identity.Load() != nil {
+			b = append(b, '1')
+		} else {
+			b = append(b, '0')
+		}
+	}
+	return string(b)
+}
+
+func TestIdentityPool(t *testing.T) {
+	p := testPool(t, 1000) // copies of at most 250 bytes
+	es := make([]*Entry, 8)
+	for i := range es {
+		es[i] = poolEntry(uint64(i))
+	}
+	body := make([]byte, 200)
+	step := func(what string, want string) {
+		t.Helper()
+		if err := p.check(es); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := copies(es); got != want {
+			t.Errorf("%s: copies %s, want %s", what, got, want)
+		}
+	}
+	for i := range 5 {
+		if !p.keep(es[i], body) {
+			t.Fatalf("keep %d refused", i)
+		}
+	}
+	step("five fit", "11111000")
+	if p.keep(es[0], body) {
+		t.Errorf("kept a second copy of entry 0")
+	}
+	step("again", "11111000")
+	p.keep(es[5], body)
+	step("oldest dropped first", "01111100")
+	es[1].identRef.Store(true) // an identity client used it
+	p.keep(es[6], body)
+	step("used copy gets a second chance", "01011110")
+	p.keep(es[7], body)
+	step("then the next oldest goes", "01001111")
+	for _, e := range es {
+		e.identRef.Store(true)
+	}
+	p.keep(es[0], body)
+	step("all used: one pass clears the bits, then the oldest goes", "11000111")
+
+	if p.keep(poolEntry(99), make([]byte, 251)) {
+		t.Errorf("kept a copy over a quarter of the budget")
+	}
+	p.drop(es[1])
+	step("drop", "10000111")
+	es[5].exited.Store(true)
+	p.drop(es[5])
+	step("exit", "10000011")
+	if p.keep(es[5], body) {
+		t.Errorf("kept a copy for an exited entry")
+	}
+	step("keep after exit", "10000011")
+	if used, n := p.stats(); used != 600 || n != 3 {
+		t.Errorf("stats %d bytes %d copies, want 600, 3", used, n)
+	}
+	if got := counter(p.m.identityBytes); got != 600 {
+		t.Errorf("identity bytes gauge %v, want 600", got)
+	}
+}
+
+// TestIdentityPoolChurn races copies being made, used, dropped for room
+// and dropped by exits (run with -race): the accounting stays exact and
+// within budget, and no exited entry keeps a copy.
+func TestIdentityPoolChurn(t *testing.T) {
+	p := testPool(t, 64<<10)
+	const workers, rounds = 8, 3000
+	var mu sync.Mutex // guards all
+	var all []*Entry
+	slots := make([]atomicEntry, 64)
+	for i := range slots {
+		e := poolEntry(uint64(i))
+		slots[i].Store(e)
+		all = append(all, e)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for range rounds {
+				i := r.IntN(len(slots))
+				e := slots[i].Load()
+				switch r.IntN(4) {
+				case 0, 1: // an identity client
+					if b := e.identity.Load(); b != nil {
+						e.identRef.Store(true)
+					} else {
+						p.keep(e, make([]byte, 1+r.IntN(16<<10)))
+					}
+				case 2: // the entry leaves the store, a new one replaces it
+					ne := poolEntry(uint64(1000 + w*rounds + i))
+					mu.Lock()
+					all = append(all, ne)
+					mu.Unlock()
+					if slots[i].CompareAndSwap(e, ne) && e.exited.CompareAndSwap(false, true) {
+						p.drop(e)
+					}
+				case 3:
+					if err := p.check(nil); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := p.check(all); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := p.stats(); used == 0 {
+		t.Errorf("no copies kept at all")
+	}
+}
+
+type atomicEntry struct {
+	mu sync.Mutex
+	e  *Entry
+}
+
+func (a *atomicEntry) Load() *Entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.e
+}
+
+func (a *atomicEntry) Store(e *Entry) {
+	a.mu.Lock()
+	a.e = e
+	a.mu.Unlock()
+}
+
+func (a *atomicEntry) CompareAndSwap(old, e *Entry) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.e != old {
+		return false
+	}
+	a.e = e
+	return true
+}
+
+// TestIdentityCopiesUnderEviction runs identity clients over more pages
+// than the pool holds, with purges and store evictions, through a real
+// edge: the pool stays within its budget with exact accounting, and
+// purged objects give their copies back.
+func TestIdentityCopiesUnderEviction(t *testing.T) {
+	body := page(24 << 10)
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Surrogate-Key", "all")
+		fmt.Fprint(w, r.URL.Path, body)
+	})
+	c := testConfig(o.addr())
+	c.Cache.SizeBytes = 2 * config.MiB // identity copies: 256 KiB, about ten pages
+	c.Purge.Token = testToken
+	e := startEdge(t, c)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for range 150 {
+				path := fmt.Sprintf("/p/%d", r.IntN(40))
+				ae := []string{"", "gzip", ""}[r.IntN(3)]
+				got := doURL(t, http.MethodGet, e.url+path, "", "Accept-Encoding", ae)
+				if got.status != 200 || decoded(t, got) != path+body {
+					t.Errorf("%s %q: %d, body wrong", path, ae, got.status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.settle()
+	used, n := e.store.ident.stats()
+	if used > e.store.ident.budget || n == 0 {
+		t.Errorf("pool: %d bytes in %d copies, budget %d", used, n, e.store.ident.budget)
+	}
+	if err := e.store.ident.check(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter(e.m.identityDropped); got == 0 {
+		t.Errorf("no copy was dropped for room: the test did not churn")
+	}
+	if st, _ := e.purgeAPI(testToken, `{"tags": ["all"]}`); st != 200 {
+		t.Fatalf("purge: %d", st)
+	}
+	eventually(t, "purged objects give their copies back", func() bool {
+		e.settle()
+		used, n := e.store.ident.stats()
+		return used == 0 && n == 0
+	})
+}
