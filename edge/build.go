@@ -326,11 +326,13 @@ func (s *Server) setBody(e *Entry, m meta, body []byte) error {
 }
 
 // setZstd makes the zstd form of a gzip-stored entry from its decoded body,
-// keeping it only if it is smaller than the gzip one.
+// keeping it only if it saves at least a sixteenth of the gzip form: a
+// second form costs the cache its size, and one about as large as the gzip
+// form saves clients nothing (they then get gzip).
 func (s *Server) setZstd(e *Entry, plain []byte) {
 	z := zstdBytes(s.zstd, plain)
 	s.m.compressions[cachepolicy.Zstd].Inc()
-	if len(z) < len(e.body) {
+	if len(z) <= len(e.body)-len(e.body)/16 {
 		e.zbody = z
 		s.m.compressedOut[cachepolicy.Zstd].Add(float64(len(z)))
 	}

@@ -808,3 +808,28 @@ func TestBytesSentByEncoding(t *testing.T) {
 		t.Errorf("compression input %v, output %v: want %d in and a ratio under 1/3", in, out, len(body))
 	}
 }
+
+// TestZstdOnlyWhenWorthIt: with compression.zstd, a zstd form is kept only
+// when it is clearly smaller than the gzip one; otherwise zstd clients get
+// gzip.
+func TestZstdOnlyWhenWorthIt(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       string
+	}{
+		{"repetitive page", page(40 << 10), "zstd"},
+		{"text zstd barely shrinks", newsPage(40 << 10), "gzip"},
+	} {
+		o := startOrigin(t, fixed(tc.body, "Cache-Control", "max-age=600", "Content-Type", "text/html", "ETag", `"z1"`))
+		e := startEdge(t, testConfigWith(o.addr(), func(c *config.Config) { c.Compression.Zstd = true }))
+		for range 2 {
+			r := e.get("/", "Accept-Encoding", "gzip, deflate, br, zstd")
+			if r.get("Content-Encoding") != tc.want || r.get("ETag") != `"z1-`+tc.want+`"` || decoded(t, r) != tc.body {
+				t.Errorf("%s: Content-Encoding %q ETag %q, want %s", tc.name, r.get("Content-Encoding"), r.get("ETag"), tc.want)
+			}
+		}
+		if n := counter(e.m.compressions[2]); n != 1 {
+			t.Errorf("%s: zstd compressions %v, want 1", tc.name, n)
+		}
+	}
+}
