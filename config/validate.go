@@ -261,10 +261,34 @@ func (c *Config) validateCompression(v *validator) {
 	v.size("compression.min_bytes", z.MinBytes, 0)
 	for i, t := range z.Types {
 		major, minor, ok := strings.Cut(t, "/")
-		if !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") || t != strings.ToLower(t) {
+		switch {
+		case !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") || t != strings.ToLower(t):
 			v.errorf(fmt.Sprintf("compression.types[%d]", i), "must be a lower-case media type such as text/html or text/*, got %q", t)
+		case compressedAlready(major, minor):
+			v.errorf(fmt.Sprintf("compression.types[%d]", i), "%s bodies are compressed already (images, video, audio, archives, WOFF fonts are never compressed again); remove it", t)
 		}
 	}
+}
+
+// compressedAlready reports whether a media type (or family, minor "*")
+// holds bodies in a compressed format, which compressing again only makes
+// larger.
+func compressedAlready(major, minor string) bool {
+	switch major {
+	case "video", "audio":
+		return true
+	case "image":
+		// SVG is XML text; BMP and icons are mostly uncompressed.
+		return minor != "svg+xml" && minor != "bmp" && minor != "x-icon" && minor != "vnd.microsoft.icon"
+	case "font":
+		return minor == "*" || minor == "woff" || minor == "woff2"
+	case "application":
+		switch minor {
+		case "zip", "gzip", "x-gzip", "zstd", "x-bzip2", "x-xz", "x-7z-compressed", "vnd.rar", "x-rar-compressed", "x-compress", "font-woff":
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) validatePurge(v *validator) {
