@@ -136,7 +136,10 @@ func (s *Server) newEntry(urlKey []byte, resp *fasthttp.Response, m meta, body [
 		return nil, err
 	}
 	e.vary = s.varyValue(m, e.enc == cachepolicy.Gzip)
-	e.cost += int64(len(e.key) + len(e.body) + len(e.zbody) + len(e.vary) + len(e.etagOther) + len(e.etagZstd))
+	e.cost += int64(len(e.key) + len(e.body) + len(e.vary) + len(e.etagOther))
+	if e.zstd != nil {
+		e.cost += int64(len(e.zstd.body)+len(e.zstd.etag)) + 48
+	}
 	return e, nil
 }
 
@@ -333,7 +336,7 @@ func (s *Server) setZstd(e *Entry, plain []byte) {
 	z := zstdBytes(s.zstd, plain)
 	s.m.compressions[cachepolicy.Zstd].Inc()
 	if len(z) <= len(e.body)-len(e.body)/16 {
-		e.zbody = z
+		e.zstd = &zstdForm{body: z}
 		s.m.compressedOut[cachepolicy.Zstd].Add(float64(len(z)))
 	}
 }
@@ -341,7 +344,7 @@ func (s *Server) setZstd(e *Entry, plain []byte) {
 // setETags derives the ETags of the encodings e is served in from the
 // origin's, which belongs to e.etagEnc.
 func (s *Server) setETags(e *Entry) {
-	e.etagOther, e.etagZstd = nil, nil
+	e.etagOther = nil
 	if len(e.etag) == 0 || e.enc != cachepolicy.Gzip {
 		return
 	}
@@ -350,8 +353,8 @@ func (s *Server) setETags(e *Entry) {
 		other = cachepolicy.Gzip
 	}
 	e.etagOther = suffixETag(e.etag, other)
-	if e.zbody != nil {
-		e.etagZstd = suffixETag(e.etag, cachepolicy.Zstd)
+	if e.zstd != nil {
+		e.zstd.etag = suffixETag(e.etag, cachepolicy.Zstd)
 	}
 }
 
@@ -484,7 +487,10 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	}
 	e.key = stale.key
 	e.body, e.enc, e.identityLen, e.etagEnc = stale.body, stale.enc, stale.identityLen, stale.etagEnc
-	e.zbody, e.noTransform = stale.zbody, stale.noTransform
+	e.noTransform = stale.noTransform
+	if stale.zstd != nil {
+		e.zstd = &zstdForm{body: stale.zstd.body}
+	}
 	s.setETags(e)
 	e.vary = stale.vary
 	e.varyNames = stale.varyNames

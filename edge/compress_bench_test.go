@@ -97,7 +97,7 @@ func BenchmarkStoreCompression(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				stored = len(en.body) + len(en.zbody)
+				stored = len(en.body) + len(en.zbody())
 			}
 			n := float64(b.N)
 			b.ReportMetric(counter(e.m.compressions[cachepolicy.Gzip])/n, "gzip/op")

@@ -60,33 +60,27 @@ type Entry struct {
 
 	// body is stored in encoding enc (cachepolicy.Identity or Gzip).
 	body []byte
-	enc  cachepolicy.Encoding
-	// zbody is the zstd form of a gzip-stored body, made once at store time
-	// when compression.zstd is on (nil otherwise, or when it did not pay).
-	zbody []byte
+	// identityLen is the length of the decoded body (len(body) when enc is
+	// Identity).
+	identityLen int64
+	// zstd is the zstd form of a gzip-stored body, made once at store time
+	// when compression.zstd is on; nil otherwise, or when it did not pay.
+	zstd *zstdForm
+	// etagOther is the ETag served for the one of identity and gzip that is
+	// not etagEnc.
+	etagOther []byte
+	enc       cachepolicy.Encoding
+	// etagEnc is the encoding the origin's ETag belongs to; when serving
+	// another encoding, the ETag gets a suffix.
+	etagEnc cachepolicy.Encoding
 	// noTransform says the origin sent a gzip body with Cache-Control:
 	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
 	// without gzip are passed to the origin.
 	noTransform bool
-	// identityLen is the length of the decoded body (len(body) when enc is
-	// Identity).
-	identityLen int64
-	// etagEnc is the encoding the origin's ETag belongs to; when serving
-	// another encoding, the ETag gets a suffix.
-	etagEnc cachepolicy.Encoding
-	// etagOther is the ETag served for the one of identity and gzip that is
-	// not etagEnc; etagZstd the one served with zbody.
-	etagOther []byte
-	etagZstd  []byte
-	// identity holds the decoded body while identity clients ask for it
-	// (see identityPool); nil otherwise. It is set and cleared only under
-	// the pool's lock, as are identPrev, identNext and identLinked, which
-	// link the entry into the pool's list.
-	identity    atomic.Pointer[[]byte]
-	identRef    atomic.Bool // used since the pool last looked (CLOCK bit)
-	identPrev   *Entry
-	identNext   *Entry
-	identLinked bool
+	// ident is the decoded copy of a gzip body while identity clients ask
+	// for it (see identityPool); nil otherwise. Set and cleared only under
+	// the pool's lock.
+	ident atomic.Pointer[identCopy]
 
 	// Freshness, measured on the monotonic clock from storedAt.
 	storedAt   time.Time
@@ -110,12 +104,12 @@ type Entry struct {
 	dead atomic.Bool
 	// exited says the store has accounted for the entry leaving.
 	exited atomic.Bool
+	// variants counts the variants stored under a kindVary marker, and
+	// variantList holds them (copy on write), for URL purges.
+	variants atomic.Int32
 	// inStore says the entry was handed to the store (it may have exited
 	// since): only such entries keep a decoded copy in the identity pool.
 	inStore atomic.Bool
-	// variants counts the variants stored under a kindVary marker, and
-	// variantList holds them (copy on write), for URL purges.
-	variants    atomic.Int32
 	variantList atomic.Pointer[[]*Entry]
 	// refreshing says a background refresh is queued or running; retryAt
 	// (UnixNano) holds off the next one after a failure.
@@ -207,7 +201,10 @@ func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
 	case len(e.etag) == 0 || enc == e.etagEnc:
 		return e.etag
 	case enc == cachepolicy.Zstd:
-		return e.etagZstd
+		if e.zstd == nil {
+			return nil
+		}
+		return e.zstd.etag
 	}
 	return e.etagOther
 }
@@ -233,4 +230,18 @@ func (m *Entry) addVariant(v *Entry, limit int) {
 			return
 		}
 	}
+}
+
+// zstdForm is the zstd form of an entry's body and its ETag.
+type zstdForm struct {
+	body []byte
+	etag []byte
+}
+
+// zbody returns the zstd form of the body, or nil.
+func (e *Entry) zbody() []byte {
+	if e.zstd == nil {
+		return nil
+	}
+	return e.zstd.body
 }

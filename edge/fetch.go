@@ -284,10 +284,10 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 		out.entry, out.notMod = e, true
 		// Same body: the decoded copy carries over (read it before the
 		// store replaces, and so drops, the stale entry).
-		copied := stale.identity.Load()
+		copied := stale.ident.Load()
 		out.stored = s.storeEntry(e, startGen, rv)
 		if copied != nil && out.stored {
-			s.store.ident.keep(e, *copied)
+			s.store.ident.keep(e, copied.body)
 		}
 		return out
 	}

@@ -30,29 +30,32 @@ func (p *identityPool) check(all []*Entry) error {
 	var sum int64
 	n := 0
 	var prev *Entry
-	for e := p.head; e != nil; e = e.identNext {
-		if e.identPrev != prev {
+	listed := map[*Entry]bool{}
+	for e := p.head; e != nil; {
+		c := e.ident.Load()
+		if c == nil {
+			return fmt.Errorf("entry %d: listed without a copy", e.id)
+		}
+		if c.prev != prev {
 			return fmt.Errorf("entry %d: broken back link", e.id)
 		}
-		if !e.identLinked {
-			return fmt.Errorf("entry %d: in the list, not marked linked", e.id)
+		if listed[e] {
+			return fmt.Errorf("entry %d: listed twice", e.id)
 		}
-		b := e.identity.Load()
-		if b == nil {
-			return fmt.Errorf("entry %d: linked without a copy", e.id)
-		}
-		sum += int64(len(*b))
+		listed[e] = true
+		sum += int64(len(c.body))
 		n++
 		prev = e
+		e = c.next
 	}
 	if prev != p.tail {
 		return fmt.Errorf("tail is not the last entry")
 	}
 	for _, e := range all {
-		if e.identLinked != (e.identity.Load() != nil) {
-			return fmt.Errorf("entry %d: linked %v, copy %v", e.id, e.identLinked, e.identity.Load() != nil)
+		if listed[e] != (e.ident.Load() != nil) {
+			return fmt.Errorf("entry %d: listed %v, copy %v", e.id, listed[e], e.ident.Load() != nil)
 		}
-		if e.exited.Load() && e.identLinked {
+		if e.exited.Load() && listed[e] {
 			return fmt.Errorf("entry %d: exited but keeps its copy", e.id)
 		}
 	}
@@ -74,7 +77,7 @@ func poolEntry(id uint64) *Entry {
 func copies(es []*Entry) string {
 	var b []byte
 	for _, e := range es {
-		if e.identity.Load() != nil {
+		if e.ident.Load() != nil {
 			b = append(b, '1')
 		} else {
 			b = append(b, '0')
@@ -111,13 +114,15 @@ func TestIdentityPool(t *testing.T) {
 	step("again", "11111000")
 	p.keep(es[5], body)
 	step("oldest dropped first", "01111100")
-	es[1].identRef.Store(true) // an identity client used it
+	es[1].ident.Load().ref.Store(true) // an identity client used it
 	p.keep(es[6], body)
 	step("used copy gets a second chance", "01011110")
 	p.keep(es[7], body)
 	step("then the next oldest goes", "01001111")
 	for _, e := range es {
-		e.identRef.Store(true)
+		if c := e.ident.Load(); c != nil {
+			c.ref.Store(true)
+		}
 	}
 	p.keep(es[0], body)
 	step("all used: one pass clears the bits, then the oldest goes", "11000111")
@@ -167,8 +172,8 @@ func TestIdentityPoolChurn(t *testing.T) {
 				e := slots[i].Load()
 				switch r.IntN(4) {
 				case 0, 1: // an identity client
-					if b := e.identity.Load(); b != nil {
-						e.identRef.Store(true)
+					if c := e.ident.Load(); c != nil {
+						c.ref.Store(true)
 					} else {
 						p.keep(e, make([]byte, 1+r.IntN(16<<10)))
 					}

@@ -45,7 +45,7 @@ func chooseEncoding(e *Entry, ae cachepolicy.AcceptEncoding) cachepolicy.Encodin
 	if e.enc != cachepolicy.Gzip {
 		return cachepolicy.Identity
 	}
-	enc, _ := ae.Choose(true, e.zbody != nil)
+	enc, _ := ae.Choose(true, e.zstd != nil)
 	return enc
 }
 
@@ -115,7 +115,7 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 		return
 	case cachepolicy.Zstd:
 		h.SetContentEncodingBytes(valZstd)
-		s.setResponseBody(ctx, rs, e.zbody)
+		s.setResponseBody(ctx, rs, e.zstd.body)
 		return
 	}
 	body := e.body
@@ -162,11 +162,11 @@ func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []
 // identity pool. It returns nil when the body is too large to keep
 // decoded.
 func (s *Server) identityOf(e *Entry) []byte {
-	if b := e.identity.Load(); b != nil {
-		if !e.identRef.Load() {
-			e.identRef.Store(true)
+	if c := e.ident.Load(); c != nil {
+		if !c.ref.Load() {
+			c.ref.Store(true)
 		}
-		return *b
+		return c.body
 	}
 	if e.identityLen > s.store.ident.maxCopy() {
 		return nil
