@@ -106,11 +106,11 @@ type Entry struct {
 	exited atomic.Bool
 	// variants counts the variants stored under a kindVary marker, and
 	// variantList holds them (copy on write), for URL purges.
-	variants atomic.Int32
+	variants    atomic.Int32
+	variantList atomic.Pointer[[]*Entry]
 	// inStore says the entry was handed to the store (it may have exited
 	// since): only such entries keep a decoded copy in the identity pool.
 	inStore atomic.Bool
-	variantList atomic.Pointer[[]*Entry]
 	// refreshing says a background refresh is queued or running; retryAt
 	// (UnixNano) holds off the next one after a failure.
 	refreshing atomic.Bool
