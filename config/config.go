@@ -232,7 +232,9 @@ type Compression struct {
 	Enabled bool `yaml:"enabled"`
 	// GzipLevel is the gzip level used at store time (1-9).
 	GzipLevel int `yaml:"gzip_level"`
-	// Zstd also serves zstd to clients that prefer it.
+	// Zstd also stores a zstd form of each compressed object (made once at
+	// store time, kept when clearly smaller than gzip) for clients that
+	// accept zstd at least as much as gzip. Needs Enabled.
 	Zstd bool `yaml:"zstd"`
 	// MinBytes is the smallest body worth compressing.
 	MinBytes ByteSize `yaml:"min_bytes"`
