@@ -207,10 +207,47 @@ func (c *gzipCheck) Read(p []byte) (int, error) {
 
 func (c *gzipCheck) fail(err error) {
 	c.handed = c.consumed // withhold what the decoder read since
+	if c.srcErr != nil && c.srcErr != io.EOF {
+		// The origin's stream failed (timeout, reset): not a gzip error.
+		c.err = c.srcErr
+		return
+	}
 	c.err = fmt.Errorf("%w: %w", errCorruptGzip, err)
 	if c.onCorrupt != nil {
 		c.onCorrupt(err)
 	}
+}
+
+// srcTap remembers the first error other than io.EOF its reader returned,
+// so that a decoder's failure can be told from its source's.
+type srcTap struct {
+	r   io.Reader
+	err error
+}
+
+func (t *srcTap) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.err == nil {
+		t.err = err
+	}
+	return n, err
+}
+
+// gunzipRelay decodes an origin's gzip stream for a client without gzip,
+// reporting a decoding failure (not a failure of the origin's stream) once.
+type gunzipRelay struct {
+	zr        *gzip.Reader
+	src       *srcTap
+	onCorrupt func(error)
+}
+
+func (g *gunzipRelay) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF && g.src.err == nil && g.onCorrupt != nil {
+		g.onCorrupt(err)
+		g.onCorrupt = nil
+	}
+	return n, err
 }
 
 // checkSource is the decoder's side of a gzipCheck: it hands out

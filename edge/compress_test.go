@@ -342,14 +342,7 @@ func TestCorruptGzip(t *testing.T) {
 // TestCorruptGzipStreamed: a corrupt gzip body too large to store is cut
 // short, never delivered whole, to gzip clients and to identity clients.
 func TestCorruptGzipStreamed(t *testing.T) {
-	raw := make([]byte, 3<<20) // incompressible: the gzip body is over max_object_bytes
-	x := uint32(1)
-	for i := range raw {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		raw[i] = byte(x)
-	}
+	raw := noise(3 << 20) // incompressible: the gzip body is over max_object_bytes
 	gz := gzipString(t, string(raw))
 	if len(gz) <= 1<<20 {
 		t.Fatalf("test body too small: %d", len(gz))
@@ -831,5 +824,51 @@ func TestZstdOnlyWhenWorthIt(t *testing.T) {
 		if n := counter(e.m.compressions[2]); n != 1 {
 			t.Errorf("%s: zstd compressions %v, want 1", tc.name, n)
 		}
+	}
+}
+
+// noise returns n incompressible bytes.
+func noise(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(1)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// TestOriginCutsGzipStream: an origin that stops in the middle of a
+// streamed gzip body fails the client's response, but that is a fetch
+// failure, not corrupt gzip.
+func TestOriginCutsGzipStream(t *testing.T) {
+	gz := gzipString(t, string(noise(3<<20)))
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(len(gz)))
+		io.WriteString(w, gz[:len(gz)/2])
+		panic(http.ErrAbortHandler) // close the connection mid-body
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	for _, ae := range []string{"gzip", ""} {
+		req, _ := http.NewRequest(http.MethodGet, e.url+"/cut", nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("%q: a cut stream was delivered as complete (%d bytes)", ae, len(b))
+		}
+	}
+	if n := counter(e.m.gzipErrors); n != 0 {
+		t.Errorf("an origin cutting its stream counted as corrupt gzip %v times", n)
 	}
 }

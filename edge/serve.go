@@ -398,10 +398,13 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byt
 			s.pass(ctx, rs, "no-transform")
 			return
 		default:
-			zr, err := gzip.NewReader(r)
+			src := &srcTap{r: r}
+			zr, err := gzip.NewReader(src)
 			if err != nil {
 				fr.release()
-				s.corruptGzip(rs.key, err)
+				if src.err == nil {
+					s.corruptGzip(rs.key, err)
+				}
 				s.reject(ctx, rs, fasthttp.StatusBadGateway, "")
 				return
 			}
@@ -410,28 +413,13 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, fr *fetched, prefix []byt
 				h.SetBytesV(fasthttp.HeaderETag, suffixETag(etag, cachepolicy.Identity))
 			}
 			s.m.decompressions.Inc()
-			r, size = &hookedReader{r: zr, onErr: onCorrupt}, -1
+			r, size = &gunzipRelay{zr: zr, src: src, onCorrupt: onCorrupt}, -1
 		}
 	}
 	if size < 0 {
 		size = -1
 	}
 	ctx.SetBodyStream(&relayReader{r: r, fr: fr}, size)
-}
-
-// hookedReader reports a read error other than io.EOF once.
-type hookedReader struct {
-	r     io.Reader
-	onErr func(error)
-}
-
-func (h *hookedReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	if err != nil && err != io.EOF && h.onErr != nil {
-		h.onErr(err)
-		h.onErr = nil
-	}
-	return n, err
 }
 
 // corruptGzip counts and logs a gzip body from the origin that does not
