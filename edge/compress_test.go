@@ -872,3 +872,32 @@ func TestOriginCutsGzipStream(t *testing.T) {
 		t.Errorf("an origin cutting its stream counted as corrupt gzip %v times", n)
 	}
 }
+
+// TestUncacheableNoTransformPassed: an answer the edge does not store,
+// gzip and no-transform, is not decoded for a client without gzip: that
+// client is passed to the origin with its own Accept-Encoding.
+func TestUncacheableNoTransformPassed(t *testing.T) {
+	body := page(20 << 10)
+	gz := gzipString(t, body)
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, no-transform")
+		w.Header().Set("Content-Type", "text/html")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			io.WriteString(w, gz)
+			return
+		}
+		io.WriteString(w, body)
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	if r := e.get("/", "Accept-Encoding", "gzip"); r.body != gz || r.get("Content-Encoding") != "gzip" {
+		t.Errorf("gzip client: Content-Encoding %q", r.get("Content-Encoding"))
+	}
+	r := e.get("/")
+	if r.body != body || r.get("Content-Encoding") != "" || r.get("X-Cache") != "PASS" {
+		t.Errorf("identity client: Content-Encoding %q X-Cache %q, want the origin's identity answer, passed", r.get("Content-Encoding"), r.get("X-Cache"))
+	}
+	if n := counter(e.m.decompressions); n != 0 {
+		t.Errorf("decoded a no-transform body %v times", n)
+	}
+}
