@@ -356,16 +356,7 @@ func TestCorruptGzipStreamed(t *testing.T) {
 		o := startOrigin(t, fixed(tc.body, "Cache-Control", "max-age=600", "Content-Type", "text/html", "Content-Encoding", "gzip"))
 		e := startEdge(t, testConfig(o.addr()))
 		for _, ae := range []string{"gzip", ""} {
-			req, _ := http.NewRequest(http.MethodGet, e.url+"/big", nil)
-			if ae != "" {
-				req.Header.Set("Accept-Encoding", ae)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b, err := readAll(t, e.url+"/big", ae)
 			whole := err == nil
 			if ae == "gzip" {
 				whole = whole && string(b) == tc.body
@@ -562,17 +553,7 @@ func TestNoTransform(t *testing.T) {
 		t.Errorf("no-transform body compressed %v times", n)
 	}
 
-	o2 := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=600, no-transform")
-		w.Header().Set("Content-Type", "text/html")
-		w.Header().Set("Vary", "Accept-Encoding")
-		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-			w.Header().Set("Content-Encoding", "gzip")
-			io.WriteString(w, gz)
-			return
-		}
-		io.WriteString(w, body)
-	})
+	o2 := startOrigin(t, honoursGzip(body, gz, "Cache-Control", "max-age=600, no-transform", "Vary", "Accept-Encoding"))
 	e2 := startEdge(t, testConfigWith(o2.addr(), func(c *config.Config) { c.Compression.Zstd = true }))
 	for i, ae := range []string{"gzip", "gzip, zstd", ""} {
 		r := e2.get("/", "Accept-Encoding", ae)
@@ -854,17 +835,7 @@ func TestOriginCutsGzipStream(t *testing.T) {
 	})
 	e := startEdge(t, testConfig(o.addr()))
 	for _, ae := range []string{"gzip", ""} {
-		req, _ := http.NewRequest(http.MethodGet, e.url+"/cut", nil)
-		if ae != "" {
-			req.Header.Set("Accept-Encoding", ae)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil {
+		if _, b, err := readAll(t, e.url+"/cut", ae); err == nil {
 			t.Errorf("%q: a cut stream was delivered as complete (%d bytes)", ae, len(b))
 		}
 	}
@@ -879,16 +850,7 @@ func TestOriginCutsGzipStream(t *testing.T) {
 func TestUncacheableNoTransformPassed(t *testing.T) {
 	body := page(20 << 10)
 	gz := gzipString(t, body)
-	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "private, no-transform")
-		w.Header().Set("Content-Type", "text/html")
-		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-			w.Header().Set("Content-Encoding", "gzip")
-			io.WriteString(w, gz)
-			return
-		}
-		io.WriteString(w, body)
-	})
+	o := startOrigin(t, honoursGzip(body, gz, "Cache-Control", "private, no-transform"))
 	e := startEdge(t, testConfig(o.addr()))
 	if r := e.get("/", "Accept-Encoding", "gzip"); r.body != gz || r.get("Content-Encoding") != "gzip" {
 		t.Errorf("gzip client: Content-Encoding %q", r.get("Content-Encoding"))
@@ -899,5 +861,43 @@ func TestUncacheableNoTransformPassed(t *testing.T) {
 	}
 	if n := counter(e.m.decompressions); n != 0 {
 		t.Errorf("decoded a no-transform body %v times", n)
+	}
+}
+
+// readAll GETs url with Accept-Encoding ae (none when empty) and reads the
+// body to its end, returning the error of reading it (a cut stream).
+func readAll(t testing.TB, url, ae string) (*http.Response, []byte, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ae != "" {
+		req.Header.Set("Accept-Encoding", ae)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+// honoursGzip is an origin that sends gz (Content-Encoding: gzip) to
+// requests accepting gzip and body to the others, as text/html with the
+// given headers.
+func honoursGzip(body, gz string, headers ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(headers); i += 2 {
+			w.Header().Set(headers[i], headers[i+1])
+		}
+		w.Header().Set("Content-Type", "text/html")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			io.WriteString(w, gz)
+			return
+		}
+		io.WriteString(w, body)
 	}
 }
