@@ -233,7 +233,7 @@ type Compression struct {
 	// GzipLevel is the gzip level used at store time (1-9).
 	GzipLevel int `yaml:"gzip_level"`
 	// Zstd also stores a zstd form of each compressed object (made once at
-	// store time, kept when clearly smaller than gzip) for clients that
+	// store time, kept when at least 1/32 smaller than gzip) for clients that
 	// accept zstd at least as much as gzip. Needs Enabled.
 	Zstd bool `yaml:"zstd"`
 	// MinBytes is the smallest body worth compressing.

@@ -329,13 +329,14 @@ func (s *Server) setBody(e *Entry, m meta, body []byte) error {
 }
 
 // setZstd makes the zstd form of a gzip-stored entry from its decoded body,
-// keeping it only if it saves at least a sixteenth of the gzip form: a
+// keeping it only if it saves at least a thirty-second of the gzip form: a
 // second form costs the cache its size, and one about as large as the gzip
-// form saves clients nothing (they then get gzip).
+// form saves clients next to nothing (they then get gzip). On the bundled
+// origin's front page zstd saves 5.7 %, on its sitemap 1.3 %.
 func (s *Server) setZstd(e *Entry, plain []byte) {
 	z := zstdBytes(s.zstd, plain)
 	s.m.compressions[cachepolicy.Zstd].Inc()
-	if len(z) <= len(e.body)-len(e.body)/16 {
+	if len(z) <= len(e.body)-len(e.body)/32 {
 		e.zstd = &zstdForm{body: z}
 		s.m.compressedOut[cachepolicy.Zstd].Add(float64(len(z)))
 	}
