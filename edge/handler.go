@@ -107,7 +107,8 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rs *reqState) {
 }
 
 var (
-	strGET  = []byte("GET")
+	strOnlyIfCached = []byte("only-if-cached")
+	strGET          = []byte("GET")
 	strHEAD = []byte("HEAD")
 )
 
@@ -150,7 +151,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 	}
 	rs.key = cachepolicy.AppendKey(rs.key[:0], rs.host, rs.target)
 	rs.route = cachepolicy.MatchRoute(s.matches, cachepolicy.HostWithoutPort(rs.host), rs.target)
-	dropConnectionNamed(&ctx.Request.Header)
+	if rs.raw.has(rs.raw.connection) {
+		dropConnectionNamed(&ctx.Request.Header)
+	}
 
 	if string(method) == "PURGE" {
 		s.handlePurgeMethod(ctx, rs)
@@ -172,7 +175,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, rs *reqState) {
 		return
 	}
 	rs.ae = cachepolicy.ParseAcceptEncoding(ctx.Request.Header.Peek(fasthttp.HeaderAcceptEncoding))
-	if len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0 {
+	if rs.raw.has(rs.raw.authorization) && len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0 {
 		// Credentials: never answered from cache; stored only if the
 		// response explicitly allows sharing (RFC 9111 §3.5).
 		s.fetchDirect(ctx, rs, "authorization")
@@ -207,6 +210,9 @@ func (s *Server) prepareCookies(ctx *fasthttp.RequestCtx, rs *reqState) {
 	h := &ctx.Request.Header
 	if rs.route >= 0 && s.routes[rs.route].ignoreCookies {
 		h.Del(fasthttp.HeaderCookie)
+		return
+	}
+	if !rs.raw.has(rs.raw.cookie > 0) {
 		return
 	}
 	raw := h.Peek(fasthttp.HeaderCookie)
@@ -257,12 +263,10 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, rs *reqState, attempt int) {
 			stale = e
 		}
 	}
-	if cc := ctx.Request.Header.Peek(fasthttp.HeaderCacheControl); len(cc) > 0 && bytes.Contains(cc, []byte("only-if-cached")) {
-		if stale == nil {
-			rs.detail = "only-if-cached"
-			s.reject(ctx, rs, fasthttp.StatusGatewayTimeout, "")
-			return
-		}
+	if stale == nil && rs.raw.has(rs.raw.cacheControl) && bytes.Contains(ctx.Request.Header.Peek(fasthttp.HeaderCacheControl), strOnlyIfCached) {
+		rs.detail = "only-if-cached"
+		s.reject(ctx, rs, fasthttp.StatusGatewayTimeout, "")
+		return
 	}
 	s.fetchShared(ctx, rs, fkey, stale, attempt)
 }
@@ -299,9 +303,20 @@ func appendVariantKey(dst, url []byte, names []string, h *fasthttp.RequestHeader
 // repeats).
 type rawCounts struct {
 	contentLength, transferEncoding, host, cookie int
+	// Presence of headers the hit path would otherwise Peek for: a Peek
+	// normalises the name and scans every header, so looking only for
+	// what is there saves most of them.
+	authorization, cacheControl, rangeHdr, ifRange, ifNoneMatch, ifModifiedSince, connection bool
+	// complete says the raw headers were available; without them every
+	// header counts as present (never as absent).
+	complete bool
 }
 
+// has reports whether a header may be present.
+func (c *rawCounts) has(flag bool) bool { return flag || !c.complete }
+
 func countRaw(raw []byte) (c rawCounts) {
+	c.complete = len(raw) > 0
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
 		line := raw
@@ -317,10 +332,15 @@ func countRaw(raw []byte) (c rawCounts) {
 		name := line[:colon]
 		switch name[0] | 0x20 {
 		case 'c':
-			if asciiEqualFold(name, "content-length") {
+			switch {
+			case asciiEqualFold(name, "content-length"):
 				c.contentLength++
-			} else if asciiEqualFold(name, "cookie") {
+			case asciiEqualFold(name, "cookie"):
 				c.cookie++
+			case asciiEqualFold(name, "cache-control"):
+				c.cacheControl = true
+			case asciiEqualFold(name, "connection"):
+				c.connection = true
 			}
 		case 't':
 			if asciiEqualFold(name, "transfer-encoding") {
@@ -330,6 +350,26 @@ func countRaw(raw []byte) (c rawCounts) {
 			if asciiEqualFold(name, "host") {
 				c.host++
 			}
+		case 'a':
+			if asciiEqualFold(name, "authorization") {
+				c.authorization = true
+			}
+		case 'r':
+			if asciiEqualFold(name, "range") {
+				c.rangeHdr = true
+			}
+		case 'i':
+			switch {
+			case asciiEqualFold(name, "if-none-match"):
+				c.ifNoneMatch = true
+			case asciiEqualFold(name, "if-modified-since"):
+				c.ifModifiedSince = true
+			case asciiEqualFold(name, "if-range"):
+				c.ifRange = true
+			}
+		default:
+			// fasthttp folds continuation lines into the header before;
+			// a name-less line changes nothing here.
 		}
 	}
 	return c

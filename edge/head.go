@@ -17,8 +17,7 @@ import (
 // ignored, and with Server.NoDefaultDate it sends none. The only way to
 // send the origin's Date (RELIABILITY promise 9) is for it to arrive the
 // way parsed headers do, so every response starts by parsing
-// "HTTP/1.1 <status>\r\nContent-Length: 0\r\nDate: <date>\r\n\r\n" (no
-// Content-Length for statuses without a body) into
+// "HTTP/1.1 <status>\r\nDate: <date>\r\n\r\n" into
 // the response header (which keeps the server's NoDefaultDate); the other
 // headers are added after. The buffers are per request and reused.
 type headReader struct {
@@ -34,14 +33,11 @@ func (hr *headReader) start(h *fasthttp.ResponseHeader, status int, date []byte,
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, fasthttp.StatusMessage(status)...)
-	if status == fasthttp.StatusNotModified || status == fasthttp.StatusNoContent || status < 200 {
-		// No body, and fasthttp would send a parsed "Content-Length: 0"
-		// as is: on a 304 it must be the 200's length or absent (RFC 9110
-		// §8.6), on a 204 or 1xx absent.
-		b = append(b, "\r\nDate: "...)
-	} else {
-		b = append(b, "\r\nContent-Length: 0\r\nDate: "...)
-	}
+	// No Content-Length line: fasthttp sends the body's length, and a
+	// parsed "Content-Length: 0" would go out as is on a 304 (where it
+	// must be the 200's length or absent, RFC 9110 §8.6). Parsing a head
+	// without one marks the connection for closing; that is undone below.
+	b = append(b, "\r\nDate: "...)
 	if len(date) > 0 && validDate(date) {
 		b = append(b, date...)
 	} else {
@@ -59,7 +55,10 @@ func (hr *headReader) start(h *fasthttp.ResponseHeader, status int, date []byte,
 		// Only our own bytes are parsed here.
 		panic("BUG: edge: parse response head " + strconv.Quote(string(b)) + ": " + err.Error())
 	}
-	h.SetContentLength(0)
+	h.ResetConnectionClose()
+	if status != fasthttp.StatusNotModified && status != fasthttp.StatusNoContent && status >= 200 {
+		h.SetContentLength(0)
+	}
 }
 
 // validDate reports whether a Date value is safe to place in a header

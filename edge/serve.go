@@ -57,7 +57,7 @@ func chooseEncoding(e *Entry, ae cachepolicy.AcceptEncoding) cachepolicy.Encodin
 func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, now time.Time) {
 	h := &ctx.Response.Header
 	enc := chooseEncoding(e, rs.ae)
-	rangeReq := !rs.isHead && e.status == fasthttp.StatusOK && len(ctx.Request.Header.Peek(strRange)) > 0
+	rangeReq := !rs.isHead && e.status == fasthttp.StatusOK && rs.raw.has(rs.raw.rangeHdr) && len(ctx.Request.Header.Peek(strRange)) > 0
 	if rangeReq {
 		if e.noTransform && enc != cachepolicy.Identity {
 			// Ranges come from the decoded body, which no-transform
@@ -76,23 +76,27 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 		return
 	}
 	etag := e.etagFor(enc)
-	if s.notModified(ctx, e, etag) {
+	if (rs.raw.has(rs.raw.ifNoneMatch) || rs.raw.has(rs.raw.ifModifiedSince)) && s.notModified(ctx, e, etag) {
 		rs.head.start(h, fasthttp.StatusNotModified, e.date, now)
+		h.DisableNormalizing() // stored names are canonical already
 		for _, f := range e.fields {
 			if keepOn304(f.key) {
 				h.AddBytesKV(f.key, f.value)
 			}
 		}
 		if len(etag) > 0 {
-			h.SetBytesKV(hdrETag, etag)
+			h.AddBytesKV(hdrETag, etag)
 		}
 		if len(e.vary) > 0 {
-			h.SetBytesKV(hdrVary, e.vary)
+			h.AddBytesKV(hdrVary, e.vary)
 		}
 		s.setCacheHeaders(ctx, rs, e, now)
 		return
 	}
 	rs.head.start(h, e.status, e.date, now)
+	// Stored names are canonical already (they were parsed); the head was
+	// just reset, so nothing below replaces anything: add, don't set.
+	h.DisableNormalizing()
 	for _, f := range e.fields {
 		h.AddBytesKV(f.key, f.value)
 	}
@@ -100,10 +104,10 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 		h.SetContentTypeBytes(e.contentType)
 	}
 	if len(etag) > 0 {
-		h.SetBytesKV(hdrETag, etag)
+		h.AddBytesKV(hdrETag, etag)
 	}
 	if len(e.vary) > 0 {
-		h.SetBytesKV(hdrVary, e.vary)
+		h.AddBytesKV(hdrVary, e.vary)
 	}
 	s.setCacheHeaders(ctx, rs, e, now)
 	if s.cfg.Edge.DebugHeaders {
@@ -254,9 +258,11 @@ func (s *Server) setCacheHeaders(ctx *fasthttp.RequestCtx, rs *reqState, e *Entr
 	var buf [128]byte
 	if e != nil {
 		age := max(int64(e.age(now)/time.Second), 0)
-		h.SetBytesKV(hdrAge, strconv.AppendInt(buf[:0], age, 10))
+		h.AddBytesKV(hdrAge, strconv.AppendInt(buf[:0], age, 10))
 	}
-	h.SetBytesKV(hdrXCache, xcacheValues[rs.result])
+	// Age and X-Cache never come from the origin (responseSkip); an
+	// upstream Cache-Status stays and ours follows it, as RFC 9211 lists.
+	h.AddBytesKV(hdrXCache, xcacheValues[rs.result])
 	cs := append(buf[:0], s.cacheSt...)
 	switch rs.result {
 	case resHit, resStale:
@@ -286,7 +292,7 @@ func (s *Server) setCacheHeaders(ctx *fasthttp.RequestCtx, rs *reqState, e *Entr
 		cs = append(cs, "; detail="...)
 		cs = append(cs, rs.detail...)
 	}
-	h.SetBytesKV(hdrCacheStatus, cs)
+	h.AddBytesKV(hdrCacheStatus, cs)
 }
 
 // serveStaleOnError serves a stored object that is past its freshness

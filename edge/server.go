@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -183,6 +184,10 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("POST /api/purge", s.handlePurgeAPI)
 	mux.HandleFunc("GET /api/stats", s.handleStats)
+	// Profiles for ops, on the admin listener only.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.admin = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
