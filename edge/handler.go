@@ -109,7 +109,7 @@ func (s *Server) record(ctx *fasthttp.RequestCtx, rs *reqState) {
 var (
 	strOnlyIfCached = []byte("only-if-cached")
 	strGET          = []byte("GET")
-	strHEAD = []byte("HEAD")
+	strHEAD         = []byte("HEAD")
 )
 
 // serve routes one request.
