@@ -3,7 +3,7 @@
 # server returning the same bytes from memory, side by side in one run,
 # measured with wrk over loopback. The servers run on one core (CPU 0,
 # GOMAXPROCS=1) and wrk on another (CPU 1) when the machine has two.
-# Usage: scripts/bench-hit.sh BIN   (DURATION=10s CONNS=64 to change)
+# Usage: scripts/bench-hit.sh BIN   (DURATION=10s CONNS=64 ROUNDS=3 to change)
 set -eu
 bin=${1:-bin/lakka}
 duration=${DURATION:-10s}
@@ -59,13 +59,23 @@ rate() { # url [header]
 	fi
 }
 
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Each case alternates bare and edge ROUNDS times (default 3) and compares
+# the medians, so that a noisy neighbour hits both sides alike.
+rounds=${ROUNDS:-3}
 printf '%-22s %12s %12s %8s\n' "case" "bare req/s" "edge req/s" "edge/bare"
 for p in /2k /40k; do
 	for enc in gzip identity; do
 		hdr=""
 		[ "$enc" = gzip ] && hdr="Accept-Encoding: gzip"
-		b=$(rate "http://$bare$p" "$hdr")
-		e=$(rate "http://$edge$p" "$hdr")
+		bs="" es=""
+		for r in $(seq 1 "$rounds"); do
+			bs="$bs $(rate "http://$bare$p" "$hdr")"
+			es="$es $(rate "http://$edge$p" "$hdr")"
+		done
+		b=$(echo $bs | tr ' ' '\n' | median)
+		e=$(echo $es | tr ' ' '\n' | median)
 		# Check the edge served hits, not misses.
 		xc=$(curl -fsS -o /dev/null -D - ${hdr:+-H "$hdr"} "http://$edge$p" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
 		printf '%-22s %12s %12s %7.1f%%  (X-Cache: %s)\n' "${p#/} $enc" "$b" "$e" "$(echo "$e $b" | awk '{printf "%.1f", 100*$1/$2}')" "$xc"
