@@ -327,6 +327,12 @@ func setLenient(dst *time.Duration, value []byte, ok bool) {
 }
 
 // parseDelta reads delta-seconds: 1*DIGIT, saturating at 2^31 s.
+// ParseAge reads an Age field value (delta-seconds, RFC 9111 §5.1) with
+// optional surrounding whitespace; values beyond 2^31 s saturate there.
+func ParseAge(b []byte) (time.Duration, bool) {
+	return parseDelta(trimOWS(b))
+}
+
 func parseDelta(b []byte) (time.Duration, bool) {
 	if len(b) == 0 {
 		return 0, false

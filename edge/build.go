@@ -45,7 +45,7 @@ func (s *Server) responseMeta(resp *fasthttp.Response) meta {
 		case asciiEqualFold(k, "date"):
 			r.Date, _ = cachepolicy.ParseHTTPDate(v)
 		case asciiEqualFold(k, "age"):
-			if d, ok := parseSeconds(v); ok {
+			if d, ok := cachepolicy.ParseAge(v); ok {
 				r.Age = d
 			}
 		case asciiEqualFold(k, "set-cookie"):
@@ -82,20 +82,6 @@ func (s *Server) responseMeta(resp *fasthttp.Response) meta {
 	return m
 }
 
-func parseSeconds(b []byte) (time.Duration, bool) {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || len(b) > 10 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return time.Duration(n) * time.Second, true
-}
 
 // storedSkip lists origin headers not kept in Entry.fields: framing,
 // hop-by-hop, edge-only, and the ones the entry keeps separately.

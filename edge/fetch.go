@@ -192,14 +192,8 @@ func (s *Server) fetchShared(ctx *fasthttp.RequestCtx, rs *reqState, fkey []byte
 func (s *Server) fetchDirect(ctx *fasthttp.RequestCtx, rs *reqState, why string) {
 	rs.detail = why
 	startGen := s.store.idx.generation()
-	req := fasthttp.AcquireRequest()
-	s.buildUpstream(ctx, rs, modeDirect, nil, req)
-	fr, err := s.send(req)
-	fasthttp.ReleaseRequest(req)
-	if err != nil {
-		s.logFetchError(rs, err)
-		rs.detail = fetchReason(err)
-		s.reject(ctx, rs, fetchStatus(err), "")
+	fr := s.forward(ctx, rs, modeDirect)
+	if fr == nil {
 		return
 	}
 	out := s.absorb(rs.key, fr, nil, startGen, requestView{
@@ -213,19 +207,29 @@ func (s *Server) fetchDirect(ctx *fasthttp.RequestCtx, rs *reqState, why string)
 	s.deliver(ctx, rs, fr, out, nil)
 }
 
-// pass forwards the request as-is and relays the answer; a successful
-// unsafe request invalidates what is stored for its URL.
-func (s *Server) pass(ctx *fasthttp.RequestCtx, rs *reqState, why string) {
-	rs.result = resPass
-	rs.detail = why
+// forward sends this client's request to a backend in mode; on failure it
+// answers the client with the mapped error status and returns nil.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, rs *reqState, mode fetchMode) *fetched {
 	req := fasthttp.AcquireRequest()
-	s.buildUpstream(ctx, rs, modePass, nil, req)
+	s.buildUpstream(ctx, rs, mode, nil, req)
 	fr, err := s.send(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		s.logFetchError(rs, err)
 		rs.detail = fetchReason(err)
 		s.reject(ctx, rs, fetchStatus(err), "")
+		return nil
+	}
+	return fr
+}
+
+// pass forwards the request as-is and relays the answer; a successful
+// unsafe request invalidates what is stored for its URL.
+func (s *Server) pass(ctx *fasthttp.RequestCtx, rs *reqState, why string) {
+	rs.result = resPass
+	rs.detail = why
+	fr := s.forward(ctx, rs, modePass)
+	if fr == nil {
 		return
 	}
 	status := fr.resp.StatusCode()
