@@ -82,7 +82,6 @@ func (s *Server) responseMeta(resp *fasthttp.Response) meta {
 	return m
 }
 
-
 // storedSkip lists origin headers not kept in Entry.fields: framing,
 // hop-by-hop, edge-only, and the ones the entry keeps separately.
 var storedSkip = []string{
