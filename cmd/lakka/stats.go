@@ -117,7 +117,7 @@ func fetchStats(ctx context.Context, admin string) (*edge.Stats, error) {
 
 // printStats writes one block: totals, and rates since prev when given.
 func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	w := &columns{out: out}
 	state := "serving"
 	if cur.Draining {
 		state = "DRAINING"
@@ -138,9 +138,9 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 		if prev != nil {
 			r = rate(c, p(prev))
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t\n", name, c, r)
+		w.row(name, fmt.Sprintf("%.0f", c), r)
 	}
-	fmt.Fprintf(w, "\ttotal\tper second\t\n")
+	w.row("", "total", "per second")
 	total := func(s *edge.Stats) float64 {
 		t := 0.0
 		for _, v := range s.Requests {
@@ -168,17 +168,17 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 	if prev != nil {
 		recent = ratio(hits(cur)-hits(prev), total(cur)-total(prev))
 	}
-	fmt.Fprintf(w, "hit ratio (HIT+STALE)\t%s\t%s\t\n", ratio(hits(cur), total(cur)), recent)
+	w.row("hit ratio (HIT+STALE)", ratio(hits(cur), total(cur)), recent)
 	line("origin fetches", cur.OriginFetches, func(s *edge.Stats) float64 { return s.OriginFetches })
 	line("origin errors", cur.OriginErrors, func(s *edge.Stats) float64 { return s.OriginErrors })
 	line("stale on error", cur.StaleOnError, func(s *edge.Stats) float64 { return s.StaleOnError })
 	line("coalesced", cur.Coalesced, func(s *edge.Stats) float64 { return s.Coalesced })
 	line("purged objects", cur.Purges, func(s *edge.Stats) float64 { return s.Purges })
 	line("evictions", cur.Evictions, func(s *edge.Stats) float64 { return s.Evictions })
-	fmt.Fprintf(w, "objects\t%.0f\t\t\n", cur.Objects)
-	fmt.Fprintf(w, "store\t%.1f MiB of %.0f MiB\t\t\n", cur.Bytes/(1<<20), cur.BudgetBytes/(1<<20))
-	if err := w.Flush(); err != nil {
-		return err
+	w.row("objects", fmt.Sprintf("%.0f", cur.Objects), "")
+	w.row("store", fmt.Sprintf("%.1f MiB of %.0f MiB", cur.Bytes/(1<<20), cur.BudgetBytes/(1<<20)), "")
+	if w.err != nil {
+		return w.err
 	}
 	fmt.Fprintln(out, "backends")
 	bw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -197,4 +197,16 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 		fmt.Fprintf(bw, "  %s\t%s\t%s\t%s\tfetching %d\tsince %s\n", b.Name, b.Address, health, probe, b.Fetching, b.Since.Local().Format(time.TimeOnly))
 	}
 	return bw.Flush()
+}
+
+// columns prints a name column left-aligned and two figures right-aligned.
+type columns struct {
+	out io.Writer
+	err error
+}
+
+func (c *columns) row(name, total, rate string) {
+	if c.err == nil {
+		_, c.err = fmt.Fprintf(c.out, "%-24s %22s %12s\n", name, total, rate)
+	}
 }
