@@ -8,15 +8,20 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 3s
 SEED      ?= 500
 
-.PHONY: all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers clean
+.PHONY: help all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers clean
 
 all: build
+
+## help: list the targets
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'
 
 ## build: compile bin/lakka
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/lakka
 
 ## run: start an origin (embedded store, demo content) and an edge in front of it on loopback
+##      (addresses: ORIGIN_ADDR, EDGE_ADDR, ADMIN_ADDR; defaults 127.0.0.1:8000, :8080, :8081)
 run: build
 	./scripts/run.sh $(BIN) $(SEED)
 

@@ -503,6 +503,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Trace != nil {
 		fmt.Fprintf(tw, "trace lines\t%d (parsed %d, unparseable %d, filtered out %d)\n",
 			r.Trace.Lines, r.Trace.Parsed, r.Trace.Unparseable, r.Trace.Filtered)
+		for _, ex := range r.Trace.Examples {
+			fmt.Fprintf(tw, "unparseable line\t%d: %s\n", ex.Line, ex.Reason)
+		}
 	}
 	for m, n := range r.Errors.OtherExamples {
 		fmt.Fprintf(tw, "other error\t%d × %s\n", n, m)

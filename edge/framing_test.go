@@ -143,3 +143,30 @@ func TestAbsoluteFormUsesItsHost(t *testing.T) {
 		t.Errorf("evil.example/x was a HIT: stored under the wrong key")
 	}
 }
+
+func TestParseErrorsCarryXCache(t *testing.T) {
+	o := startOrigin(t, fixed("ok"))
+	c := testConfig(o.addr())
+	c.Edge.MaxHeaderBytes = 4096
+	c.Edge.MaxURIBytes = 1024
+	e := startEdge(t, c)
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("x", 5000) + "\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", e.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(conn, req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header.Get("X-Cache") != "ERROR" || resp.Header.Get("Date") == "" {
+			t.Errorf("%d answer: X-Cache %q Date %q", resp.StatusCode, resp.Header.Get("X-Cache"), resp.Header.Get("Date"))
+		}
+	}
+}

@@ -47,14 +47,20 @@ func (s *store) purge(p purge, now time.Time) int {
 		affected = dedupe(affected)
 	}
 	n := 0
+	live := affected[:0]
 	for _, e := range affected {
+		if e.dead.Load() {
+			// Hard-purged before and not yet reaped: not affected again.
+			continue
+		}
 		invalidateEntry(e, p.soft, now)
 		if e.kind == kindObject {
 			n++
 		}
+		live = append(live, e)
 	}
 	if !p.soft {
-		s.reap(affected)
+		s.reap(live)
 	}
 	return n
 }
@@ -139,8 +145,10 @@ func (s *Server) invalidateAfterUnsafe(ctx *fasthttp.RequestCtx, rs *reqState, h
 func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
 	rs.result = resPurge
 	h := &ctx.Response.Header
+	rs.head.start(h, fasthttp.StatusOK, nil, time.Now())
 	h.Set(fasthttp.HeaderCacheControl, "no-store")
 	h.SetContentType("application/json")
+	s.setCacheHeaders(ctx, rs, nil, rs.now)
 	// Behind a trusted proxy, the client it reports: not the proxy.
 	a, ok := s.clientAddr(ctx)
 	if !ok || !containsAddr(s.purgers, a) {

@@ -287,3 +287,22 @@ func TestTagIndexConsistentUnderPressure(t *testing.T) {
 		t.Errorf("purge all tagged: %d %v, want %d", status, out, live)
 	}
 }
+
+func TestPurgeAnswersCarryCacheHeaders(t *testing.T) {
+	o, _ := taggedOrigin(t, "max-age=600")
+	e := startEdge(t, purgeConfig(o))
+	e.get("/page/1")
+	r := e.do("PURGE", "/page/1")
+	if r.get("X-Cache") != "PURGE" || r.get("Cache-Status") == "" || r.get("Date") == "" {
+		t.Errorf("PURGE answer: X-Cache %q Cache-Status %q Date %q", r.get("X-Cache"), r.get("Cache-Status"), r.get("Date"))
+	}
+	// A hard purge does not count objects an earlier hard purge removed.
+	e.get("/page/2")
+	e.settle()
+	e.purgeAPI(testToken, `{"tags":["front"]}`)
+	e.get("/page/2")
+	e.settle()
+	if status, out := e.purgeAPI(testToken, `{"tags":["front"]}`); status != 200 || out["purged"] != 1.0 {
+		t.Errorf("second purge: %d %v, want 1 (only the object fetched since)", status, out)
+	}
+}

@@ -203,8 +203,13 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 // fasthttpLogger routes fasthttp's own messages into slog.
 type fasthttpLogger struct{ l *slog.Logger }
 
+// Printf logs at debug level: fasthttp reports every malformed request a
+// client sends here, which must not let clients flood the log (they are
+// counted in lakka_edge_bad_requests_total).
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn("fasthttp", "msg", fmt.Sprintf(format, args...))
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+	}
 }
 
 // Listen binds the client and admin listeners.
@@ -344,6 +349,8 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	var hr headReader
 	hr.start(&ctx.Response.Header, status, nil, time.Now())
 	writeError(ctx, status)
+	ctx.Response.Header.Set("X-Cache", "ERROR")
+	ctx.Response.Header.Set("Cache-Status", s.cfg.Edge.ViaName+"; fwd=miss; detail="+reason)
 	ctx.SetConnectionClose()
 }
 

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -81,15 +82,19 @@ func (s *Server) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Not json.Marshal: it escapes <, > and & for HTML, which only makes
+	// the API's answers harder to read.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		s.fail(w, r, "encode JSON", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	s.write(w, r, append(b, '\n'))
+	s.write(w, r, buf.Bytes())
 }
 
 // sectionJSON and articleJSON are the API's shapes (docs/CONTRACTS.md).

@@ -19,11 +19,23 @@ cleanup() {
 	for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
+# Refuse to start in front of somebody else's server on a busy port.
+for a in "$origin" "$edge" "$admin"; do
+	if curl -s -o /dev/null --max-time 1 "http://$a/" 2>/dev/null; then
+		echo "run: $a is already in use; choose other addresses, e.g." >&2
+		echo "  ORIGIN_ADDR=127.0.0.1:18000 EDGE_ADDR=127.0.0.1:18080 ADMIN_ADDR=127.0.0.1:18081 make run" >&2
+		exit 1
+	fi
+done
+
+# wait_up ADDR PATH NAME PID: until the process answers, or exits.
 wait_up() {
 	i=0
 	until curl -fsS -o /dev/null "http://$1$2" 2>/dev/null; do
+		if ! kill -0 "$4" 2>/dev/null; then echo "run: $3 exited; see its message above" >&2; exit 1; fi
 		i=$((i + 1))
 		if [ "$i" -gt 100 ]; then echo "run: $3 did not come up on $1" >&2; exit 1; fi
 		sleep 0.1
@@ -32,10 +44,10 @@ wait_up() {
 
 "$bin" origin --listen "$origin" --seed "$seed" --edge-admin "$admin" &
 pids="$pids $!"
-wait_up "$origin" /healthz origin
+wait_up "$origin" /healthz origin $!
 "$bin" edge --listen "$edge" --admin "$admin" --backend "$origin" &
 pids="$pids $!"
-wait_up "$admin" /healthz edge
+wait_up "$admin" /healthz edge $!
 
 cat <<MSG
 
@@ -43,6 +55,7 @@ cat <<MSG
   edge:          http://$edge/          (try: curl -si http://$edge/ | head)
   edge metrics:  http://$admin/metrics
   purge:         LAKKA_PURGE_TOKEN=$LAKKA_PURGE_TOKEN bin/lakka purge --admin $admin --tag front --soft
+  origin API:    curl -s -H 'Authorization: Bearer $LAKKA_ORIGIN_TOKEN' http://$origin/api/articles/1
 
   Ctrl-C stops both.
 MSG

@@ -369,6 +369,9 @@ freshness lag: the time until the target serves the new X-Content-Version.`,
 					return usagef("--urls: %v", err)
 				}
 			}
+			if m.HasSpike() && os.Getenv("LAKKA_ORIGIN_TOKEN") == "" {
+				return usagef("LAKKA_ORIGIN_TOKEN is not set: the spike publishes its article through the origin's API (make run's is demo-origin-token)")
+			}
 			progress, done := progressPrinter(cmd.ErrOrStderr())
 			rep, runErr := bench.Spike(ctx, bench.SpikeConfig{
 				Model:       m,

@@ -44,7 +44,7 @@ every key.`,
 			if file != "" {
 				var err error
 				if cfg, err = config.LoadFile(file); err != nil {
-					return err
+					return &usageError{err}
 				}
 			}
 			f := cmd.Flags()

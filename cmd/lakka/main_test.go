@@ -167,3 +167,34 @@ func TestEdgeBinary(t *testing.T) {
 	}
 	stopBinary(t, cmd, logs)
 }
+
+func TestExitStatuses(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("edge:\n  admn: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := func(want int, env []string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(lakkaBinary(t), args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != want {
+			t.Errorf("lakka %v: exit %d, want %d\n%s", args, code, want, out)
+		}
+	}
+	f(2, nil, "frobnicate")
+	f(2, nil, "edge", "--config", bad, "--backend", "127.0.0.1:1")
+	f(2, nil, "origin", "--config", bad)
+	f(2, nil, "edge", "--config", filepath.Join(dir, "missing.yaml"), "--backend", "127.0.0.1:1")
+	f(1, nil, "config", "check", bad)
+	urls := filepath.Join(dir, "urls.txt")
+	if err := os.WriteFile(urls, []byte("/\n/a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f(2, []string{"LAKKA_ORIGIN_TOKEN="}, "bench", "spike", "--target", "http://127.0.0.1:1", "--origin", "http://127.0.0.1:1", "--urls", urls, "--duration", "1s", "--spike-at", "0s")
+}

@@ -123,7 +123,7 @@ func (o *originFlags) config(cmd *cobra.Command) (config.Config, error) {
 	if o.file != "" {
 		var err error
 		if cfg, err = config.LoadFile(o.file); err != nil {
-			return cfg, err
+			return cfg, &usageError{err}
 		}
 	}
 	oc := &cfg.Origin

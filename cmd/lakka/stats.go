@@ -194,7 +194,11 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 		if probe == "" {
 			probe = "(no probe)"
 		}
-		fmt.Fprintf(bw, "  %s\t%s\t%s\t%s\tfetching %d\tsince %s\n", b.Name, b.Address, health, probe, b.Fetching, b.Since.Local().Format(time.TimeOnly))
+		name := b.Name
+		if name != b.Address {
+			name += " " + b.Address
+		}
+		fmt.Fprintf(bw, "  %s\t%s\t%s\tfetching %d\tsince %s\n", name, health, probe, b.Fetching, b.Since.Local().Format(time.TimeOnly))
 	}
 	return bw.Flush()
 }
