@@ -25,7 +25,7 @@ build:
 run: build
 	./scripts/run.sh $(BIN) $(SEED)
 
-## test: formatting, vet, every test with -race, and a short run of every fuzz target
+## test: formatting, vet, every test with -race (and the allocation and memory tests without it), and a short run of every fuzz target
 test: fmt-check vet unit fuzz
 
 fmt-check:
@@ -37,13 +37,15 @@ vet:
 
 unit:
 	$(GO) test -race -shuffle=on -count=1 -timeout 10m ./...
+	GO=$(GO) ./scripts/norace.sh
 
 ## fuzz: run every fuzz target for FUZZTIME (default 3s); make fuzz FUZZTIME=1m for longer
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet, and go.mod/go.sum tidy
 lint: fmt-check vet
+	$(GO) mod tidy -diff
 
 ## bench: Go benchmarks of the hot paths (allocations included)
 bench:

@@ -27,11 +27,17 @@ fi
 bare=127.0.0.1:19100
 edge=127.0.0.1:19180
 admin=127.0.0.1:19181
+for a in "$bare" "$edge" "$admin"; do
+	if curl -s -o /dev/null --max-time 1 "http://$a/"; then
+		echo "bench-hit: $a is already in use (a server left from an earlier run?); stop it first" >&2
+		exit 1
+	fi
+done
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-GOMAXPROCS=1 $server_cpu bin/barefast --listen "$bare" 2>/dev/null &
+GOMAXPROCS=1 $server_cpu bin/barefast --listen "$bare" &
 pids="$pids $!"
 cfg=$(mktemp)
 cat >"$cfg" <<YAML
@@ -44,6 +50,12 @@ pids="$pids $!"
 for i in $(seq 1 100); do
 	curl -fsS -o /dev/null "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null "http://$bare/2k" 2>/dev/null && break
 	sleep 0.1
+done
+for p in $pids; do
+	if ! kill -0 "$p" 2>/dev/null; then
+		echo "bench-hit: a server did not start (see above)" >&2
+		exit 1
+	fi
 done
 # Prime the cache (both encodings).
 for p in /2k /40k; do
