@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -121,11 +122,55 @@ func (s *Server) newEntry(urlKey []byte, resp *fasthttp.Response, m meta, body [
 		return nil, err
 	}
 	e.vary = s.varyValue(m, e.enc == cachepolicy.Gzip)
-	e.cost += int64(len(e.key) + len(e.body) + len(e.vary) + len(e.etagOther))
-	if e.zstd != nil {
-		e.cost += int64(len(e.zstd.body)+len(e.zstd.etag)) + 48
-	}
+	e.cost += restCost(e)
 	return e, nil
+}
+
+// restCost is the cost of what entryFrom does not count: the key, the
+// bodies, Vary and the derived ETags.
+func restCost(e *Entry) int64 {
+	c := int64(len(e.key) + len(e.body) + len(e.vary) + len(e.etagOther))
+	if e.zstd != nil {
+		c += int64(len(e.zstd.body)+len(e.zstd.etag)) + 48
+	}
+	return c
+}
+
+// headCost is the memory of an entry's kept head (Entry.head), which the
+// head pool counts against its budget: the ResponseHeader and the pool's
+// item, one argsKV (56 bytes) per stored field, Date and Vary, and each
+// name and value in an allocation of its own, all rounded up to the
+// allocator's size classes (allocSize). TestHeadCost checks it against
+// the heap.
+func headCost(e *Entry) int64 {
+	const kv = 56
+	c := allocSize(int(unsafe.Sizeof(fasthttp.ResponseHeader{}))) +
+		allocSize(int(unsafe.Sizeof(hotItem[*fasthttp.ResponseHeader]{}))) +
+		allocSize(len(e.contentType)) +
+		3*allocSize(8) // status message, protocol, Content-Length digits
+	for _, f := range e.fields {
+		c += kv + allocSize(len(f.key)) + allocSize(len(f.value))
+	}
+	c += kv + allocSize(len("Date")) + allocSize(max(len(e.date), 29))
+	if len(e.vary) > 0 {
+		c += kv + allocSize(len("Vary")) + allocSize(len(e.vary))
+	}
+	return c
+}
+
+// allocSize rounds a small allocation up the way Go's allocator does
+// (size classes of 8 and 16 bytes, then coarser), erring high.
+func allocSize(n int) int64 {
+	switch {
+	case n == 0:
+		return 0
+	case n <= 8:
+		return 8
+	case n <= 128:
+		return int64(n+15) &^ 15
+	default:
+		return int64(n+n/8+63) &^ 63
+	}
 }
 
 // entryFrom builds an entry's headers and freshness from a response; the
@@ -480,7 +525,7 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	s.setETags(e)
 	e.vary = stale.vary
 	e.varyNames = stale.varyNames
-	e.cost = stale.cost - int64(len(stale.body)) + int64(len(e.body))
+	e.cost += restCost(e)
 	if !dec.Store {
 		// The merged response may not be stored (or has no lifetime left):
 		// serve the body this once, keep nothing.

@@ -703,8 +703,8 @@ func TestBodiesExactSize(t *testing.T) {
 		if !exact(en.body) || !exact(en.zbody()) {
 			t.Errorf("%s: body len %d cap %d, zstd len %d cap %d", tc.name, len(en.body), cap(en.body), len(en.zbody()), cap(en.zbody()))
 		}
-		if c := en.ident.Load(); c != nil && !exact(c.body) {
-			t.Errorf("%s: decoded copy len %d cap %d", tc.name, len(c.body), cap(c.body))
+		if c := en.ident.Load(); c != nil && !exact(c.v) {
+			t.Errorf("%s: decoded copy len %d cap %d", tc.name, len(c.v), cap(c.v))
 		}
 		if tc.name != "identity" && en.ident.Load() == nil {
 			t.Errorf("%s: no decoded copy kept", tc.name)

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
@@ -81,6 +83,13 @@ type Entry struct {
 	// for it (see identityPool); nil otherwise. Set and cleared only under
 	// the pool's lock.
 	ident atomic.Pointer[identCopy]
+
+	// head is the start of a full response from this entry (status, Date,
+	// fields, Content-Type, Vary), made on a hit in the store and copied by
+	// the later ones while they come (see hotPool); nil otherwise. The
+	// header is read-only once published. Set and cleared only under the
+	// head pool's lock.
+	head atomic.Pointer[hotItem[*fasthttp.ResponseHeader]]
 
 	// Freshness, measured on the monotonic clock from storedAt.
 	storedAt   time.Time

@@ -291,7 +291,7 @@ func (s *Server) absorb(urlKey []byte, fr *fetched, stale *Entry, startGen uint6
 		copied := stale.ident.Load()
 		out.stored = s.storeEntry(e, startGen, rv)
 		if copied != nil && out.stored {
-			s.store.ident.keep(e, copied.body)
+			s.store.ident.keep(e, copied.v, copied.size)
 		}
 		return out
 	}

@@ -256,7 +256,7 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err = newStore(budget, 0, m)
+	st, err = newStore(budget, 0, 0, m)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,164 +3,194 @@ package edge
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 )
 
-// identityPool bounds the decoded copies of gzip-stored bodies kept for
-// clients that do not accept gzip, so that a repeated identity client costs
-// what a gzip hit costs, not a gunzip per request (Varnish gunzips on every
-// such hit).
+// hotPool bounds per-entry extras that only hot entries should carry, in a
+// byte budget of its own beside the store's (see New): an extra never
+// takes room from stored objects, and all together stay within the cache
+// size. The edge has two:
 //
-// It has its own byte budget beside the store's (an eighth of
-// cache.size_bytes, see New): a decoded copy never takes room from stored
-// objects, and the two together stay within the cache size. Within the
-// budget the pool is a CLOCK list: copies are appended when made; to make
-// room the oldest is dropped unless an identity client used it since the
-// pool last looked, in which case it gets a second chance at the back. So
-// only bodies identity clients keep asking for stay decoded, and a hit
-// marks its copy with one atomic load (a store only when the bit is clear).
+//   - the identity pool: decoded copies of gzip-stored bodies, so that a
+//     repeated client that does not take gzip costs what a gzip hit costs,
+//     not a gunzip per request (Varnish gunzips on every such hit);
+//   - the head pool: the head of a full response (status, Date, stored
+//     fields), copied by a hit instead of rebuilt field by field.
 //
-// Invariants, under mu: an entry is in the list iff its ident is set, and
-// used is the sum of the listed copies' lengths. An entry that left the
-// store (exited) is never left holding a copy: keep and drop order their
+// Within its budget a pool is a CLOCK list: extras are appended when made;
+// to make room the oldest is dropped unless it was used since the pool
+// last looked, in which case it gets a second chance at the back. So only
+// extras clients keep using stay, and a use marks its extra with one
+// atomic load (a store only when the bit is clear).
+//
+// Invariants, under mu: an entry is in the list iff its slot is set, and
+// used is the sum of the listed extras' sizes. An entry that left the store
+// (exited) is never left holding an extra: keep and drop order their
 // atomic writes so that at least one of them sees the other (see keep).
-type identityPool struct {
-	budget int64
-	m      *metrics
+type hotPool[T any] struct {
+	budget  int64
+	slot    func(*Entry) *atomic.Pointer[hotItem[T]]
+	bytes   prometheus.Gauge
+	dropped prometheus.Counter
 
-	mu         sync.Mutex // guards used, n, head, tail, every Entry.ident transition and the copies' links
+	mu         sync.Mutex // guards used, n, head, tail, every slot transition and the items' links
 	used       int64
 	n          int
-	head, tail *Entry // head is the oldest copy
+	head, tail *Entry // head is the oldest extra
 }
 
-// identCopy is a decoded body kept in the identity pool, with its place in
-// the pool's list. Only copies cost memory per entry: an entry without one
-// carries a nil pointer.
-type identCopy struct {
-	body []byte
-	// ref says an identity client used the copy since the pool last
-	// looked (the CLOCK bit); set without the lock.
+// hotItem is an extra kept in a pool, with its place in the pool's list.
+// Only extras cost memory per entry: an entry without one carries a nil
+// pointer.
+type hotItem[T any] struct {
+	v    T
+	size int64
+	// ref says a client used the extra since the pool last looked (the
+	// CLOCK bit); set without the lock.
 	ref atomic.Bool
-	// prev and next link the entries holding copies (guarded by the
+	// prev and next link the entries holding extras (guarded by the
 	// pool's mu).
 	prev, next *Entry
 }
 
-func newIdentityPool(budget int64, m *metrics) *identityPool {
-	return &identityPool{budget: budget, m: m}
+// use marks the extra used (the CLOCK bit) and returns it.
+func (c *hotItem[T]) use() T {
+	if !c.ref.Load() {
+		c.ref.Store(true)
+	}
+	return c.v
 }
 
-// maxCopy is the largest decoded body the pool keeps; larger ones are
-// decoded while they are sent.
-func (p *identityPool) maxCopy() int64 { return p.budget / 4 }
+type (
+	identityPool = hotPool[[]byte]
+	identCopy    = hotItem[[]byte]
+	headPool     = hotPool[*fasthttp.ResponseHeader]
+)
 
-// keep records body as e's decoded copy, dropping copies not used lately
-// to stay within budget. It reports whether the copy was kept (false: too
-// large, already there, or e left the store meanwhile); the caller may
-// serve body either way.
-func (p *identityPool) keep(e *Entry, body []byte) bool {
-	n := int64(len(body))
-	if n > p.maxCopy() {
+func newIdentityPool(budget int64, m *metrics) *identityPool {
+	return &identityPool{budget: budget, bytes: m.identityBytes, dropped: m.identityDropped,
+		slot: func(e *Entry) *atomic.Pointer[identCopy] { return &e.ident }}
+}
+
+func newHeadPool(budget int64, m *metrics) *headPool {
+	return &headPool{budget: budget, bytes: m.headBytes, dropped: m.headDropped,
+		slot: func(e *Entry) *atomic.Pointer[hotItem[*fasthttp.ResponseHeader]] { return &e.head }}
+}
+
+// maxSize is the largest extra the pool keeps (a quarter of its budget);
+// the identity pool's callers decode larger bodies while sending them.
+func (p *hotPool[T]) maxSize() int64 { return p.budget / 4 }
+
+// keep records v (size bytes) as e's extra, dropping extras not used
+// lately to stay within budget. It reports whether it was kept (false: too
+// large, already there, or e left the store meanwhile); the caller may use
+// v either way.
+func (p *hotPool[T]) keep(e *Entry, v T, size int64) bool {
+	if size > p.maxSize() {
 		return false
 	}
+	slot := p.slot(e)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e.ident.Load() != nil || e.exited.Load() {
+	if slot.Load() != nil || e.exited.Load() {
 		return false
 	}
-	p.makeRoom(n)
-	c := &identCopy{body: body}
+	p.makeRoom(size)
+	c := &hotItem[T]{v: v, size: size}
 	// Dekker with store.onExit: it sets exited, then calls drop, which
-	// looks at ident. We set ident, then look at exited. Either drop sees
-	// the copy (and unlinks it once we release mu) or we see exited.
-	e.ident.Store(c)
+	// looks at the slot. We set the slot, then look at exited. Either drop
+	// sees the extra (and unlinks it once we release mu) or we see exited.
+	slot.Store(c)
 	p.link(e, c)
 	kept := true
 	if e.exited.Load() {
 		p.unlink(e)
 		kept = false
 	}
-	p.m.identityBytes.Set(float64(p.used))
+	p.bytes.Set(float64(p.used))
 	return kept
 }
 
-// makeRoom drops copies until n more bytes fit, giving recently used ones
-// a second chance. Every copy is looked at most twice, so it ends even when
-// clients keep using every copy.
-func (p *identityPool) makeRoom(n int64) {
+// makeRoom drops extras until n more bytes fit, giving recently used ones
+// a second chance. Every extra is looked at most twice, so it ends even
+// when clients keep using every one.
+func (p *hotPool[T]) makeRoom(n int64) {
 	for looks := 2 * p.n; p.used+n > p.budget && p.head != nil; looks-- {
 		old := p.head
-		if looks > 0 && old.ident.Load().ref.Swap(false) {
+		if looks > 0 && p.slot(old).Load().ref.Swap(false) {
 			p.moveToBack(old)
 			continue
 		}
 		p.unlink(old)
-		p.m.identityDropped.Inc()
+		p.dropped.Inc()
 	}
 }
 
-// drop forgets e's decoded copy: e left the store (store.onExit).
-func (p *identityPool) drop(e *Entry) {
-	if e.ident.Load() == nil {
+// drop forgets e's extra: e left the store (store.onExit).
+func (p *hotPool[T]) drop(e *Entry) {
+	slot := p.slot(e)
+	if slot.Load() == nil {
 		return
 	}
 	p.mu.Lock()
-	if e.ident.Load() != nil {
+	if slot.Load() != nil {
 		p.unlink(e)
-		p.m.identityBytes.Set(float64(p.used))
+		p.bytes.Set(float64(p.used))
 	}
 	p.mu.Unlock()
 }
 
 // link appends e, holding c, at the back. Caller holds mu.
-func (p *identityPool) link(e *Entry, c *identCopy) {
+func (p *hotPool[T]) link(e *Entry, c *hotItem[T]) {
 	c.prev, c.next = p.tail, nil
 	if p.tail != nil {
-		p.tail.ident.Load().next = e
+		p.slot(p.tail).Load().next = e
 	} else {
 		p.head = e
 	}
 	p.tail = e
-	p.used += int64(len(c.body))
+	p.used += c.size
 	p.n++
 }
 
-// detach takes e out of the list, keeping its copy. Caller holds mu.
-func (p *identityPool) detach(e *Entry, c *identCopy) {
+// detach takes e out of the list, keeping its extra. Caller holds mu.
+func (p *hotPool[T]) detach(e *Entry, c *hotItem[T]) {
 	if c.prev != nil {
-		c.prev.ident.Load().next = c.next
+		p.slot(c.prev).Load().next = c.next
 	} else {
 		p.head = c.next
 	}
 	if c.next != nil {
-		c.next.ident.Load().prev = c.prev
+		p.slot(c.next).Load().prev = c.prev
 	} else {
 		p.tail = c.prev
 	}
 	c.prev, c.next = nil, nil
-	p.used -= int64(len(c.body))
+	p.used -= c.size
 	p.n--
 }
 
-// unlink removes e and its copy. Caller holds mu.
-func (p *identityPool) unlink(e *Entry) {
-	p.detach(e, e.ident.Load())
-	e.ident.Store(nil)
+// unlink removes e and its extra. Caller holds mu.
+func (p *hotPool[T]) unlink(e *Entry) {
+	p.detach(e, p.slot(e).Load())
+	p.slot(e).Store(nil)
 }
 
-// moveToBack moves a listed e to the back, keeping its copy in place (a
+// moveToBack moves a listed e to the back, keeping its extra in place (a
 // concurrent hit must not see it vanish). Caller holds mu.
-func (p *identityPool) moveToBack(e *Entry) {
+func (p *hotPool[T]) moveToBack(e *Entry) {
 	if p.tail == e {
 		return
 	}
-	c := e.ident.Load()
+	c := p.slot(e).Load()
 	p.detach(e, c)
 	p.link(e, c)
 }
 
-// stats returns the bytes and number of copies kept (tests, metrics).
-func (p *identityPool) stats() (used int64, copies int) {
+// stats returns the bytes and number of extras kept (tests, metrics).
+func (p *hotPool[T]) stats() (used int64, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.used, p.n

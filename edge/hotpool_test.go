@@ -24,7 +24,7 @@ func testPool(t testing.TB, budget int64) *identityPool {
 // check verifies the pool's invariants: the list is consistent, an entry
 // is linked iff it holds a copy, no exited entry holds one, used is the sum
 // of the copies and within budget.
-func (p *identityPool) check(all []*Entry) error {
+func (p *hotPool[T]) check(all []*Entry) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var sum int64
@@ -32,7 +32,7 @@ func (p *identityPool) check(all []*Entry) error {
 	var prev *Entry
 	listed := map[*Entry]bool{}
 	for e := p.head; e != nil; {
-		c := e.ident.Load()
+		c := p.slot(e).Load()
 		if c == nil {
 			return fmt.Errorf("entry %d: listed without a copy", e.id)
 		}
@@ -43,7 +43,7 @@ func (p *identityPool) check(all []*Entry) error {
 			return fmt.Errorf("entry %d: listed twice", e.id)
 		}
 		listed[e] = true
-		sum += int64(len(c.body))
+		sum += c.size
 		n++
 		prev = e
 		e = c.next
@@ -52,8 +52,8 @@ func (p *identityPool) check(all []*Entry) error {
 		return fmt.Errorf("tail is not the last entry")
 	}
 	for _, e := range all {
-		if listed[e] != (e.ident.Load() != nil) {
-			return fmt.Errorf("entry %d: listed %v, copy %v", e.id, listed[e], e.ident.Load() != nil)
+		if listed[e] != (p.slot(e).Load() != nil) {
+			return fmt.Errorf("entry %d: listed %v, copy %v", e.id, listed[e], p.slot(e).Load() != nil)
 		}
 		if e.exited.Load() && listed[e] {
 			return fmt.Errorf("entry %d: exited but keeps its copy", e.id)
@@ -67,6 +67,8 @@ func (p *identityPool) check(all []*Entry) error {
 	}
 	return nil
 }
+
+func sz(b []byte) int64 { return int64(len(b)) }
 
 func poolEntry(id uint64) *Entry {
 	e := &Entry{id: id}
@@ -103,31 +105,31 @@ func TestIdentityPool(t *testing.T) {
 		}
 	}
 	for i := range 5 {
-		if !p.keep(es[i], body) {
+		if !p.keep(es[i], body, sz(body)) {
 			t.Fatalf("keep %d refused", i)
 		}
 	}
 	step("five fit", "11111000")
-	if p.keep(es[0], body) {
+	if p.keep(es[0], body, sz(body)) {
 		t.Errorf("kept a second copy of entry 0")
 	}
 	step("again", "11111000")
-	p.keep(es[5], body)
+	p.keep(es[5], body, sz(body))
 	step("oldest dropped first", "01111100")
 	es[1].ident.Load().ref.Store(true) // an identity client used it
-	p.keep(es[6], body)
+	p.keep(es[6], body, sz(body))
 	step("used copy gets a second chance", "01011110")
-	p.keep(es[7], body)
+	p.keep(es[7], body, sz(body))
 	step("then the next oldest goes", "01001111")
 	for _, e := range es {
 		if c := e.ident.Load(); c != nil {
 			c.ref.Store(true)
 		}
 	}
-	p.keep(es[0], body)
+	p.keep(es[0], body, sz(body))
 	step("all used: one pass clears the bits, then the oldest goes", "11000111")
 
-	if p.keep(poolEntry(99), make([]byte, 251)) {
+	if p.keep(poolEntry(99), make([]byte, 251), 251) {
 		t.Errorf("kept a copy over a quarter of the budget")
 	}
 	p.drop(es[1])
@@ -135,14 +137,14 @@ func TestIdentityPool(t *testing.T) {
 	es[5].exited.Store(true)
 	p.drop(es[5])
 	step("exit", "10000011")
-	if p.keep(es[5], body) {
+	if p.keep(es[5], body, sz(body)) {
 		t.Errorf("kept a copy for an exited entry")
 	}
 	step("keep after exit", "10000011")
 	if used, n := p.stats(); used != 600 || n != 3 {
 		t.Errorf("stats %d bytes %d copies, want 600, 3", used, n)
 	}
-	if got := counter(p.m.identityBytes); got != 600 {
+	if got := counter(p.bytes); got != 600 {
 		t.Errorf("identity bytes gauge %v, want 600", got)
 	}
 }
@@ -175,7 +177,8 @@ func TestIdentityPoolChurn(t *testing.T) {
 					if c := e.ident.Load(); c != nil {
 						c.ref.Store(true)
 					} else {
-						p.keep(e, make([]byte, 1+r.IntN(16<<10)))
+						b := make([]byte, 1+r.IntN(16<<10))
+						p.keep(e, b, sz(b))
 					}
 				case 2: // the entry leaves the store, a new one replaces it
 					ne := poolEntry(uint64(1000 + w*rounds + i))

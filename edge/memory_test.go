@@ -78,3 +78,65 @@ func TestMemoryPerObject(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// TestHeadCost checks headCost, the memory counted up front for the head a
+// hit copies (Entry.head), against the heap those heads really take.
+func TestHeadCost(t *testing.T) {
+	const n = 20_000
+	c := testConfig("127.0.0.1:1")
+	c.Cache.SizeBytes = 2 << 30 // heads get 32 MiB: room for all
+	s, err := New(c, discardLogger(), newTestRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.closeBackground()
+	raw := "HTTP/1.1 200 OK\r\n" +
+		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\n" +
+		"Cache-Control: public, max-age=300, stale-while-revalidate=60, stale-if-error=86400\r\n" +
+		"ETag: \"%08x\"\r\n" +
+		"Vary: Accept-Language\r\n" +
+		"X-Content-Version: %d\r\n" +
+		"Link: </static/site--%08x.css>; rel=preload; as=style\r\n" +
+		"Content-Length: 5\r\n\r\n"
+	now := time.Now()
+	entries := make([]*Entry, n)
+	var counted int64
+	for i := range entries {
+		var resp fasthttp.Response
+		if err := resp.Header.Read(bufio.NewReader(strings.NewReader(fmt.Sprintf(raw, i, i, i)))); err != nil {
+			t.Fatal(err)
+		}
+		m := s.responseMeta(&resp)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.defaults)
+		e, err := s.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, []byte("hello"), dec, now, requestView{})
+		if err != nil || e == nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		e.inStore.Store(true)
+		entries[i] = e
+		counted += headCost(e)
+	}
+	rs := s.acquireState()
+	rs.result = resHit
+	var h fasthttp.ResponseHeader
+	before := heapAlloc()
+	for _, e := range entries {
+		h.Reset()
+		s.startHead(&h, rs, e, now)
+	}
+	after := heapAlloc()
+	if used, heads := s.store.heads.stats(); heads != n || used != counted {
+		t.Fatalf("the head pool holds %d heads, %d bytes; want %d, %d", heads, used, n, counted)
+	}
+	used := float64(after-before) / n
+	want := float64(counted) / n
+	t.Logf("a kept head takes %.0f bytes; headCost counts %.0f", used, want)
+	if want < used {
+		t.Errorf("headCost counts %.0f bytes per head, the heap shows %.0f: the byte budget would not hold", want, used)
+	}
+	if want > used*1.5 {
+		t.Errorf("headCost counts %.0f bytes per head, the heap shows %.0f: far too high", want, used)
+	}
+	runtime.KeepAlive(entries)
+}

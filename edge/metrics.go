@@ -50,6 +50,8 @@ type metrics struct {
 
 	identityBytes   prometheus.Gauge
 	identityDropped prometheus.Counter
+	headBytes       prometheus.Gauge
+	headDropped     prometheus.Counter
 	decompressions  prometheus.Counter
 	compressions    [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
 	compressedIn    prometheus.Counter
@@ -174,6 +176,14 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_identity_copies_dropped_total",
 		Help: "Decoded copies dropped to stay within their budget.",
 	})
+	m.headBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lakka_edge_hit_heads_bytes",
+		Help: "Bytes of response heads kept for hot objects, copied by their hits instead of rebuilt.",
+	})
+	m.headDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_hit_heads_dropped_total",
+		Help: "Kept response heads dropped to stay within their budget (a 64th of cache.size_bytes).",
+	})
 	m.decompressions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_decompressions_total",
 		Help: "Stored gzip bodies decoded for clients that do not accept gzip: once per object while its decoded copy is kept, per request for bodies too large to keep decoded.",
@@ -257,7 +267,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
-		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped,
+		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
 		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,

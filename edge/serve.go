@@ -93,21 +93,13 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 		s.setCacheHeaders(ctx, rs, e, now)
 		return
 	}
-	rs.head.start(h, e.status, e.date, now)
-	// Stored names are canonical already (they were parsed); the head was
-	// just reset, so nothing below replaces anything: add, don't set.
-	h.DisableNormalizing()
-	for _, f := range e.fields {
-		h.AddBytesKV(f.key, f.value)
-	}
-	if len(e.contentType) > 0 {
-		h.SetContentTypeBytes(e.contentType)
+	if c := e.head.Load(); c != nil {
+		c.use().CopyTo(h)
+	} else {
+		s.startHead(h, rs, e, now)
 	}
 	if len(etag) > 0 {
 		h.AddBytesKV(hdrETag, etag)
-	}
-	if len(e.vary) > 0 {
-		h.AddBytesKV(hdrVary, e.vary)
 	}
 	s.setCacheHeaders(ctx, rs, e, now)
 	if s.cfg.Edge.DebugHeaders {
@@ -152,6 +144,35 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 	s.setResponseBody(ctx, rs, body)
 }
 
+// startHead starts a response from e the long way: its status, Date,
+// stored fields, Content-Type and Vary. On a hit, an entry in the store
+// then offers a copy of that head to the head pool, and while it stays there its hits
+// copy it whole (a run of memmoves, instead of a parse and an add per
+// field, each validated byte by byte: 0.7 µs a hit instead of 1.1). The
+// copy is made from a live response header because only those carry the
+// server's NoDefaultDate, which makes fasthttp send the stored Date.
+func (s *Server) startHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry, now time.Time) {
+	rs.head.start(h, e.status, e.date, now)
+	// Stored names are canonical already (they were parsed); the head was
+	// just reset, so nothing below replaces anything: add, don't set.
+	h.DisableNormalizing()
+	for _, f := range e.fields {
+		h.AddBytesKV(f.key, f.value)
+	}
+	if len(e.contentType) > 0 {
+		h.SetContentTypeBytes(e.contentType)
+	}
+	if len(e.vary) > 0 {
+		h.AddBytesKV(hdrVary, e.vary)
+	}
+	if (rs.result == resHit || rs.result == resStale) && e.inStore.Load() {
+		// Hits only: a miss may well be the object's only request.
+		t := new(fasthttp.ResponseHeader)
+		h.CopyTo(t)
+		s.store.heads.keep(e, t, headCost(e))
+	}
+}
+
 // setResponseBody sets a stored (immutable) body without copying it.
 func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []byte) {
 	if rs.isHead {
@@ -168,12 +189,9 @@ func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []
 // decoded.
 func (s *Server) identityOf(e *Entry) []byte {
 	if c := e.ident.Load(); c != nil {
-		if !c.ref.Load() {
-			c.ref.Store(true)
-		}
-		return c.body
+		return c.use()
 	}
-	if e.identityLen > s.store.ident.maxCopy() {
+	if e.identityLen > s.store.ident.maxSize() {
 		return nil
 	}
 	b, err := gunzipExact(e.body, e.identityLen)
@@ -184,7 +202,7 @@ func (s *Server) identityOf(e *Entry) []byte {
 	if e.inStore.Load() {
 		// Only objects in the store: one served once and never stored
 		// would hold its copy (and itself) until the pool cycles.
-		s.store.ident.keep(e, b)
+		s.store.ident.keep(e, b, int64(len(b)))
 	}
 	return b
 }

@@ -35,8 +35,10 @@ type store struct {
 
 	// idx holds the tag and URL index and the purge log.
 	idx *index
-	// ident bounds the decoded copies of gzip bodies.
+	// ident bounds the decoded copies of gzip bodies, heads the copied
+	// heads of hot entries.
 	ident *identityPool
+	heads *headPool
 	// win is the admission window in front of ristretto.
 	win *window
 
@@ -53,9 +55,10 @@ type store struct {
 // (W-TinyLFU keeps 1%; news traffic brings new hot objects every minute).
 const windowShare = 50 // 1/50 = 2%
 
-func newStore(maxBytes int64, identityBytes int64, m *metrics) (*store, error) {
+func newStore(maxBytes, identityBytes, headBytes int64, m *metrics) (*store, error) {
 	s := &store{m: m, idx: newIndex(), reapWake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	s.ident = newIdentityPool(identityBytes, m)
+	s.heads = newHeadPool(headBytes, m)
 	winBytes := max(maxBytes/windowShare, min(1<<20, maxBytes/4))
 	s.win = newWindow(winBytes)
 	maxBytes -= winBytes
@@ -211,6 +214,7 @@ func (s *store) onExit(e *Entry) {
 	s.bytes.Add(-e.cost)
 	s.idx.remove(e)
 	s.ident.drop(e)
+	s.heads.drop(e)
 }
 
 // wait blocks until every Set so far is visible to get (tests, janitor).

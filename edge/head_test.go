@@ -1,0 +1,134 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// readWire reads one response off the wire as it came: the head, then
+// Content-Length bytes of body (none for HEAD and 304).
+func readWire(t *testing.T, br *bufio.Reader, head bool) []byte {
+	t.Helper()
+	var out []byte
+	n := 0
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("reading the head: %v (so far %q)", err, out)
+		}
+		out = append(out, line...)
+		if string(line) == "\r\n" {
+			break
+		}
+		if k, v, ok := bytes.Cut(bytes.TrimSpace(line), []byte(":")); ok && string(bytes.ToLower(k)) == "content-length" {
+			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if head || bytes.HasPrefix(out, []byte("HTTP/1.1 304")) {
+		return out
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(br, body); err != nil {
+		t.Fatalf("reading %d bytes of body: %v", n, err)
+	}
+	return append(out, body...)
+}
+
+var ageLines = regexp.MustCompile(`(?m)^(Age: \d+|Cache-Status: lakka; hit; ttl=\d+)\r$`)
+
+// TestCopiedHeadSameBytes: a hit that copies the kept head (Entry.head)
+// sends the very bytes the long way sends, for every kind of request that
+// serves a whole stored object: gzip and identity clients, HEAD, a Range,
+// a conditional that does not match, an object stored identity, an object
+// that varies.
+func TestCopiedHeadSameBytes(t *testing.T) {
+	page := bytes.Repeat([]byte("<p>the council met on Tuesday</p>\n"), 200)
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Date", "Fri, 27 Nov 2026 12:00:00 GMT")
+		h.Set("Cache-Control", "public, max-age=600, stale-while-revalidate=30")
+		h.Set("ETag", `"v1"`)
+		h.Set("Last-Modified", "Fri, 27 Nov 2026 11:00:00 GMT")
+		h.Set("Link", "</site--abc.css>; rel=preload; as=style")
+		h.Set("X-Content-Version", "7")
+		switch r.URL.Path {
+		case "/png":
+			h.Set("Content-Type", "image/png")
+		case "/lang":
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			h.Set("Vary", "Accept-Language")
+		default:
+			h.Set("Content-Type", "text/html; charset=utf-8")
+		}
+		_, _ = w.Write(page)
+	})
+	c := testConfig(o.addr())
+	c.Edge.DebugHeaders = false
+	e := startEdge(t, c)
+	conn, err := net.Dial("tcp", e.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	send := func(method, path string, headers ...string) []byte {
+		req := method + " " + path + " HTTP/1.1\r\nHost: example.com\r\n"
+		for i := 0; i+1 < len(headers); i += 2 {
+			req += headers[i] + ": " + headers[i+1] + "\r\n"
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(req + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		return readWire(t, br, method == http.MethodHead)
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		headers            []string
+	}{
+		{"gzip client", "GET", "/a", []string{"Accept-Encoding", "gzip"}},
+		{"identity client", "GET", "/a", nil},
+		{"HEAD, gzip", "HEAD", "/a", []string{"Accept-Encoding", "gzip"}},
+		{"HEAD, identity", "HEAD", "/a", nil},
+		{"range", "GET", "/a", []string{"Range", "bytes=10-99"}},
+		{"no match", "GET", "/a", []string{"If-None-Match", `"other"`, "Accept-Encoding", "gzip"}},
+		{"stored identity", "GET", "/png", []string{"Accept-Encoding", "gzip"}},
+		{"varies", "GET", "/lang", []string{"Accept-Language", "fi", "Accept-Encoding", "gzip"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A fresh URL each time, so that the first hit goes the long way.
+			path := tc.path + "?" + strconv.Itoa(int(e.store.nextID.Load()))
+			send("GET", path, tc.headers...) // the miss
+			e.settle()
+			long := send(tc.method, path, tc.headers...)
+			copied := send(tc.method, path, tc.headers...)
+			if !bytes.Contains(long, []byte("\r\nX-Cache: HIT\r\n")) {
+				t.Fatalf("not a hit:\n%s", long)
+			}
+			key := []byte("example.com" + path)
+			en := e.store.get(key)
+			if en != nil && en.kind == kindVary {
+				en = nil
+				for _, v := range *e.store.get(key).variantList.Load() {
+					en = v
+				}
+			}
+			if en == nil || en.head.Load() == nil {
+				t.Fatalf("the hit kept no head")
+			}
+			// Age and the TTL left may tick between the two.
+			long = ageLines.ReplaceAll(long, []byte("$1-"))
+			copied = ageLines.ReplaceAll(copied, []byte("$1-"))
+			if !bytes.Equal(long, copied) {
+				t.Errorf("the copied head sends other bytes.\nlong way:\n%s\ncopied:\n%s", long, copied)
+			}
+		})
+	}
+}
