@@ -77,14 +77,15 @@ func NewOrigin(base, token string, timeout time.Duration) (*Origin, error) {
 	return &Origin{base: u, token: token, hc: &http.Client{Timeout: timeout}}, nil
 }
 
-// APIError is a non-success answer of the origin's API.
+// APIError is a non-success answer of the origin's API; callers wrap it
+// with the request it answered.
 type APIError struct {
 	Status int
 	Body   string
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("bench: origin api: status %d: %s", e.Status, e.Body)
+	return fmt.Sprintf("status %d: %s", e.Status, e.Body)
 }
 
 func (o *Origin) do(ctx context.Context, method, path string, in, out any, auth bool) error {

@@ -316,6 +316,12 @@ func finish(cmd *cobra.Command, rep *bench.Report, f *benchRunFlags, fs *pflag.F
 	if errors.Is(runErr, context.Canceled) {
 		return &exitError{code: 130, err: errors.New("bench interrupted; the report covers the run so far")}
 	}
+	if runErr == nil && rep.Requests > 0 && rep.Responses == 0 {
+		// A load tester who mistyped --target must not read a table of
+		// fast "latencies" as a result.
+		return fmt.Errorf("bench: no request got an answer (connect errors %d, timeouts %d, other %d): is --target %s right and up?",
+			rep.Errors.Connect, rep.Errors.Timeout, rep.Errors.Other, f.target)
+	}
 	return runErr
 }
 

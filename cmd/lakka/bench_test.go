@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -123,6 +124,22 @@ func TestBenchReplayAndCompare(t *testing.T) {
 	}
 	if !regexp.MustCompile(`requests\s+6\s+2`).MatchString(stdout) {
 		t.Errorf("compare table:\n%s", stdout)
+	}
+}
+
+// TestBenchNoAnswer: a replay against a target nobody listens on prints
+// its report, then fails with exit status 1 and says why.
+func TestBenchNoAnswer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := "http://" + l.Addr().String()
+	l.Close() // nobody listens there now
+	trace := filepath.Join("..", "..", "bench", "testdata", "lakka-combined.log")
+	code, stdout, stderr := runCLI(t, "bench", "replay", "--trace", trace, "--target", target, "--max")
+	if code != 1 || !strings.Contains(stderr, "no request got an answer (connect errors 6") || !strings.Contains(stdout, "latency p99 ms") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
 	}
 }
 
