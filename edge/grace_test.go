@@ -308,8 +308,20 @@ func TestPassiveHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The dead backend hangs up on every connection without a word. The
+	// port stays bound, so no other test's server can take it over (a
+	// closed port could be reused, and this test flaked that way once).
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
 	dead := ln.Addr().String()
-	ln.Close() // refuses connections from now on
 	c := testConfig(dead, good.addr())
 	c.Backends.Passive.Failures = 2
 	c.Backends.Passive.Cooldown = time.Hour
