@@ -89,18 +89,21 @@ func TestCopiedHeadSameBytes(t *testing.T) {
 		}
 		return readWire(t, br, method == http.MethodHead)
 	}
+	ok := "HTTP/1.1 200 OK\r\n"
 	for _, tc := range []struct {
 		name, method, path string
 		headers            []string
+		line               string
 	}{
-		{"gzip client", "GET", "/a", []string{"Accept-Encoding", "gzip"}},
-		{"identity client", "GET", "/a", nil},
-		{"HEAD, gzip", "HEAD", "/a", []string{"Accept-Encoding", "gzip"}},
-		{"HEAD, identity", "HEAD", "/a", nil},
-		{"range", "GET", "/a", []string{"Range", "bytes=10-99"}},
-		{"no match", "GET", "/a", []string{"If-None-Match", `"other"`, "Accept-Encoding", "gzip"}},
-		{"stored identity", "GET", "/png", []string{"Accept-Encoding", "gzip"}},
-		{"varies", "GET", "/lang", []string{"Accept-Language", "fi", "Accept-Encoding", "gzip"}},
+		{"gzip client", "GET", "/a", []string{"Accept-Encoding", "gzip"}, ok},
+		{"identity client", "GET", "/a", nil, ok},
+		{"HEAD, gzip", "HEAD", "/a", []string{"Accept-Encoding", "gzip"}, ok},
+		{"HEAD, identity", "HEAD", "/a", nil, ok},
+		{"range", "GET", "/a", []string{"Range", "bytes=10-99"}, "HTTP/1.1 206 Partial Content\r\n"},
+		{"unsatisfiable range", "GET", "/a", []string{"Range", "bytes=999999-"}, "HTTP/1.1 416 Requested Range Not Satisfiable\r\n"},
+		{"no match", "GET", "/a", []string{"If-None-Match", `"other"`, "Accept-Encoding", "gzip"}, ok},
+		{"stored identity", "GET", "/png", []string{"Accept-Encoding", "gzip"}, ok},
+		{"varies", "GET", "/lang", []string{"Accept-Language", "fi", "Accept-Encoding", "gzip"}, ok},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A fresh URL each time, so that the first hit goes the long way.
@@ -111,6 +114,9 @@ func TestCopiedHeadSameBytes(t *testing.T) {
 			copied := send(tc.method, path, tc.headers...)
 			if !bytes.Contains(long, []byte("\r\nX-Cache: HIT\r\n")) {
 				t.Fatalf("not a hit:\n%s", long)
+			}
+			if !bytes.HasPrefix(copied, []byte(tc.line)) {
+				t.Errorf("status line %q, want %q", bytes.SplitN(copied, []byte("\n"), 2)[0], tc.line)
 			}
 			key := []byte("example.com" + path)
 			en := e.store.get(key)

@@ -231,7 +231,7 @@ func (s *Server) serveRange(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, bo
 		rs.scratch = append(rs.scratch, '*', '/')
 		rs.scratch = strconv.AppendInt(rs.scratch, size, 10)
 		h.SetBytesKV(hdrContentRange, rs.scratch)
-		ctx.Response.SetStatusCode(fasthttp.StatusRequestedRangeNotSatisfiable)
+		setStatus(h, fasthttp.StatusRequestedRangeNotSatisfiable)
 		ctx.Response.SetBodyRaw(nil)
 		return true
 	}
@@ -241,9 +241,17 @@ func (s *Server) serveRange(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, bo
 	rs.scratch = append(rs.scratch, '/')
 	rs.scratch = strconv.AppendInt(rs.scratch, size, 10)
 	h.SetBytesKV(hdrContentRange, rs.scratch)
-	ctx.Response.SetStatusCode(fasthttp.StatusPartialContent)
+	setStatus(h, fasthttp.StatusPartialContent)
 	ctx.Response.SetBodyRaw(body[start : end+1])
 	return true
+}
+
+// setStatus changes a started response's status. The head was parsed with
+// its status line, and fasthttp keeps a parsed reason phrase across
+// SetStatusCode ("206 OK"): it is cleared so that the code's own is sent.
+func setStatus(h *fasthttp.ResponseHeader, status int) {
+	h.SetStatusCode(status)
+	h.SetStatusMessage(nil)
 }
 
 // keepOn304 lists the stored fields a 304 repeats (RFC 9110 §15.4.5).
@@ -349,8 +357,8 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, rs *reqState, status int, reas
 // writeError writes a short plain-text error that must never be cached.
 // (Callers that can start the head with a Date do so first.)
 func writeError(ctx *fasthttp.RequestCtx, status int) {
-	ctx.Response.SetStatusCode(status)
 	h := &ctx.Response.Header
+	setStatus(h, status)
 	h.SetContentType("text/plain; charset=utf-8")
 	h.Set(fasthttp.HeaderCacheControl, "no-store")
 	ctx.Response.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
