@@ -138,24 +138,27 @@ func restCost(e *Entry) int64 {
 
 // headCost is the memory of an entry's kept head (Entry.head), which the
 // head pool counts against its budget: the ResponseHeader and the pool's
-// item, one argsKV (56 bytes) per stored field, Date and Vary, and each
-// name and value in an allocation of its own, all rounded up to the
-// allocator's size classes (allocSize). TestHeadCost checks it against
+// item, the array of argsKV (56 bytes each: stored fields, Date and Vary),
+// and each name and value in an allocation of its own, all rounded up to
+// the allocator's size classes (allocSize). TestHeadCost checks it against
 // the heap.
 func headCost(e *Entry) int64 {
 	const kv = 56
+	n := len(e.fields) + 1 // and Date
 	c := allocSize(int(unsafe.Sizeof(fasthttp.ResponseHeader{}))) +
 		allocSize(int(unsafe.Sizeof(hotItem[*fasthttp.ResponseHeader]{}))) +
 		allocSize(len(e.contentType)) +
-		3*allocSize(8) // status message, protocol, Content-Length digits
+		allocSize(len(fasthttp.StatusMessage(e.status))) +
+		2*allocSize(8) // protocol, Content-Length digits
 	for _, f := range e.fields {
-		c += kv + allocSize(len(f.key)) + allocSize(len(f.value))
+		c += allocSize(len(f.key)) + allocSize(len(f.value))
 	}
-	c += kv + allocSize(len("Date")) + allocSize(max(len(e.date), 29))
+	c += allocSize(len("Date")) + allocSize(max(len(e.date), 29))
 	if len(e.vary) > 0 {
-		c += kv + allocSize(len("Vary")) + allocSize(len(e.vary))
+		n++
+		c += allocSize(len("Vary")) + allocSize(len(e.vary))
 	}
-	return c
+	return c + allocSize(n*kv)
 }
 
 // allocSize rounds a small allocation up the way Go's allocator does

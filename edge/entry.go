@@ -90,6 +90,13 @@ type Entry struct {
 	// header is read-only once published. Set and cleared only under the
 	// head pool's lock.
 	head atomic.Pointer[hotItem[*fasthttp.ResponseHeader]]
+	// headMisses counts hits served without a kept head since one was
+	// last offered; headDrops counts the times the pool dropped its head
+	// for room. A head is offered after 1<<headDrops such hits, so objects
+	// that keep losing theirs (more hot objects than the pool holds) back
+	// off instead of allocating a head on every hit.
+	headMisses atomic.Uint32
+	headDrops  atomic.Uint32
 
 	// Freshness, measured on the monotonic clock from storedAt.
 	storedAt   time.Time

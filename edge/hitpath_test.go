@@ -3,6 +3,8 @@
 package edge
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/lakka-cache/lakka/config"
@@ -38,5 +40,65 @@ func TestHitAllocatesNothing(t *testing.T) {
 				t.Errorf("access log %s, headers %q: %.1f allocations per hit, want 0", accessLog, hdrs, allocs)
 			}
 		}
+	}
+}
+
+// TestLoopHitAllocatesNothing: through the whole server loop, a hit that
+// copies its kept head allocates nothing, server side and handler alike.
+func TestLoopHitAllocatesNothing(t *testing.T) {
+	for _, enc := range []string{"gzip", "identity"} {
+		e, _ := primedEdge(t, 2<<10, "off")
+		c := serveLoop(e)
+		req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: " + enc + "\r\n\r\n")
+		for range 100 {
+			c.send(req)
+		}
+		if e.heads() != 1 {
+			t.Fatalf("%s: %d heads kept, want 1", enc, e.heads())
+		}
+		allocs := testing.AllocsPerRun(500, func() { c.send(req) })
+		if allocs != 0 {
+			t.Errorf("%s: %.2f allocations per hit through the server loop, want 0", enc, allocs)
+		}
+	}
+}
+
+// TestHeadBackoff: when more objects are hot than the head pool holds,
+// hits do not make (allocate) a head each: an object whose head was
+// dropped for room waits twice as many hits before it is offered one
+// again (Entry.headDrops), so the churn dies down.
+func TestHeadBackoff(t *testing.T) {
+	const objects, rounds = 64, 200
+	o := startOrigin(t, fixed(strings.Repeat("x", 600), "Cache-Control", "max-age=3600", "Content-Type", "text/plain"))
+	c := testConfig(o.addr())
+	c.Cache.SizeBytes = 1 * config.MiB // heads: 16 KiB, room for about a dozen
+	c.Cache.MaxObjectBytes = 64 << 10
+	e := startEdge(t, c)
+	lc := serveLoop(e)
+	reqs := make([][]byte, objects)
+	for i := range reqs {
+		reqs[i] = []byte(fmt.Sprintf("GET /o%d HTTP/1.1\r\nHost: example.com\r\n\r\n", i))
+		lc.send(reqs[i]) // the miss
+	}
+	e.settle()
+	hits := 0
+	for range rounds {
+		for _, r := range reqs {
+			lc.send(r)
+			if strings.Contains(string(lc.last), "\r\nX-Cache: HIT\r\n") {
+				hits++
+			}
+		}
+	}
+	_, kept := e.store.heads.stats()
+	made := int(counter(e.m.headDropped)) + kept
+	t.Logf("%d hits on %d objects, pool of %d heads: %d heads made", hits, objects, kept, made)
+	if hits < objects*rounds*9/10 {
+		t.Fatalf("only %d hits of %d", hits, objects*rounds)
+	}
+	// Without backoff every hit on a head-less object makes one: about
+	// one per hit. With it, an object makes about log2(its hits) of them.
+	if made > objects*12 {
+		t.Errorf("%d heads made for %d hits: the pool churns", made, hits)
 	}
 }

@@ -34,6 +34,8 @@ type hotPool[T any] struct {
 	slot    func(*Entry) *atomic.Pointer[hotItem[T]]
 	bytes   prometheus.Gauge
 	dropped prometheus.Counter
+	// onDrop, if set, is told of each extra dropped to make room.
+	onDrop func(*Entry)
 
 	mu         sync.Mutex // guards used, n, head, tail, every slot transition and the items' links
 	used       int64
@@ -74,9 +76,18 @@ func newIdentityPool(budget int64, m *metrics) *identityPool {
 		slot: func(e *Entry) *atomic.Pointer[identCopy] { return &e.ident }}
 }
 
+// maxHeadBackoff bounds Entry.headDrops: an object whose head keeps being
+// dropped is offered one again at least every 1<<maxHeadBackoff hits.
+const maxHeadBackoff = 10
+
 func newHeadPool(budget int64, m *metrics) *headPool {
 	return &headPool{budget: budget, bytes: m.headBytes, dropped: m.headDropped,
-		slot: func(e *Entry) *atomic.Pointer[hotItem[*fasthttp.ResponseHeader]] { return &e.head }}
+		slot: func(e *Entry) *atomic.Pointer[hotItem[*fasthttp.ResponseHeader]] { return &e.head },
+		onDrop: func(e *Entry) {
+			if e.headDrops.Load() < maxHeadBackoff {
+				e.headDrops.Add(1)
+			}
+		}}
 }
 
 // maxSize is the largest extra the pool keeps (a quarter of its budget);
@@ -125,6 +136,9 @@ func (p *hotPool[T]) makeRoom(n int64) {
 		}
 		p.unlink(old)
 		p.dropped.Inc()
+		if p.onDrop != nil {
+			p.onDrop(old)
+		}
 	}
 }
 

@@ -148,7 +148,7 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 // stored fields, Content-Type and Vary. On a hit, an entry in the store
 // then offers a copy of that head to the head pool, and while it stays there its hits
 // copy it whole (a run of memmoves, instead of a parse and an add per
-// field, each validated byte by byte: 0.7 µs a hit instead of 1.1). The
+// field, each validated byte by byte: about 0.4 µs less per hit). The
 // copy is made from a live response header because only those carry the
 // server's NoDefaultDate, which makes fasthttp send the stored Date.
 func (s *Server) startHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry, now time.Time) {
@@ -167,11 +167,45 @@ func (s *Server) startHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry, n
 	}
 	if (rs.result == resHit || rs.result == resStale) && e.inStore.Load() {
 		// Hits only: a miss may well be the object's only request.
-		t := new(fasthttp.ResponseHeader)
-		h.CopyTo(t)
-		s.store.heads.keep(e, t, headCost(e))
+		s.offerHead(h, rs, e)
 	}
 }
+
+// offerHead offers a copy of h, a head just started from e, to the head
+// pool, unless e is backing off (Entry.headMisses), the head is too large
+// for the pool, or h was not made by the server loop.
+func (s *Server) offerHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry) {
+	n := e.headMisses.Add(1)
+	if n < 1<<min(e.headDrops.Load(), maxHeadBackoff) || !e.headMisses.CompareAndSwap(n, 0) {
+		return
+	}
+	cost := headCost(e)
+	if cost > s.store.heads.maxSize() {
+		e.headDrops.Store(maxHeadBackoff)
+		return
+	}
+	// fasthttp sends the Date header a response carries only when the
+	// server loop marked the response NoDefaultDate; a head copied from any
+	// other would give every later hit fasthttp's clock instead of the
+	// stored Date. Without its Date, such a head still shows one.
+	h.CopyTo(&rs.probe)
+	rs.probe.Del(fasthttp.HeaderDate)
+	rs.scratch = rs.probe.AppendBytes(rs.scratch[:0])
+	if bytes.Contains(rs.scratch, strDateLine) {
+		e.headDrops.Store(maxHeadBackoff) // and do not look again soon
+		return
+	}
+	s.keepHead(h, e, cost)
+}
+
+// keepHead hands a copy of h to the head pool as e's head.
+func (s *Server) keepHead(h *fasthttp.ResponseHeader, e *Entry, cost int64) {
+	t := new(fasthttp.ResponseHeader)
+	h.CopyTo(t)
+	s.store.heads.keep(e, t, cost)
+}
+
+var strDateLine = []byte("\r\nDate: ")
 
 // setResponseBody sets a stored (immutable) body without copying it.
 func (s *Server) setResponseBody(ctx *fasthttp.RequestCtx, rs *reqState, body []byte) {
