@@ -147,13 +147,14 @@ func headCost(e *Entry) int64 {
 	n := len(e.fields) + 1 // and Date
 	c := allocSize(int(unsafe.Sizeof(fasthttp.ResponseHeader{}))) +
 		allocSize(int(unsafe.Sizeof(hotItem[*fasthttp.ResponseHeader]{}))) +
-		allocSize(len(e.contentType)) +
+		allocSize(len(e.contentType())) +
 		allocSize(len(fasthttp.StatusMessage(e.status))) +
 		2*allocSize(8) // protocol, Content-Length digits
-	for _, f := range e.fields {
-		c += allocSize(len(f.key)) + allocSize(len(f.value))
+	for i := range e.fields {
+		k, v := e.field(i)
+		c += allocSize(len(k)) + allocSize(len(v))
 	}
-	c += allocSize(len("Date")) + allocSize(max(len(e.date), 29))
+	c += allocSize(len("Date")) + allocSize(max(len(e.date()), 29))
 	if len(e.vary) > 0 {
 		n++
 		c += allocSize(len("Vary")) + allocSize(len(e.vary))
@@ -194,17 +195,16 @@ func (s *Server) entryFrom(urlKey []byte, resp *fasthttp.Response, m meta, dec c
 		varyNames:  m.varyNames,
 		tags:       m.tags,
 	}
-	// Headers, in one buffer.
+	// Headers, in one buffer; the entry keeps offsets into it.
 	var buf []byte
-	type span struct{ k0, k1, v0, v1 int }
-	var spans []span
+	var spans []fieldSpan
 	conn := h.Peek(fasthttp.HeaderConnection)
 	add := func(k, v []byte) {
-		sp := span{k0: len(buf)}
+		sp := fieldSpan{k0: uint32(len(buf))}
 		buf = append(buf, k...)
-		sp.k1, sp.v0 = len(buf), len(buf)
+		sp.k1 = uint32(len(buf))
 		buf = append(buf, v...)
-		sp.v1 = len(buf)
+		sp.v1 = uint32(len(buf))
 		spans = append(spans, sp)
 	}
 	for k, v := range h.All() {
@@ -219,36 +219,31 @@ func (s *Server) entryFrom(urlKey []byte, resp *fasthttp.Response, m meta, dec c
 	} else {
 		add([]byte(fasthttp.HeaderVia), s.via)
 	}
-	piece := func(b []byte) [2]int {
+	piece := func(b []byte) span {
 		start := len(buf)
 		buf = append(buf, b...)
-		return [2]int{start, len(buf)}
+		return span{uint32(start), uint32(len(buf))}
 	}
-	ct := piece(h.ContentType())
-	var date [2]int
+	e.ctSpan = piece(h.ContentType())
 	if d := originDate(h.Peek(fasthttp.HeaderDate)); len(d) > 0 {
-		date = piece(d)
+		e.dateSpan = piece(d)
 	} else {
-		date = piece(cachepolicy.AppendHTTPDate(nil, resTime))
+		e.dateSpan = piece(cachepolicy.AppendHTTPDate(nil, resTime))
 	}
-	etag := piece(h.Peek(fasthttp.HeaderETag))
-	lm := piece(h.Peek(fasthttp.HeaderLastModified))
-	sc := piece(h.Peek("Surrogate-Control"))
+	e.etagSpan = piece(h.Peek(fasthttp.HeaderETag))
+	e.lmSpan = piece(h.Peek(fasthttp.HeaderLastModified))
+	e.scSpan = piece(h.Peek("Surrogate-Control"))
 
-	sub := func(p [2]int) []byte { return buf[p[0]:p[1]:p[1]] }
-	e.fields = make([]field, len(spans))
-	for i, sp := range spans {
-		e.fields[i] = field{key: buf[sp.k0:sp.k1:sp.k1], value: buf[sp.v0:sp.v1:sp.v1]}
+	// One allocation of the exact size each: appending left up to half of
+	// them unused, and they live as long as the entry.
+	e.hdr = append(make([]byte, 0, len(buf)), buf...)
+	e.fields = append(make([]fieldSpan, 0, len(spans)), spans...)
+	if lm := e.lastModified(); len(lm) > 0 {
+		if t, ok := cachepolicy.ParseHTTPDate(lm); ok {
+			e.lastModTime = t.Unix()
+		}
 	}
-	e.contentType = sub(ct)
-	e.date = sub(date)
-	e.etag = sub(etag)
-	e.lastModified = sub(lm)
-	e.surrogateControl = sub(sc)
-	if len(e.lastModified) > 0 {
-		e.lastModTime, _ = cachepolicy.ParseHTTPDate(e.lastModified)
-	}
-	e.cost = int64(len(buf)) + entryOverhead + int64(len(e.fields))*48
+	e.cost = int64(len(e.hdr)) + entryOverhead + int64(len(e.fields))*int64(unsafe.Sizeof(fieldSpan{}))
 	for _, t := range e.tags {
 		e.cost += int64(len(t)) + 64
 	}
@@ -345,7 +340,7 @@ func (s *Server) setBody(e *Entry, m meta, body []byte) error {
 			}
 			s.setZstd(e, plain)
 		}
-	case s.compressible(e.contentType, body, m.noTransform):
+	case s.compressible(e.contentType(), body, m.noTransform):
 		gz := gzipBytes(body, s.cfg.Compression.GzipLevel)
 		s.m.compressions[cachepolicy.Gzip].Inc()
 		if len(gz) < len(body) {
@@ -379,16 +374,16 @@ func (s *Server) setZstd(e *Entry, plain []byte) {
 // origin's, which belongs to e.etagEnc.
 func (s *Server) setETags(e *Entry) {
 	e.etagOther = nil
-	if len(e.etag) == 0 || e.enc != cachepolicy.Gzip {
+	if len(e.etag()) == 0 || e.enc != cachepolicy.Gzip {
 		return
 	}
 	other := cachepolicy.Identity
 	if e.etagEnc == cachepolicy.Identity {
 		other = cachepolicy.Gzip
 	}
-	e.etagOther = suffixETag(e.etag, other)
+	e.etagOther = suffixETag(e.etag(), other)
 	if e.zstd != nil {
-		e.zstd.etag = suffixETag(e.etag, cachepolicy.Zstd)
+		e.zstd.etag = suffixETag(e.etag(), cachepolicy.Zstd)
 	}
 }
 
@@ -476,13 +471,13 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	mh.SetStatusCode(stale.status)
 	conn := h.Peek(fasthttp.HeaderConnection)
 	in304 := func(name []byte) bool { return len(h.PeekBytes(name)) > 0 }
-	for _, f := range stale.fields {
-		if !in304(f.key) {
-			mh.AddBytesKV(f.key, f.value)
+	for i := range stale.fields {
+		if k, v := stale.field(i); !in304(k) {
+			mh.AddBytesKV(k, v)
 		}
 	}
-	if len(stale.surrogateControl) > 0 && len(h.Peek("Surrogate-Control")) == 0 {
-		mh.SetBytesV("Surrogate-Control", stale.surrogateControl)
+	if len(stale.surrogateControl()) > 0 && len(h.Peek("Surrogate-Control")) == 0 {
+		mh.SetBytesV("Surrogate-Control", stale.surrogateControl())
 	}
 	for k, v := range h.All() {
 		if inList(responseSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) ||
@@ -494,20 +489,20 @@ func (s *Server) refreshed(stale *Entry, fr *fetched) *Entry {
 	if len(h.Peek(fasthttp.HeaderDate)) > 0 {
 		mh.SetBytesV(fasthttp.HeaderDate, h.Peek(fasthttp.HeaderDate))
 	} else {
-		mh.SetBytesV(fasthttp.HeaderDate, stale.date)
+		mh.SetBytesV(fasthttp.HeaderDate, stale.date())
 	}
-	if len(h.Peek(fasthttp.HeaderETag)) == 0 && len(stale.etag) > 0 {
-		mh.SetBytesV(fasthttp.HeaderETag, stale.etag)
+	if len(h.Peek(fasthttp.HeaderETag)) == 0 && len(stale.etag()) > 0 {
+		mh.SetBytesV(fasthttp.HeaderETag, stale.etag())
 	}
-	if len(h.Peek(fasthttp.HeaderLastModified)) == 0 && len(stale.lastModified) > 0 {
-		mh.SetBytesV(fasthttp.HeaderLastModified, stale.lastModified)
+	if len(h.Peek(fasthttp.HeaderLastModified)) == 0 && len(stale.lastModified()) > 0 {
+		mh.SetBytesV(fasthttp.HeaderLastModified, stale.lastModified())
 	}
 	if len(stale.tags) > 0 && len(h.Peek("Surrogate-Key")) == 0 && len(h.Peek("xkey")) == 0 {
 		for _, t := range stale.tags {
 			mh.Add("Surrogate-Key", t)
 		}
 	}
-	mh.SetContentTypeBytes(stale.contentType)
+	mh.SetContentTypeBytes(stale.contentType())
 
 	m := s.responseMeta(merged)
 	m.resp.HasValidator = true

@@ -24,9 +24,13 @@ const (
 	kindHitForMiss
 )
 
-// field is one stored response header; key and value point into the
-// entry's header buffer.
-type field struct{ key, value []byte }
+// span locates a stored header value in the entry's header buffer.
+type span struct{ start, end uint32 }
+
+// fieldSpan locates one stored header field in the entry's header buffer:
+// its name is hdr[k0:k1], its value hdr[k1:v1]. Offsets, not slices: 12
+// bytes a field instead of 48, paid once per stored object.
+type fieldSpan struct{ k0, k1, v1 uint32 }
 
 // Entry is one stored value: a cached response, a Vary marker or a
 // hit-for-miss marker. Every field is set before the entry is published
@@ -39,7 +43,6 @@ type Entry struct {
 	// urlLen is the length of the URL part of key (host+target); variants
 	// append their variant suffix after it.
 	urlLen int
-	kind   entryKind
 	// id is unique per entry: the tag index and the identity pool use it to
 	// tell a replaced entry from its replacement.
 	id uint64
@@ -48,14 +51,15 @@ type Entry struct {
 	// fields are the end-to-end headers served as-is (not Content-Length,
 	// Content-Encoding, Content-Type, Date, ETag, Vary, Age or hop-by-hop
 	// ones, which are handled separately).
-	fields       []field
-	contentType  []byte
-	date         []byte
-	etag         []byte
-	lastModified []byte
-	lastModTime  time.Time
-	// surrogateControl is kept to compute freshness again after a 304.
-	surrogateControl []byte
+	fields []fieldSpan
+	// hdr holds the stored header fields and values, in one allocation;
+	// the spans below and fields point into it (read them with the methods
+	// of the same names).
+	hdr                                []byte
+	ctSpan, dateSpan, etagSpan, lmSpan span
+	// scSpan is Surrogate-Control, kept to compute freshness again after a
+	// 304.
+	scSpan span
 	// vary is the Vary value sent to clients (the origin's, with
 	// Accept-Encoding added when the encoding depends on the request).
 	vary []byte
@@ -71,7 +75,17 @@ type Entry struct {
 	// etagOther is the ETag served for the one of identity and gzip that is
 	// not etagEnc.
 	etagOther []byte
-	enc       cachepolicy.Encoding
+	// lastModTime is Last-Modified in Unix seconds (0: none, or not a
+	// date; an origin's 1 January 1970 counts as none too, which costs its
+	// conditional requests a full answer), for If-Range and
+	// If-Modified-Since.
+	lastModTime int64
+
+	// The small fields, together (the entry is one allocation, and every
+	// byte of padding is paid once per stored object).
+	kind       entryKind
+	revalidate bool
+	enc        cachepolicy.Encoding
 	// etagEnc is the encoding the origin's ETag belongs to; when serving
 	// another encoding, the ETag gets a suffix.
 	etagEnc cachepolicy.Encoding
@@ -104,7 +118,6 @@ type Entry struct {
 	ttl        time.Duration
 	grace      time.Duration
 	keep       time.Duration
-	revalidate bool
 
 	// varyNames are the request headers a kindVary marker varies on.
 	varyNames []string
@@ -134,6 +147,29 @@ type Entry struct {
 	// wprev and wnext link the entry into the store's admission window
 	// (guarded by the window's mutex).
 	wprev, wnext *Entry
+}
+
+// at returns the stored value sp locates.
+func (e *Entry) at(sp span) []byte { return e.hdr[sp.start:sp.end:sp.end] }
+
+// field returns the name and value of stored field i.
+func (e *Entry) field(i int) (key, value []byte) {
+	f := e.fields[i]
+	return e.hdr[f.k0:f.k1:f.k1], e.hdr[f.k1:f.v1:f.v1]
+}
+
+func (e *Entry) contentType() []byte      { return e.at(e.ctSpan) }
+func (e *Entry) date() []byte             { return e.at(e.dateSpan) }
+func (e *Entry) etag() []byte             { return e.at(e.etagSpan) }
+func (e *Entry) lastModified() []byte     { return e.at(e.lmSpan) }
+func (e *Entry) surrogateControl() []byte { return e.at(e.scSpan) }
+
+// lastMod returns Last-Modified as a time (zero when there is none).
+func (e *Entry) lastMod() time.Time {
+	if e.lastModTime == 0 {
+		return time.Time{}
+	}
+	return time.Unix(e.lastModTime, 0)
 }
 
 // url returns the URL part of the entry's key (host+target).
@@ -208,14 +244,14 @@ func (e *Entry) softPurge(now time.Time) bool {
 
 // hasValidator says the entry can be revalidated with a conditional request.
 func (e *Entry) hasValidator() bool {
-	return len(e.etag) > 0 || len(e.lastModified) > 0
+	return len(e.etag()) > 0 || len(e.lastModified()) > 0
 }
 
 // etagFor returns the ETag to send with the body in encoding enc.
 func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
 	switch {
-	case len(e.etag) == 0 || enc == e.etagEnc:
-		return e.etag
+	case len(e.etag()) == 0 || enc == e.etagEnc:
+		return e.etag()
 	case enc == cachepolicy.Zstd:
 		if e.zstd == nil {
 			return nil

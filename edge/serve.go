@@ -77,11 +77,11 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 	}
 	etag := e.etagFor(enc)
 	if (rs.raw.has(rs.raw.ifNoneMatch) || rs.raw.has(rs.raw.ifModifiedSince)) && s.notModified(ctx, e, etag) {
-		rs.head.start(h, fasthttp.StatusNotModified, e.date, now)
+		rs.head.start(h, fasthttp.StatusNotModified, e.date(), now)
 		h.DisableNormalizing() // stored names are canonical already
-		for _, f := range e.fields {
-			if keepOn304(f.key) {
-				h.AddBytesKV(f.key, f.value)
+		for i := range e.fields {
+			if k, v := e.field(i); keepOn304(k) {
+				h.AddBytesKV(k, v)
 			}
 		}
 		if len(etag) > 0 {
@@ -152,15 +152,15 @@ func (s *Server) serveEntry(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, no
 // copy is made from a live response header because only those carry the
 // server's NoDefaultDate, which makes fasthttp send the stored Date.
 func (s *Server) startHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry, now time.Time) {
-	rs.head.start(h, e.status, e.date, now)
+	rs.head.start(h, e.status, e.date(), now)
 	// Stored names are canonical already (they were parsed); the head was
 	// just reset, so nothing below replaces anything: add, don't set.
 	h.DisableNormalizing()
-	for _, f := range e.fields {
-		h.AddBytesKV(f.key, f.value)
+	for i := range e.fields {
+		h.AddBytesKV(e.field(i))
 	}
-	if len(e.contentType) > 0 {
-		h.SetContentTypeBytes(e.contentType)
+	if len(e.contentType()) > 0 {
+		h.SetContentTypeBytes(e.contentType())
 	}
 	if len(e.vary) > 0 {
 		h.AddBytesKV(hdrVary, e.vary)
@@ -249,7 +249,7 @@ func (s *Server) serveRange(ctx *fasthttp.RequestCtx, rs *reqState, e *Entry, bo
 		etag := e.etagFor(cachepolicy.Identity)
 		if !cachepolicy.ETagMatchStrong(ir, etag) {
 			t, ok := cachepolicy.ParseHTTPDate(ir)
-			if !ok || e.lastModTime.IsZero() || !t.Equal(e.lastModTime) {
+			if !ok || e.lastModTime == 0 || !t.Equal(e.lastMod()) {
 				return false
 			}
 		}
@@ -307,7 +307,7 @@ func (s *Server) notModified(ctx *fasthttp.RequestCtx, e *Entry, etag []byte) bo
 		return cachepolicy.ETagMatchWeak(inm, etag)
 	}
 	if ims := h.Peek(fasthttp.HeaderIfModifiedSince); len(ims) > 0 {
-		return cachepolicy.NotModifiedSince(ims, e.lastModTime)
+		return cachepolicy.NotModifiedSince(ims, e.lastMod())
 	}
 	return false
 }
@@ -611,7 +611,7 @@ func (s *Server) debugHeaders(h *fasthttp.ResponseHeader, e *Entry) {
 	if len(e.tags) > 0 {
 		h.Set("Surrogate-Key", strings.Join(e.tags, " "))
 	}
-	if len(e.surrogateControl) > 0 {
-		h.SetBytesV("Surrogate-Control", e.surrogateControl)
+	if len(e.surrogateControl()) > 0 {
+		h.SetBytesV("Surrogate-Control", e.surrogateControl())
 	}
 }

@@ -179,11 +179,11 @@ func bodyless(method []byte) bool {
 
 // addConditionals makes a refresh of e conditional (RFC 9111 §4.3.1).
 func addConditionals(h *fasthttp.RequestHeader, e *Entry) {
-	if len(e.etag) > 0 {
-		h.SetBytesV(fasthttp.HeaderIfNoneMatch, e.etag)
+	if len(e.etag()) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfNoneMatch, e.etag())
 	}
-	if len(e.lastModified) > 0 {
-		h.SetBytesV(fasthttp.HeaderIfModifiedSince, e.lastModified)
+	if len(e.lastModified()) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfModifiedSince, e.lastModified())
 	}
 }
 
