@@ -43,7 +43,9 @@ type route struct {
 
 // Server is one edge node. Its methods are safe for concurrent use.
 type Server struct {
-	cfg      config.Config
+	cfg config.Config
+	// clock is the coarse clock of the client connections' deadlines.
+	clock    *coarseClock
 	log      *slog.Logger
 	m        *metrics
 	store    *store
@@ -98,6 +100,7 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		log:     logger,
 		flights: newFlights(),
 		stop:    make(chan struct{}),
+		clock:   newCoarseClock(),
 		via:     []byte("1.1 " + cfg.Edge.ViaName),
 		cacheSt: []byte(cfg.Edge.ViaName),
 		keyRules: cachepolicy.KeyRules{
@@ -172,13 +175,13 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		Concurrency:                   cfg.Edge.MaxConnections,
 		MaxConnsPerIP:                 cfg.Edge.MaxConnectionsPerIP,
 		ReadBufferSize:                int(cfg.Edge.MaxHeaderBytes),
-		ReadTimeout:                   cfg.Edge.ReadTimeout,
-		WriteTimeout:                  cfg.Edge.WriteTimeout,
-		IdleTimeout:                   cfg.Edge.IdleTimeout,
-		MaxRequestBodySize:            int(cfg.Edge.MaxRequestBodyBytes),
-		CloseOnShutdown:               true,
-		SecureErrorLogMessage:         true,
-		Logger:                        fasthttpLogger{logger},
+		// Read and idle timeouts are the connections' own (clientConn);
+		// fasthttp sets the write deadline, which clientConn keeps coarse.
+		WriteTimeout:          cfg.Edge.WriteTimeout,
+		MaxRequestBodySize:    int(cfg.Edge.MaxRequestBodyBytes),
+		CloseOnShutdown:       true,
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{logger},
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
@@ -251,7 +254,12 @@ func (s *Server) Serve() error {
 		}
 		adminErr <- err
 	}()
-	err := s.fast.Serve(s.ln)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.clock.run(s.stop)
+	}()
+	err := s.fast.Serve(clientListener{Listener: s.ln, t: newConnTimeouts(s.cfg.Edge.ReadTimeout, s.cfg.Edge.IdleTimeout, s.cfg.Edge.WriteTimeout, s.clock)})
 	if err != nil && !s.draining.Load() {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
