@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -114,12 +113,7 @@ func TestBusyConnectionOutlivesReadTimeout(t *testing.T) {
 	c.Edge.ReadTimeout = 200 * time.Millisecond
 	c.Edge.IdleTimeout = 2 * time.Second
 	e := startEdge(t, c)
-	conn, err := net.Dial("tcp", e.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	conn, br := e.dial()
 	ask := func(i int) {
 		t.Helper()
 		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))

@@ -271,3 +271,26 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 	}
 	return get, put, st.wait, st
 }
+
+// dial opens a client connection to the edge, closed when the test ends.
+func (te *testEdge) dial() (net.Conn, *bufio.Reader) {
+	te.t.Helper()
+	conn, err := net.Dial("tcp", te.Addr())
+	if err != nil {
+		te.t.Fatal(err)
+	}
+	te.t.Cleanup(func() { conn.Close() })
+	return conn, bufio.NewReader(conn)
+}
+
+// newServer makes a Server that does not listen (store and entry tests);
+// its background goroutines stop when the test ends.
+func newServer(t testing.TB, c config.Config) *Server {
+	t.Helper()
+	s, err := New(c, discardLogger(), newTestRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.closeBackground)
+	return s
+}

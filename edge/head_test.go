@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -72,12 +71,7 @@ func TestCopiedHeadSameBytes(t *testing.T) {
 	c := testConfig(o.addr())
 	c.Edge.DebugHeaders = false
 	e := startEdge(t, c)
-	conn, err := net.Dial("tcp", e.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	conn, br := e.dial()
 	send := func(method, path string, headers ...string) []byte {
 		req := method + " " + path + " HTTP/1.1\r\nHost: example.com\r\n"
 		for i := 0; i+1 < len(headers); i += 2 {

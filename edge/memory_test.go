@@ -28,11 +28,7 @@ func TestMemoryPerObject(t *testing.T) {
 	c := testConfig("127.0.0.1:1")
 	c.Cache.SizeBytes = 2 << 30
 	c.Compression.Enabled = false // measure the stored bytes as they are
-	s, err := New(c, discardLogger(), newTestRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.closeBackground()
+	s := newServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
 		"Content-Type: text/html; charset=utf-8\r\n" +
@@ -85,11 +81,7 @@ func TestHeadCost(t *testing.T) {
 	const n = 20_000
 	c := testConfig("127.0.0.1:1")
 	c.Cache.SizeBytes = 2 << 30 // heads get 32 MiB: room for all
-	s, err := New(c, discardLogger(), newTestRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.closeBackground()
+	s := newServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
 		"Content-Type: text/html; charset=utf-8\r\n" +
