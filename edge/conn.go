@@ -2,8 +2,13 @@ package edge
 
 import (
 	"net"
+	"net/netip"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Client connections keep edge.read_timeout and edge.idle_timeout
@@ -14,22 +19,36 @@ import (
 // a twentieth of the edge's CPU, as much as the cache lookup itself. Here
 // a deadline is moved only when the one already set would be wrong: earlier
 // than the timeout allows, or later than it by more than an eighth of it.
-// A timeout therefore fires between its value and nine eighths of it (plus
-// the coarse clock's tick), which no client can tell from a precise one,
-// and a busy keep-alive connection moves its deadlines a few times a
-// second instead of three times per request.
+// A timeout therefore fires between its value (less the coarse clock's
+// tick) and nine eighths of it, and a busy keep-alive connection moves its
+// deadlines a few times a second instead of three times per request.
+//
+// Where a request starts and ends is fasthttp's to say, through its
+// ConnState hook (connState): StateActive when the first byte of a request
+// is there (read, or already buffered behind the previous one), StateIdle
+// when its answer is done. The first request of a connection has
+// read_timeout from the accept, as in fasthttp; every request has it from
+// its first byte, its body included (also after a 100 Continue); the wait
+// for the next one has idle_timeout.
+//
+// fasthttp's MaxConnsPerIP would wrap the connection where the hook could
+// not see it, so the per-address limit is the listener's (clientListener).
 
 // clockTick is the resolution of the coarse clock behind the deadlines.
 const clockTick = 5 * time.Millisecond
 
-// coarseClock is the wall clock to clockTick, read with an atomic load.
-type coarseClock struct{ ns atomic.Int64 }
-
-func newCoarseClock() *coarseClock {
-	c := &coarseClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
+// coarseClock is a monotonic clock to clockTick, read with an atomic load:
+// nanoseconds since base (which carries the monotonic reading, so that a
+// step of the wall clock moves no deadline).
+type coarseClock struct {
+	base time.Time
+	ns   atomic.Int64
 }
+
+func newCoarseClock() *coarseClock { return &coarseClock{base: time.Now()} }
+
+// set reads the real clock now.
+func (c *coarseClock) set() { c.ns.Store(int64(time.Since(c.base))) }
 
 // run ticks until stop is closed.
 func (c *coarseClock) run(stop <-chan struct{}) {
@@ -39,13 +58,16 @@ func (c *coarseClock) run(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			c.ns.Store(now.UnixNano())
+		case <-t.C:
+			c.set()
 		}
 	}
 }
 
 func (c *coarseClock) now() int64 { return c.ns.Load() }
+
+// at returns the time of clock reading ns.
+func (c *coarseClock) at(ns int64) time.Time { return c.base.Add(time.Duration(ns)) }
 
 // connTimeouts are the client timeouts, in nanoseconds, with the slack
 // each deadline may be late by (an eighth).
@@ -63,72 +85,131 @@ func newConnTimeouts(read, idle, write time.Duration, clock *coarseClock) *connT
 	}
 }
 
-// clientListener wraps accepted connections in clientConn.
+// clientListener wraps accepted connections in clientConn, and refuses
+// connections over edge.max_connections_per_ip (0: no limit) with a 429,
+// as fasthttp's MaxConnsPerIP does.
 type clientListener struct {
 	net.Listener
-	t *connTimeouts
+	t     *connTimeouts
+	perIP int
+
+	mu    sync.Mutex // guards count
+	count map[netip.Addr]int
 }
 
-func (l clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func newClientListener(ln net.Listener, t *connTimeouts, perIP int) *clientListener {
+	return &clientListener{Listener: ln, t: t, perIP: perIP, count: map[netip.Addr]int{}}
+}
+
+func (l *clientListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		cc := &clientConn{Conn: c, t: l.t, state: connReading, reqStart: l.t.clock.now()}
+		if l.perIP > 0 {
+			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+				ip := ap.Addr().Unmap()
+				if !l.register(ip) {
+					refuse(c, fasthttp.StatusTooManyRequests, "The number of connections from your address exceeds edge.max_connections_per_ip")
+					continue
+				}
+				cc.ip, cc.l = ip, l
+			}
+		}
+		return cc, nil
 	}
-	return &clientConn{Conn: c, t: l.t}, nil
 }
 
-// Where a client connection stands, as its reads and writes show.
+// register counts a connection from ip; false when it is over the limit.
+func (l *clientListener) register(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.count[ip] >= l.perIP {
+		return false
+	}
+	l.count[ip]++
+	return true
+}
+
+func (l *clientListener) unregister(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.count[ip]--; l.count[ip] <= 0 {
+		delete(l.count, ip)
+	}
+}
+
+// refuse answers a connection that will not be served, briefly, and
+// closes it.
+func refuse(c net.Conn, status int, msg string) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	msg += "\n"
+	_, _ = c.Write([]byte("HTTP/1.1 " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) +
+		"\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+		strconv.Itoa(len(msg)) + "\r\n\r\n" + msg))
+	_ = c.Close()
+}
+
+// Where a client connection stands.
 const (
-	connNew     uint8 = iota // nothing read yet: the first request has read_timeout
-	connReading              // reading a request: all of it within read_timeout of its first bytes
-	connIdle                 // an answer went out: the next request may take idle_timeout to come
+	connReading uint8 = iota // reading a request: all of it within read_timeout of reqStart
+	connIdle                 // an answer is done: the next request may take idle_timeout to start
 )
 
 // clientConn is a client connection that keeps its read deadlines itself.
-// fasthttp's serving goroutine is its only user (reads, writes and the
-// deadlines it sets), so its fields need no lock; Close may come from
-// elsewhere and is the embedded one.
+// fasthttp's serving goroutine is its only user (reads, writes, the
+// deadlines it sets and its ConnState hook), so those fields need no lock;
+// Close may come from elsewhere.
 type clientConn struct {
 	net.Conn
 	t        *connTimeouts
 	state    uint8
-	reqStart int64 // when the current request's first bytes came (coarse clock)
-	readDL   int64 // the read deadline set on Conn (UnixNano; 0: none)
+	reqStart int64 // when the current request started (coarse clock)
+	readDL   int64 // the read deadline set on Conn (coarse clock; 0: none)
 	writeDL  int64 // the write deadline set on Conn (UnixNano; 0: none)
 	// moves counts the deadlines really set (tests).
 	moves int
+
+	// ip and l count the connection against its address's limit.
+	ip     netip.Addr
+	l      *clientListener
+	closed atomic.Bool
+}
+
+// connState is the fasthttp server's ConnState hook.
+func connState(nc net.Conn, st fasthttp.ConnState) {
+	c, ok := nc.(*clientConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case fasthttp.StateActive:
+		if c.state == connIdle {
+			c.state = connReading
+			c.reqStart = c.t.clock.now()
+		}
+	case fasthttp.StateIdle:
+		c.state = connIdle
+	}
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
-	now := c.t.clock.now()
 	var target, slack int64
-	switch c.state {
-	case connReading:
+	if c.state == connReading {
 		target, slack = c.reqStart+c.t.read, c.t.readSlack
-	case connNew:
-		target, slack = now+c.t.read, c.t.readSlack
-	default:
-		target, slack = now+c.t.idle, c.t.idleSlack
+	} else {
+		target, slack = c.t.clock.now()+c.t.idle, c.t.idleSlack
 	}
-	if c.readDL < target || c.readDL > target+slack {
+	if c.readDL == 0 || c.readDL < target || c.readDL > target+slack {
 		c.readDL = target + slack
 		c.moves++
-		if err := c.Conn.SetReadDeadline(time.Unix(0, c.readDL)); err != nil {
+		if err := c.Conn.SetReadDeadline(c.t.clock.at(c.readDL)); err != nil {
 			return 0, err
 		}
 	}
-	n, err := c.Conn.Read(p)
-	if n > 0 && c.state != connReading {
-		c.state = connReading
-		c.reqStart = c.t.clock.now()
-	}
-	return n, err
-}
-
-func (c *clientConn) Write(p []byte) (int, error) {
-	// Anything read after an answer is the next request (or nothing).
-	c.state = connIdle
-	return c.Conn.Write(p)
+	return c.Conn.Read(p)
 }
 
 // SetWriteDeadline is fasthttp's, once per response (edge.write_timeout
@@ -148,25 +229,25 @@ func (c *clientConn) SetWriteDeadline(t time.Time) error {
 	}
 	c.writeDL = target + c.t.writeSlack
 	c.moves++
-	return c.Conn.SetWriteDeadline(time.Unix(0, c.writeDL))
+	return c.Conn.SetWriteDeadline(t.Add(time.Duration(c.t.writeSlack)))
 }
 
 // SetReadDeadline and SetDeadline are not used by the edge's fasthttp
 // server (it has no read or idle timeout of its own); should anything call
 // them, they apply as asked until the next read moves the deadline.
 func (c *clientConn) SetReadDeadline(t time.Time) error {
-	c.readDL = unixNano(t)
+	c.readDL = 0
 	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *clientConn) SetDeadline(t time.Time) error {
-	c.readDL, c.writeDL = unixNano(t), unixNano(t)
+	c.readDL, c.writeDL = 0, 0
 	return c.Conn.SetDeadline(t)
 }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
+func (c *clientConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) && c.l != nil {
+		c.l.unregister(c.ip)
 	}
-	return t.UnixNano()
+	return c.Conn.Close()
 }

@@ -1,12 +1,17 @@
 package edge
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // fakeConn records the deadlines set on it; Read returns the queued
@@ -31,52 +36,51 @@ func (f *fakeConn) SetReadDeadline(t time.Time) error  { f.readDL = t; f.readSet
 func (f *fakeConn) SetWriteDeadline(t time.Time) error { f.wrDL = t; f.wSet++; return nil }
 
 // TestClientConnDeadlines walks a connection through fasthttp's use of it
-// on a clock the test moves: every deadline is where the timeouts say
-// (within an eighth late, never early), and a busy connection seldom
-// moves them.
+// (reads, write deadlines, its ConnState hook) on a clock the test moves:
+// every deadline is where the timeouts say (within an eighth late, never
+// early), and a busy connection seldom moves them.
 func TestClientConnDeadlines(t *testing.T) {
 	const read, idle, write = 10 * time.Second, 60 * time.Second, 30 * time.Second
 	clock := newCoarseClock()
-	start := time.Unix(1_800_000_000, 0)
-	now := start
-	clock.ns.Store(now.UnixNano())
+	var now int64 // the clock's reading
 	advance := func(d time.Duration) {
-		now = now.Add(d)
-		clock.ns.Store(now.UnixNano())
+		now += int64(d)
+		clock.ns.Store(now)
 	}
 	f := &fakeConn{}
-	c := &clientConn{Conn: f, t: newConnTimeouts(read, idle, write, clock)}
-	within := func(what string, got time.Time, from time.Time, d time.Duration) {
+	l := newClientListener(nil, newConnTimeouts(read, idle, write, clock), 0)
+	c := &clientConn{Conn: f, t: l.t, state: connReading, reqStart: clock.now()} // as Accept makes it
+	within := func(what string, got time.Time, from int64, d time.Duration) {
 		t.Helper()
-		if got.Before(from.Add(d)) || got.After(from.Add(d+d/8)) {
-			t.Errorf("%s: deadline %s after the start, want %s to %s", what, got.Sub(start), from.Add(d).Sub(start), from.Add(d+d/8).Sub(start))
+		lo, hi := clock.at(from).Add(d), clock.at(from).Add(d+d/8)
+		if got.Before(lo) || got.After(hi) {
+			t.Errorf("%s: deadline at %s, want %s to %s", what, got.Sub(clock.base), lo.Sub(clock.base), hi.Sub(clock.base))
 		}
 	}
 	buf := make([]byte, 64)
-	// A new connection: the first request within read_timeout.
+	accepted := now
+	// A new connection: the whole first request within read_timeout of the
+	// accept, however its bytes come.
+	advance(2 * time.Second)
 	f.chunks = []string{"GET / HT"}
 	c.Read(buf)
-	within("first request", f.readDL, now, read)
-	// The rest of it comes 3 s later, still under the first deadline.
+	within("first bytes", f.readDL, accepted, read)
+	connState(c, fasthttp.StateActive)
 	advance(3 * time.Second)
-	first := now.Add(-3 * time.Second)
 	f.chunks = []string{"TP/1.1\r\n\r\n"}
 	c.Read(buf)
-	within("rest of the first request", f.readDL, first, read)
-	// The answer: fasthttp's write deadline.
-	c.SetWriteDeadline(now.Add(write))
-	c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+	within("rest of the first request", f.readDL, accepted, read)
+	// The answer: fasthttp's write deadline, then the wait for the next
+	// request has idle_timeout.
+	c.SetWriteDeadline(clock.at(now).Add(write))
 	within("answer", f.wrDL, now, write)
-	// Waiting for the next request: idle_timeout.
-	f.chunks = []string{"GET / HTTP/1.1\r\n\r\n"}
-	c.Read(buf)
-	within("idle wait", f.readDL, now, idle)
-	// A slowloris: first bytes, then a trickle; the deadline comes down to
-	// read_timeout from the first bytes.
-	c.SetWriteDeadline(now.Add(write))
-	c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+	connState(c, fasthttp.StateIdle)
 	f.chunks = []string{"G"}
 	c.Read(buf)
+	within("idle wait", f.readDL, now, idle)
+	// A slowloris: first byte, then a byte a second; the deadline comes
+	// down to read_timeout from the first byte and stays there.
+	connState(c, fasthttp.StateActive)
 	slowStart := now
 	for range 5 {
 		advance(time.Second)
@@ -84,17 +88,28 @@ func TestClientConnDeadlines(t *testing.T) {
 		c.Read(buf)
 		within("slow request", f.readDL, slowStart, read)
 	}
+	// A handler slower than read_timeout, then a pipelined request that was
+	// buffered behind the first: it has read_timeout from when fasthttp
+	// turns to it, not from the first request.
+	advance(20 * time.Second)
+	c.SetWriteDeadline(clock.at(now).Add(write))
+	connState(c, fasthttp.StateIdle)
+	connState(c, fasthttp.StateActive) // its first byte is already buffered
+	f.chunks = []string{"rest of its body"}
+	c.Read(buf)
+	within("pipelined request", f.readDL, now, read)
 	// A busy keep-alive connection: 100,000 requests, one every 100 µs
 	// (10 s in all), each read at once and answered.
 	sets, wsets := f.readSets, f.wSet
 	for range 100_000 {
 		advance(100 * time.Microsecond)
-		c.SetWriteDeadline(now.Add(write))
-		c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+		c.SetWriteDeadline(clock.at(now).Add(write))
+		connState(c, fasthttp.StateIdle)
 		f.chunks = []string{"GET / HTTP/1.1\r\n\r\n"}
 		c.Read(buf)
-		if f.readDL.Before(now.Add(idle)) || f.wrDL.Before(now.Add(write)) {
-			t.Fatalf("a deadline fell behind the clock: read %s, write %s at %s", f.readDL.Sub(start), f.wrDL.Sub(start), now.Sub(start))
+		connState(c, fasthttp.StateActive)
+		if f.readDL.Before(clock.at(now).Add(idle)) || f.wrDL.Before(clock.at(now).Add(write)) {
+			t.Fatalf("a deadline fell behind the clock: read %s, write %s at %s", f.readDL.Sub(clock.base), f.wrDL.Sub(clock.base), time.Duration(now))
 		}
 	}
 	moves := f.readSets - sets + f.wSet - wsets
@@ -138,3 +153,177 @@ func TestBusyConnectionOutlivesReadTimeout(t *testing.T) {
 	<-rest.C
 	ask(i)
 }
+
+// pause waits d: the pacing of a client's behaviour, not a wait for the
+// edge.
+func pause(d time.Duration) {
+	t := time.NewTimer(d)
+	<-t.C
+}
+
+// heldFor reads conn (through br when the test reads responses from it)
+// until the edge closes it, and returns how long after start that was.
+func heldFor(t *testing.T, conn net.Conn, br *bufio.Reader, start time.Time) time.Duration {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var r io.Reader = conn
+	if br != nil {
+		r = br
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil && isTimeout(err) {
+		t.Fatal("the edge did not close the connection within 10 s")
+	}
+	return time.Since(start)
+}
+
+// TestClientTimeoutBoundaries: the request boundaries are fasthttp's, not
+// guessed from reads and writes (cases found in review): a new connection
+// has read_timeout from the accept for its whole first request; a body
+// after "100 Continue" and a request whose first byte came behind the
+// previous one have read_timeout, not idle_timeout; a pipelined request
+// behind a handler slower than read_timeout is not cut; connections
+// waiting since before Serve are not met by a stale clock.
+func TestClientTimeoutBoundaries(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			pause(700 * time.Millisecond) // the origin's pace
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, "ok")
+	})
+	c := testConfig(o.addr())
+	c.Edge.ReadTimeout = 300 * time.Millisecond
+	c.Edge.IdleTimeout = 4 * time.Second
+	// Under a loaded CI machine a timeout of 300 ms may fire late, never
+	// early; idle_timeout (4 s) is what a wrong boundary would give.
+	const bound = 2 * time.Second
+	e := startEdge(t, c)
+
+	t.Run("first request from the accept", func(t *testing.T) {
+		conn, _ := e.dial()
+		start := time.Now()
+		pause(250 * time.Millisecond)
+		go dribble(conn, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "+strings.Repeat("x", 200), 20*time.Millisecond)
+		if d := heldFor(t, conn, nil, start); d > 750*time.Millisecond {
+			t.Errorf("a new connection trickling its first request was held %s (read_timeout 300 ms from the accept)", d)
+		}
+	})
+	t.Run("body after 100 Continue", func(t *testing.T) {
+		conn, br := e.dial()
+		start := time.Now()
+		fmt.Fprint(conn, "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "100") {
+			t.Fatalf("want 100 Continue, got %q %v", line, err)
+		}
+		if d := heldFor(t, conn, br, start); d > bound {
+			t.Errorf("a body that never comes after 100 Continue was waited for %s (read_timeout 300 ms)", d)
+		}
+	})
+	t.Run("request started behind the previous one", func(t *testing.T) {
+		conn, br := e.dial()
+		fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\nG")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if d := heldFor(t, conn, br, time.Now()); d > bound {
+			t.Errorf("a started request was waited for %s (read_timeout 300 ms)", d)
+		}
+	})
+	t.Run("pipelined behind a slow handler", func(t *testing.T) {
+		conn, br := e.dial()
+		fmt.Fprint(conn, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+		pause(50 * time.Millisecond)
+		fmt.Fprint(conn, "67890")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for i := range 2 {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("answer %d: %v", i+1, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("answer %d: %d %q, want 200", i+1, resp.StatusCode, b)
+			}
+		}
+	})
+}
+
+// TestClientTimeoutsFromServe: a connection that waited in the accept
+// queue between Listen and Serve gets its timeouts from Serve's clock.
+func TestClientTimeoutsFromServe(t *testing.T) {
+	o := startOrigin(t, fixed("page", "Cache-Control", "max-age=60"))
+	c := testConfig(o.addr())
+	c.Edge.ReadTimeout = 200 * time.Millisecond
+	s := newServer(t, c)
+	pause(300 * time.Millisecond) // a slow start between New and Serve
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-done
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("a request waiting since before Serve: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestConnectionsPerIP: edge.max_connections_per_ip refuses the
+// connection over the limit with 429, counts a closed one out, and the
+// timeouts hold for connections within the limit.
+func TestConnectionsPerIP(t *testing.T) {
+	o := startOrigin(t, fixed("page", "Cache-Control", "max-age=60"))
+	c := testConfig(o.addr())
+	c.Edge.MaxConnectionsPerIP = 2
+	c.Edge.ReadTimeout = 200 * time.Millisecond
+	c.Edge.IdleTimeout = 400 * time.Millisecond
+	e := startEdge(t, c)
+	a, abr := e.dial()
+	fmt.Fprint(a, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(abr, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first connection: %v %v", resp, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	start := time.Now()
+	b, _ := e.dial()
+	if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "429") {
+		t.Errorf("third connection from one address: %q, want 429", status)
+	}
+	if d := heldFor(t, a, abr, start); d > bound2s {
+		t.Errorf("idle connection held %s (idle_timeout 400 ms)", d)
+	}
+	if d := heldFor(t, b, nil, start); d > bound2s {
+		t.Errorf("silent new connection held %s (read_timeout 200 ms)", d)
+	}
+	// Both were closed by the edge: two new ones get in.
+	for i := range 2 {
+		if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "200") {
+			t.Errorf("connection %d after the others closed: %q", i, status)
+		}
+	}
+}
+
+const bound2s = 2 * time.Second

@@ -173,8 +173,9 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		DisablePreParseMultipartForm:  true,
 		DisableHeaderNamesNormalizing: false,
 		Concurrency:                   cfg.Edge.MaxConnections,
-		MaxConnsPerIP:                 cfg.Edge.MaxConnectionsPerIP,
-		ReadBufferSize:                int(cfg.Edge.MaxHeaderBytes),
+		// The per-address limit is clientListener's (see conn.go).
+		ConnState:      connState,
+		ReadBufferSize: int(cfg.Edge.MaxHeaderBytes),
 		// Read and idle timeouts are the connections' own (clientConn);
 		// fasthttp sets the write deadline, which clientConn keeps coarse.
 		WriteTimeout:          cfg.Edge.WriteTimeout,
@@ -254,12 +255,14 @@ func (s *Server) Serve() error {
 		}
 		adminErr <- err
 	}()
+	s.clock.set() // connections waiting since Listen start from now
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.clock.run(s.stop)
 	}()
-	err := s.fast.Serve(clientListener{Listener: s.ln, t: newConnTimeouts(s.cfg.Edge.ReadTimeout, s.cfg.Edge.IdleTimeout, s.cfg.Edge.WriteTimeout, s.clock)})
+	t := newConnTimeouts(s.cfg.Edge.ReadTimeout, s.cfg.Edge.IdleTimeout, s.cfg.Edge.WriteTimeout, s.clock)
+	err := s.fast.Serve(newClientListener(s.ln, t, s.cfg.Edge.MaxConnectionsPerIP))
 	if err != nil && !s.draining.Load() {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
