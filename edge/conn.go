@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -92,6 +93,8 @@ type clientListener struct {
 	net.Listener
 	t     *connTimeouts
 	perIP int
+	// refused counts the connections refused over perIP.
+	refused prometheus.Counter
 
 	mu    sync.Mutex // guards count
 	count map[netip.Addr]int
@@ -109,9 +112,12 @@ func (l *clientListener) Accept() (net.Conn, error) {
 		}
 		cc := &clientConn{Conn: c, t: l.t, state: connReading, reqStart: l.t.clock.now()}
 		if l.perIP > 0 {
-			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-				ip := ap.Addr().Unmap()
+			if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				ip := ta.AddrPort().Addr().Unmap()
 				if !l.register(ip) {
+					if l.refused != nil {
+						l.refused.Inc()
+					}
 					refuse(c, fasthttp.StatusTooManyRequests, "The number of connections from your address exceeds edge.max_connections_per_ip")
 					continue
 				}
@@ -168,7 +174,7 @@ type clientConn struct {
 	state    uint8
 	reqStart int64 // when the current request started (coarse clock)
 	readDL   int64 // the read deadline set on Conn (coarse clock; 0: none)
-	writeDL  int64 // the write deadline set on Conn (UnixNano; 0: none)
+	writeDL  int64 // the write deadline set on Conn (coarse clock; 0: none)
 	// moves counts the deadlines really set (tests).
 	moves int
 
@@ -223,13 +229,13 @@ func (c *clientConn) SetWriteDeadline(t time.Time) error {
 		c.moves++
 		return c.Conn.SetWriteDeadline(t)
 	}
-	target := t.UnixNano()
+	target := int64(t.Sub(c.t.clock.base)) // monotonic, like the read side
 	if c.writeDL >= target && c.writeDL <= target+c.t.writeSlack {
 		return nil
 	}
 	c.writeDL = target + c.t.writeSlack
 	c.moves++
-	return c.Conn.SetWriteDeadline(t.Add(time.Duration(c.t.writeSlack)))
+	return c.Conn.SetWriteDeadline(c.t.clock.at(c.writeDL))
 }
 
 // SetReadDeadline and SetDeadline are not used by the edge's fasthttp

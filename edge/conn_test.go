@@ -312,6 +312,9 @@ func TestConnectionsPerIP(t *testing.T) {
 	if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "429") {
 		t.Errorf("third connection from one address: %q, want 429", status)
 	}
+	if n := counter(e.m.perIPRefused); n != 1 {
+		t.Errorf("lakka_edge_connections_refused_per_ip_total %v, want 1", n)
+	}
 	if d := heldFor(t, a, abr, start); d > bound2s {
 		t.Errorf("idle connection held %s (idle_timeout 400 ms)", d)
 	}

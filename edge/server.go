@@ -262,7 +262,9 @@ func (s *Server) Serve() error {
 		s.clock.run(s.stop)
 	}()
 	t := newConnTimeouts(s.cfg.Edge.ReadTimeout, s.cfg.Edge.IdleTimeout, s.cfg.Edge.WriteTimeout, s.clock)
-	err := s.fast.Serve(newClientListener(s.ln, t, s.cfg.Edge.MaxConnectionsPerIP))
+	ln := newClientListener(s.ln, t, s.cfg.Edge.MaxConnectionsPerIP)
+	ln.refused = s.m.perIPRefused
+	err := s.fast.Serve(ln)
 	if err != nil && !s.draining.Load() {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
