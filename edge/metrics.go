@@ -51,7 +51,6 @@ type metrics struct {
 	identityBytes   prometheus.Gauge
 	identityDropped prometheus.Counter
 	headBytes       prometheus.Gauge
-	perIPRefused    prometheus.Counter
 	headDropped     prometheus.Counter
 	decompressions  prometheus.Counter
 	compressions    [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
@@ -177,10 +176,6 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_identity_copies_dropped_total",
 		Help: "Decoded copies dropped to stay within their budget.",
 	})
-	m.perIPRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "lakka_edge_connections_refused_per_ip_total",
-		Help: "Client connections refused (429) because their address already had edge.max_connections_per_ip.",
-	})
 	m.headBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_hit_heads_bytes",
 		Help: "Bytes of response heads kept for hot objects, copied by their hits instead of rebuilt.",
@@ -272,7 +267,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
-		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped, m.perIPRefused,
+		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
 		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,

@@ -43,9 +43,7 @@ type route struct {
 
 // Server is one edge node. Its methods are safe for concurrent use.
 type Server struct {
-	cfg config.Config
-	// clock is the coarse clock of the client connections' deadlines.
-	clock    *coarseClock
+	cfg      config.Config
 	log      *slog.Logger
 	m        *metrics
 	store    *store
@@ -100,7 +98,6 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		log:     logger,
 		flights: newFlights(),
 		stop:    make(chan struct{}),
-		clock:   newCoarseClock(),
 		via:     []byte("1.1 " + cfg.Edge.ViaName),
 		cacheSt: []byte(cfg.Edge.ViaName),
 		keyRules: cachepolicy.KeyRules{
@@ -173,16 +170,15 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		DisablePreParseMultipartForm:  true,
 		DisableHeaderNamesNormalizing: false,
 		Concurrency:                   cfg.Edge.MaxConnections,
-		// The per-address limit is clientListener's (see conn.go).
-		ConnState:      connState,
-		ReadBufferSize: int(cfg.Edge.MaxHeaderBytes),
-		// Read and idle timeouts are the connections' own (clientConn);
-		// fasthttp sets the write deadline, which clientConn keeps coarse.
-		WriteTimeout:          cfg.Edge.WriteTimeout,
-		MaxRequestBodySize:    int(cfg.Edge.MaxRequestBodyBytes),
-		CloseOnShutdown:       true,
-		SecureErrorLogMessage: true,
-		Logger:                fasthttpLogger{logger},
+		MaxConnsPerIP:                 cfg.Edge.MaxConnectionsPerIP,
+		ReadBufferSize:                int(cfg.Edge.MaxHeaderBytes),
+		ReadTimeout:                   cfg.Edge.ReadTimeout,
+		WriteTimeout:                  cfg.Edge.WriteTimeout,
+		IdleTimeout:                   cfg.Edge.IdleTimeout,
+		MaxRequestBodySize:            int(cfg.Edge.MaxRequestBodyBytes),
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		Logger:                        fasthttpLogger{logger},
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
@@ -255,16 +251,7 @@ func (s *Server) Serve() error {
 		}
 		adminErr <- err
 	}()
-	s.clock.set() // connections waiting since Listen start from now
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.clock.run(s.stop)
-	}()
-	t := newConnTimeouts(s.cfg.Edge.ReadTimeout, s.cfg.Edge.IdleTimeout, s.cfg.Edge.WriteTimeout, s.clock)
-	ln := newClientListener(s.ln, t, s.cfg.Edge.MaxConnectionsPerIP)
-	ln.refused = s.m.perIPRefused
-	err := s.fast.Serve(ln)
+	err := s.fast.Serve(s.ln)
 	if err != nil && !s.draining.Load() {
 		return fmt.Errorf("edge: serve: %w", err)
 	}

@@ -10,114 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
-
-// fakeConn records the deadlines set on it; Read returns the queued
-// chunks, then EOF.
-type fakeConn struct {
-	net.Conn
-	chunks         []string
-	readDL, wrDL   time.Time
-	readSets, wSet int
-}
-
-func (f *fakeConn) Read(p []byte) (int, error) {
-	if len(f.chunks) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, f.chunks[0])
-	f.chunks = f.chunks[1:]
-	return n, nil
-}
-func (f *fakeConn) Write(p []byte) (int, error)        { return len(p), nil }
-func (f *fakeConn) SetReadDeadline(t time.Time) error  { f.readDL = t; f.readSets++; return nil }
-func (f *fakeConn) SetWriteDeadline(t time.Time) error { f.wrDL = t; f.wSet++; return nil }
-
-// TestClientConnDeadlines walks a connection through fasthttp's use of it
-// (reads, write deadlines, its ConnState hook) on a clock the test moves:
-// every deadline is where the timeouts say (within an eighth late, never
-// early), and a busy connection seldom moves them.
-func TestClientConnDeadlines(t *testing.T) {
-	const read, idle, write = 10 * time.Second, 60 * time.Second, 30 * time.Second
-	clock := newCoarseClock()
-	var now int64 // the clock's reading
-	advance := func(d time.Duration) {
-		now += int64(d)
-		clock.ns.Store(now)
-	}
-	f := &fakeConn{}
-	l := newClientListener(nil, newConnTimeouts(read, idle, write, clock), 0)
-	c := &clientConn{Conn: f, t: l.t, state: connReading, reqStart: clock.now()} // as Accept makes it
-	within := func(what string, got time.Time, from int64, d time.Duration) {
-		t.Helper()
-		lo, hi := clock.at(from).Add(d), clock.at(from).Add(d+d/8)
-		if got.Before(lo) || got.After(hi) {
-			t.Errorf("%s: deadline at %s, want %s to %s", what, got.Sub(clock.base), lo.Sub(clock.base), hi.Sub(clock.base))
-		}
-	}
-	buf := make([]byte, 64)
-	accepted := now
-	// A new connection: the whole first request within read_timeout of the
-	// accept, however its bytes come.
-	advance(2 * time.Second)
-	f.chunks = []string{"GET / HT"}
-	c.Read(buf)
-	within("first bytes", f.readDL, accepted, read)
-	connState(c, fasthttp.StateActive)
-	advance(3 * time.Second)
-	f.chunks = []string{"TP/1.1\r\n\r\n"}
-	c.Read(buf)
-	within("rest of the first request", f.readDL, accepted, read)
-	// The answer: fasthttp's write deadline, then the wait for the next
-	// request has idle_timeout.
-	c.SetWriteDeadline(clock.at(now).Add(write))
-	within("answer", f.wrDL, now, write)
-	connState(c, fasthttp.StateIdle)
-	f.chunks = []string{"G"}
-	c.Read(buf)
-	within("idle wait", f.readDL, now, idle)
-	// A slowloris: first byte, then a byte a second; the deadline comes
-	// down to read_timeout from the first byte and stays there.
-	connState(c, fasthttp.StateActive)
-	slowStart := now
-	for range 5 {
-		advance(time.Second)
-		f.chunks = []string{"E"}
-		c.Read(buf)
-		within("slow request", f.readDL, slowStart, read)
-	}
-	// A handler slower than read_timeout, then a pipelined request that was
-	// buffered behind the first: it has read_timeout from when fasthttp
-	// turns to it, not from the first request.
-	advance(20 * time.Second)
-	c.SetWriteDeadline(clock.at(now).Add(write))
-	connState(c, fasthttp.StateIdle)
-	connState(c, fasthttp.StateActive) // its first byte is already buffered
-	f.chunks = []string{"rest of its body"}
-	c.Read(buf)
-	within("pipelined request", f.readDL, now, read)
-	// A busy keep-alive connection: 100,000 requests, one every 100 µs
-	// (10 s in all), each read at once and answered.
-	sets, wsets := f.readSets, f.wSet
-	for range 100_000 {
-		advance(100 * time.Microsecond)
-		c.SetWriteDeadline(clock.at(now).Add(write))
-		connState(c, fasthttp.StateIdle)
-		f.chunks = []string{"GET / HTTP/1.1\r\n\r\n"}
-		c.Read(buf)
-		connState(c, fasthttp.StateActive)
-		if f.readDL.Before(clock.at(now).Add(idle)) || f.wrDL.Before(clock.at(now).Add(write)) {
-			t.Fatalf("a deadline fell behind the clock: read %s, write %s at %s", f.readDL.Sub(clock.base), f.wrDL.Sub(clock.base), time.Duration(now))
-		}
-	}
-	moves := f.readSets - sets + f.wSet - wsets
-	t.Logf("100,000 requests in 10 s: %d deadline moves", moves)
-	if moves > 20 {
-		t.Errorf("%d deadline moves for 100,000 requests over 10 s: not coarse", moves)
-	}
-}
 
 // TestBusyConnectionOutlivesReadTimeout: a keep-alive connection that keeps
 // asking for longer than read_timeout, and rests between requests for
@@ -176,8 +69,8 @@ func heldFor(t *testing.T, conn net.Conn, br *bufio.Reader, start time.Time) tim
 	return time.Since(start)
 }
 
-// TestClientTimeoutBoundaries: the request boundaries are fasthttp's, not
-// guessed from reads and writes (cases found in review): a new connection
+// TestClientTimeoutBoundaries: where the client timeouts start and end (cases
+// found reviewing an attempt to keep them outside fasthttp): a new connection
 // has read_timeout from the accept for its whole first request; a body
 // after "100 Continue" and a request whose first byte came behind the
 // previous one have read_timeout, not idle_timeout; a pipelined request
@@ -311,9 +204,6 @@ func TestConnectionsPerIP(t *testing.T) {
 	b, _ := e.dial()
 	if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "429") {
 		t.Errorf("third connection from one address: %q, want 429", status)
-	}
-	if n := counter(e.m.perIPRefused); n != 1 {
-		t.Errorf("lakka_edge_connections_refused_per_ip_total %v, want 1", n)
 	}
 	if d := heldFor(t, a, abr, start); d > bound2s {
 		t.Errorf("idle connection held %s (idle_timeout 400 ms)", d)
