@@ -20,12 +20,14 @@ func ParseHTTPDate(b []byte) (time.Time, bool) {
 	// rfc850-date is GMT only. time.Parse would accept any zone
 	// abbreviation and look it up in time.Local, making the result depend
 	// on the process's time zone.
+	// time.Parse also takes a fraction after the seconds ("00:00:00,1")
+	// although the layouts have none; an HTTP-date has whole seconds.
 	if len(s) > 4 && s[len(s)-4:] == " GMT" {
-		if t, err := time.Parse(time.RFC850, s); err == nil {
+		if t, err := time.Parse(time.RFC850, s); err == nil && t.Nanosecond() == 0 {
 			return t.UTC(), true
 		}
 	}
-	if t, err := time.Parse(time.ANSIC, s); err == nil {
+	if t, err := time.Parse(time.ANSIC, s); err == nil && t.Nanosecond() == 0 {
 		return t.UTC(), true
 	}
 	return time.Time{}, false

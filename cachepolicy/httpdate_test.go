@@ -43,6 +43,8 @@ func TestParseHTTPDate(t *testing.T) {
 		{"Sun, 06 Nov 1994 08-49-37 GMT", time.Time{}},
 		{"Sun, 06 Nov -994 08:49:37 GMT", time.Time{}},
 		{"Sunday, 06-Nov-1994 08:49:37 GMT", time.Time{}},
+		{"Sunday, 06-Nov-94 08:49:37,1 GMT", time.Time{}}, // a fraction (found by fuzzing)
+		{"Sun Nov  6 08:49:37.5 1994", time.Time{}},
 		{"Sun Nov 6 08:49:37 1994", rfc}, // lenient: the space before a 1-digit day is optional
 		{"1994-11-06T08:49:37Z", time.Time{}},
 		// Days that do not exist are invalid, not the next month.
