@@ -54,16 +54,11 @@ func pause(d time.Duration) {
 	<-t.C
 }
 
-// heldFor reads conn (through br when the test reads responses from it)
-// until the edge closes it, and returns how long after start that was.
-func heldFor(t *testing.T, conn net.Conn, br *bufio.Reader, start time.Time) time.Duration {
+// heldFor waits until the edge closes conn and returns how long after
+// start that was.
+func heldFor(t *testing.T, conn net.Conn, start time.Time) time.Duration {
 	t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	if _, err := io.Copy(io.Discard, r); err != nil && isTimeout(err) {
+	if _, closed := waitClosed(conn, 10*time.Second); !closed {
 		t.Fatal("the edge did not close the connection within 10 s")
 	}
 	return time.Since(start)
@@ -97,7 +92,7 @@ func TestClientTimeoutBoundaries(t *testing.T) {
 		start := time.Now()
 		pause(250 * time.Millisecond)
 		go dribble(conn, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "+strings.Repeat("x", 200), 20*time.Millisecond)
-		if d := heldFor(t, conn, nil, start); d > 750*time.Millisecond {
+		if d := heldFor(t, conn, start); d > 750*time.Millisecond {
 			t.Errorf("a new connection trickling its first request was held %s (read_timeout 300 ms from the accept)", d)
 		}
 	})
@@ -108,7 +103,7 @@ func TestClientTimeoutBoundaries(t *testing.T) {
 		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "100") {
 			t.Fatalf("want 100 Continue, got %q %v", line, err)
 		}
-		if d := heldFor(t, conn, br, start); d > bound {
+		if d := heldFor(t, conn, start); d > bound {
 			t.Errorf("a body that never comes after 100 Continue was waited for %s (read_timeout 300 ms)", d)
 		}
 	})
@@ -122,7 +117,7 @@ func TestClientTimeoutBoundaries(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if d := heldFor(t, conn, br, time.Now()); d > bound {
+		if d := heldFor(t, conn, time.Now()); d > bound {
 			t.Errorf("a started request was waited for %s (read_timeout 300 ms)", d)
 		}
 	})
@@ -205,10 +200,10 @@ func TestConnectionsPerIP(t *testing.T) {
 	if status, _ := e.raw("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(status, "429") {
 		t.Errorf("third connection from one address: %q, want 429", status)
 	}
-	if d := heldFor(t, a, abr, start); d > bound2s {
+	if d := heldFor(t, a, start); d > bound2s {
 		t.Errorf("idle connection held %s (idle_timeout 400 ms)", d)
 	}
-	if d := heldFor(t, b, nil, start); d > bound2s {
+	if d := heldFor(t, b, start); d > bound2s {
 		t.Errorf("silent new connection held %s (read_timeout 200 ms)", d)
 	}
 	// Both were closed by the edge: two new ones get in.
