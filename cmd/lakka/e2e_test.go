@@ -176,23 +176,7 @@ func TestEndToEndEdgeServesUpdates(t *testing.T) {
 	}
 	e := startEdge(t, ln.Addr().String(), "127.0.0.1:0", "127.0.0.1:0")
 	edgeAddr, adminAddr := e.srv.Addr(), e.srv.AdminAddr()
-	oc := config.Default().Origin
-	oc.Token, oc.PurgeToken = e2eAdminToken, e2ePurgeToken
-	oc.EdgeAdmins = []string{adminAddr}
-	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 100*time.Millisecond
-	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	octx, stopOrigin := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(octx, ln) }()
-	t.Cleanup(func() {
-		stopOrigin()
-		if err := <-served; err != nil {
-			t.Errorf("origin: %v", err)
-		}
-	})
+	serveE2EOrigin(t, st, ln, adminAddr)
 	originURL := "http://" + ln.Addr().String()
 	page := "http://" + edgeAddr + a.URL
 
@@ -280,23 +264,7 @@ func TestEndToEndUnreachableEdgeCatchesUp(t *testing.T) {
 	}
 	e := startEdge(t, ln.Addr().String(), "127.0.0.1:0", "127.0.0.1:0")
 	link := newPartition(t, e.srv.AdminAddr())
-	oc := config.Default().Origin
-	oc.Token, oc.PurgeToken = e2eAdminToken, e2ePurgeToken
-	oc.EdgeAdmins = []string{link.ln.Addr().String()}
-	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 100*time.Millisecond
-	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	octx, stopOrigin := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(octx, ln) }()
-	t.Cleanup(func() {
-		stopOrigin()
-		if err := <-served; err != nil {
-			t.Errorf("origin: %v", err)
-		}
-	})
+	serveE2EOrigin(t, st, ln, link.ln.Addr().String())
 	originURL := "http://" + ln.Addr().String()
 	page := "http://" + e.srv.Addr() + a.URL
 
@@ -325,4 +293,27 @@ func TestEndToEndUnreachableEdgeCatchesUp(t *testing.T) {
 	if _, xcache, got := read(t, page); got != v || xcache != "HIT" {
 		t.Errorf("after catching up: version %d (%s), want %d HIT", got, xcache, v)
 	}
+}
+
+// serveE2EOrigin serves an origin on st and ln that delivers its purges to
+// the edge admin address, retrying fast; it stops when the test ends.
+func serveE2EOrigin(t *testing.T, st origin.Store, ln net.Listener, edgeAdmin string) {
+	t.Helper()
+	oc := config.Default().Origin
+	oc.Token, oc.PurgeToken = e2eAdminToken, e2ePurgeToken
+	oc.EdgeAdmins = []string{edgeAdmin}
+	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 100*time.Millisecond
+	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("origin: %v", err)
+		}
+	})
 }
