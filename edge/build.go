@@ -136,32 +136,6 @@ func restCost(e *Entry) int64 {
 	return c
 }
 
-// headCost is the memory of an entry's kept head (Entry.head), which the
-// head pool counts against its budget: the ResponseHeader and the pool's
-// item, the array of argsKV (56 bytes each: stored fields, Date and Vary),
-// and each name and value in an allocation of its own, all rounded up to
-// the allocator's size classes (allocSize). TestHeadCost checks it against
-// the heap.
-func headCost(e *Entry) int64 {
-	const kv = 56
-	n := len(e.fields) + 1 // and Date
-	c := allocSize(int(unsafe.Sizeof(fasthttp.ResponseHeader{}))) +
-		allocSize(int(unsafe.Sizeof(hotItem[*fasthttp.ResponseHeader]{}))) +
-		allocSize(len(e.contentType())) +
-		allocSize(len(fasthttp.StatusMessage(e.status))) +
-		2*allocSize(8) // protocol, Content-Length digits
-	for i := range e.fields {
-		k, v := e.field(i)
-		c += allocSize(len(k)) + allocSize(len(v))
-	}
-	c += allocSize(len("Date")) + allocSize(max(len(e.date()), 29))
-	if len(e.vary) > 0 {
-		n++
-		c += allocSize(len("Vary")) + allocSize(len(e.vary))
-	}
-	return c + allocSize(n*kv)
-}
-
 // allocSize rounds a small allocation up the way Go's allocator does
 // (size classes of 8 and 16 bytes, then coarser), erring high.
 func allocSize(n int) int64 {

@@ -4,8 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
@@ -98,12 +96,11 @@ type Entry struct {
 	// the pool's lock.
 	ident atomic.Pointer[identCopy]
 
-	// head is the start of a full response from this entry (status, Date,
-	// fields, Content-Type, Vary), made on a hit in the store and copied by
-	// the later ones while they come (see hotPool); nil otherwise. The
-	// header is read-only once published. Set and cleared only under the
-	// head pool's lock.
-	head atomic.Pointer[hotItem[*fasthttp.ResponseHeader]]
+	// head holds the whole heads of this entry's hits, one per encoding
+	// and second (headSet), made on hits in the store and copied by the
+	// later ones while they come (see hotPool); nil otherwise. Set and
+	// cleared only under the head pool's lock.
+	head atomic.Pointer[hotItem[*headSet]]
 	// headMisses counts hits served without a kept head since one was
 	// last offered; headDrops counts the times the pool dropped its head
 	// for room. A head is offered after 1<<headDrops such hits, so objects

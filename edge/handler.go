@@ -19,7 +19,8 @@ type reqState struct {
 	cookie  []byte // Cookie after stripping ignorable cookies
 	scratch []byte
 	head    headReader
-	// probe is scratch for checking a head before it is kept (offerHead).
+	// probe is scratch for checking a head before it is kept
+	// (serverLoopHead).
 	probe fasthttp.ResponseHeader
 
 	raw       rawCounts

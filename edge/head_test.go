@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
 // readWire reads one response off the wire as it came: the head, then
@@ -130,5 +132,87 @@ func TestCopiedHeadSameBytes(t *testing.T) {
 				t.Errorf("the copied head sends other bytes.\nlong way:\n%s\ncopied:\n%s", long, copied)
 			}
 		})
+	}
+}
+
+var ageValue = regexp.MustCompile(`\r\nAge: (\d+)\r\n`)
+
+// TestHitHeadFollowsTheClock: the kept whole head of a hit is only copied
+// within its second. As the entry ages, every hit sends its own Age and
+// TTL left, and the bytes the long way sends; a soft purge turns the very
+// next hit into STALE, whatever head was kept.
+func TestHitHeadFollowsTheClock(t *testing.T) {
+	o := startOrigin(t, fixed(string(bytes.Repeat([]byte("<p>the council met</p>\n"), 100)),
+		"Cache-Control", "public, max-age=600, stale-while-revalidate=30",
+		"Content-Type", "text/html; charset=utf-8", "ETag", `"v1"`))
+	c := testConfig(o.addr())
+	c.Edge.DebugHeaders = false
+	e := startEdge(t, c)
+	lc := serveLoop(e)
+	req := []byte("GET /story HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: gzip\r\n\r\n")
+	lc.send(req) // the miss
+	e.settle()
+	en := e.store.get([]byte("example.com/story"))
+	if en == nil {
+		t.Fatal("not stored")
+	}
+	age := func(b []byte) int {
+		m := ageValue.FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no Age in\n%s", b)
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	// pair sends two hits: the first makes the head of its second, the
+	// second copies it. The clock runs on between them, so a pair that
+	// straddles a second is sent again.
+	pair := func() (long, copied []byte) {
+		for range 3 {
+			lc.send(req)
+			long = append(long[:0], lc.last...)
+			lc.send(req)
+			copied = append(copied[:0], lc.last...)
+			if age(long) == age(copied) {
+				return long, copied
+			}
+		}
+		t.Fatal("three pairs of hits straddled a second each")
+		return nil, nil
+	}
+	prev := -1
+	for step := range 5 {
+		long, copied := pair()
+		if !bytes.Contains(copied, []byte("\r\nX-Cache: HIT\r\n")) {
+			t.Fatalf("step %d: not a hit:\n%s", step, copied)
+		}
+		if !bytes.Equal(long, copied) {
+			t.Errorf("step %d: the copied head sends other bytes.\nlong way:\n%s\ncopied:\n%s", step, long, copied)
+		}
+		item := en.head.Load()
+		if item == nil {
+			t.Fatalf("step %d: no heads kept", step)
+		}
+		if hh := item.v.forms[cachepolicy.Gzip].cur.Load(); hh == nil || !hh.used.Load() || hh.age != int64(age(copied)) {
+			t.Fatalf("step %d: the second hit did not copy a head of its second", step)
+		}
+		a := age(copied)
+		if prev >= 0 && a < prev+10 {
+			t.Errorf("step %d: Age %d after %d and ten seconds", step, a, prev)
+		}
+		// The TTL left is 600 s less the exact age, in whole seconds.
+		want1 := "Cache-Status: lakka; hit; ttl=" + strconv.Itoa(600-a) + "\r\n"
+		want2 := "Cache-Status: lakka; hit; ttl=" + strconv.Itoa(600-a-1) + "\r\n"
+		if !bytes.Contains(copied, []byte(want1)) && !bytes.Contains(copied, []byte(want2)) {
+			t.Errorf("step %d: want %q or %q in\n%s", step, want1, want2, copied)
+		}
+		prev = a
+		e.advance(10 * time.Second)
+	}
+	// Soft purge: the kept HIT head of this second must not be copied.
+	invalidateEntry(en, true, time.Now().Add(time.Duration(e.offset.Load())))
+	lc.send(req)
+	if !bytes.Contains(lc.last, []byte("\r\nX-Cache: STALE\r\n")) || !bytes.Contains(lc.last, []byte("; detail=grace\r\n")) {
+		t.Fatalf("after a soft purge:\n%s", lc.last)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lakka-cache/lakka/config"
 )
@@ -100,5 +101,28 @@ func TestHeadBackoff(t *testing.T) {
 	// one per hit. With it, an object makes about log2(its hits) of them.
 	if made > objects*12 {
 		t.Errorf("%d heads made for %d hits: the pool churns", made, hits)
+	}
+}
+
+// TestSlowHitsDoNotMakeHeads: an object hit less than once a second finds
+// its kept head out of date at every hit. It does not make (allocate) a
+// new one each time: a head no hit copied doubles the misses before the
+// next (headForm.idle), so such hits soon allocate nothing.
+func TestSlowHitsDoNotMakeHeads(t *testing.T) {
+	e, _ := primedEdge(t, 2<<10, "off")
+	c := serveLoop(e)
+	req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: gzip\r\n\r\n")
+	hit := func() {
+		e.advance(2 * time.Second)
+		c.send(req)
+	}
+	for range 100 {
+		hit()
+	}
+	if e.heads() != 1 {
+		t.Fatalf("%d head sets kept, want 1", e.heads())
+	}
+	if allocs := testing.AllocsPerRun(500, hit); allocs != 0 {
+		t.Errorf("%.2f allocations per hit two seconds apart, want 0", allocs)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 )
 
 // hotPool bounds per-entry extras that only hot entries should carry, in a
@@ -16,8 +15,9 @@ import (
 //   - the identity pool: decoded copies of gzip-stored bodies, so that a
 //     repeated client that does not take gzip costs what a gzip hit costs,
 //     not a gunzip per request (Varnish gunzips on every such hit);
-//   - the head pool: the head of a full response (status, Date, stored
-//     fields), copied by a hit instead of rebuilt field by field.
+//   - the head pool: the whole heads of a hot entry's hits, one per
+//     encoding and second (headSet), copied by a hit instead of rebuilt
+//     field by field.
 //
 // Within its budget a pool is a CLOCK list: extras are appended when made;
 // to make room the oldest is dropped unless it was used since the pool
@@ -68,7 +68,7 @@ func (c *hotItem[T]) use() T {
 type (
 	identityPool = hotPool[[]byte]
 	identCopy    = hotItem[[]byte]
-	headPool     = hotPool[*fasthttp.ResponseHeader]
+	headPool     = hotPool[*headSet]
 )
 
 func newIdentityPool(budget int64, m *metrics) *identityPool {
@@ -82,7 +82,7 @@ const maxHeadBackoff = 10
 
 func newHeadPool(budget int64, m *metrics) *headPool {
 	return &headPool{budget: budget, bytes: m.headBytes, dropped: m.headDropped,
-		slot: func(e *Entry) *atomic.Pointer[hotItem[*fasthttp.ResponseHeader]] { return &e.head },
+		slot: func(e *Entry) *atomic.Pointer[hotItem[*headSet]] { return &e.head },
 		onDrop: func(e *Entry) {
 			if e.headDrops.Load() < maxHeadBackoff {
 				e.headDrops.Add(1)
@@ -122,6 +122,24 @@ func (p *hotPool[T]) keep(e *Entry, v T, size int64) bool {
 	}
 	p.bytes.Set(float64(p.used))
 	return kept
+}
+
+// grow counts n more bytes for c, e's extra (it grew), dropping extras not
+// used lately to make room; c moves to the back. It reports false, and
+// counts nothing, when e no longer holds c or c would outgrow maxSize.
+func (p *hotPool[T]) grow(e *Entry, c *hotItem[T], n int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slot(e).Load() != c || c.size+n > p.maxSize() {
+		return false
+	}
+	// Out of the list while room is made, so that c is not dropped for it.
+	p.detach(e, c)
+	p.makeRoom(c.size + n)
+	c.size += n
+	p.link(e, c)
+	p.bytes.Set(float64(p.used))
+	return true
 }
 
 // makeRoom drops extras until n more bytes fit, giving recently used ones

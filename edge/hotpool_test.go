@@ -149,8 +149,8 @@ func TestIdentityPool(t *testing.T) {
 	}
 }
 
-// TestIdentityPoolChurn races copies being made, used, dropped for room
-// and dropped by exits (run with -race): the accounting stays exact and
+// TestIdentityPoolChurn races copies being made, used, grown, dropped for
+// room and dropped by exits (run with -race): the accounting stays exact and
 // within budget, and no exited entry keeps a copy.
 func TestIdentityPoolChurn(t *testing.T) {
 	p := testPool(t, 64<<10)
@@ -173,12 +173,16 @@ func TestIdentityPoolChurn(t *testing.T) {
 				i := r.IntN(len(slots))
 				e := slots[i].Load()
 				switch r.IntN(4) {
-				case 0, 1: // an identity client
+				case 0: // an identity client
 					if c := e.ident.Load(); c != nil {
 						c.ref.Store(true)
 					} else {
 						b := make([]byte, 1+r.IntN(16<<10))
 						p.keep(e, b, sz(b))
+					}
+				case 1: // an extra grows (as a head set does)
+					if c := e.ident.Load(); c != nil {
+						p.grow(e, c, int64(1+r.IntN(4<<10)))
 					}
 				case 2: // the entry leaves the store, a new one replaces it
 					ne := poolEntry(uint64(1000 + w*rounds + i))
@@ -286,4 +290,52 @@ func TestIdentityCopiesUnderEviction(t *testing.T) {
 		used, n := e.store.ident.stats()
 		return used == 0 && n == 0
 	})
+}
+
+// TestHotPoolGrow: an extra that grows is counted larger and moves to the
+// back; room is made by dropping others, never itself; it may not outgrow
+// maxSize, and an extra no longer held is not counted at all.
+func TestHotPoolGrow(t *testing.T) {
+	p := testPool(t, 3600) // maxSize 900
+	var all []*Entry
+	for i := range 5 {
+		e := poolEntry(uint64(i + 1))
+		all = append(all, e)
+		if !p.keep(e, make([]byte, 700), 700) {
+			t.Fatalf("entry %d not kept", e.id)
+		}
+	}
+	order := func() string {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		var b []byte
+		for e := p.head; e != nil; e = p.slot(e).Load().next {
+			b = fmt.Appendf(b, "%d ", e.id)
+		}
+		return string(b)
+	}
+	// 5 × 700 = 3500; the first grows to 900, which needs 100 more than the
+	// budget has: the oldest other extra (the second) goes.
+	first := all[0]
+	if !p.grow(first, first.ident.Load(), 200) {
+		t.Fatal("growing to maxSize refused")
+	}
+	if got := order(); got != "3 4 5 1 " {
+		t.Errorf("after the first grew: %q, want \"3 4 5 1 \"", got)
+	}
+	if used, n := p.stats(); used != 3000 || n != 4 {
+		t.Errorf("used %d in %d extras, want 3000 in 4", used, n)
+	}
+	if p.grow(first, first.ident.Load(), 1) {
+		t.Error("an extra outgrew maxSize")
+	}
+	third := all[2]
+	c := third.ident.Load()
+	p.drop(third)
+	if p.grow(third, c, 1) {
+		t.Error("a dropped extra grew")
+	}
+	if err := p.check(all); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -75,12 +75,14 @@ func TestMemoryPerObject(t *testing.T) {
 	runtime.KeepAlive(s)
 }
 
-// TestHeadCost checks headCost, the memory counted up front for the head a
-// hit copies (Entry.head), against the heap those heads really take.
+// TestHeadCost checks headSetCost and hitHeadCost, the memory the head
+// pool counts for the heads hits copy (Entry.head), against the heap those
+// heads really take: objects stored identity (one head each) and gzip
+// (identity and gzip).
 func TestHeadCost(t *testing.T) {
 	const n = 20_000
 	c := testConfig("127.0.0.1:1")
-	c.Cache.SizeBytes = 2 << 30 // heads get 32 MiB: room for all
+	c.Cache.SizeBytes = 4 << 30 // heads get 64 MiB: room for all
 	s := newServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
@@ -91,9 +93,11 @@ func TestHeadCost(t *testing.T) {
 		"X-Content-Version: %d\r\n" +
 		"Link: </static/site--%08x.css>; rel=preload; as=style\r\n" +
 		"Content-Length: 5\r\n\r\n"
+	page := []byte(strings.Repeat("<p>the council met on Tuesday</p>\n", 40))
 	now := time.Now()
 	entries := make([]*Entry, n)
 	var counted int64
+	gzipped := 0
 	for i := range entries {
 		var resp fasthttp.Response
 		if err := resp.Header.Read(bufio.NewReader(strings.NewReader(fmt.Sprintf(raw, i, i, i)))); err != nil {
@@ -101,35 +105,63 @@ func TestHeadCost(t *testing.T) {
 		}
 		m := s.responseMeta(&resp)
 		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.defaults)
-		e, err := s.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, []byte("hello"), dec, now, requestView{})
+		body := []byte("hello")
+		if i%2 == 1 {
+			body = page // compressed at store time
+		}
+		e, err := s.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, body, dec, now, requestView{})
 		if err != nil || e == nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
+		if e.enc == cachepolicy.Gzip {
+			gzipped++
+		}
 		e.inStore.Store(true)
 		entries[i] = e
-		counted += headCost(e)
+		counted += headSetCost + hitHeadCost(e, cachepolicy.Identity, len(s.cacheSt))
+		if e.enc == cachepolicy.Gzip {
+			counted += hitHeadCost(e, cachepolicy.Gzip, len(s.cacheSt))
+		}
+	}
+	if gzipped != n/2 {
+		t.Fatalf("%d of %d objects stored gzip, want half", gzipped, n)
 	}
 	rs := s.acquireState()
 	rs.result = resHit
 	var h fasthttp.ResponseHeader
 	before := heapAlloc()
 	for _, e := range entries {
-		h.Reset()
-		s.startHead(&h, rs, e, now) // offers nothing: h is not the server loop's
-		s.keepHead(&h, e, headCost(e))
+		set := new(headSet)
+		if !s.store.heads.keep(e, set, headSetCost) {
+			t.Fatal("a set was not kept")
+		}
+		for enc := range cachepolicy.Encoding(numForms) {
+			if enc != cachepolicy.Identity && e.enc != enc {
+				continue
+			}
+			h.Reset()
+			// An Age and a TTL of realistic length (a day and more).
+			s.wholeHead(&h, rs, e, enc, e.etagFor(enc), 123456, 123456, now)
+			hh := &hitHead{age: 123456, ttl: 123456, result: resHit}
+			h.CopyTo(&hh.h)
+			set.forms[enc].cur.Store(hh)
+			if !s.store.heads.grow(e, e.head.Load(), hitHeadCost(e, enc, len(s.cacheSt))) {
+				t.Fatal("a head was not counted")
+			}
+		}
 	}
 	after := heapAlloc()
 	if used, heads := s.store.heads.stats(); heads != n || used != counted {
-		t.Fatalf("the head pool holds %d heads, %d bytes; want %d, %d", heads, used, n, counted)
+		t.Fatalf("the head pool holds %d sets, %d bytes; want %d, %d", heads, used, n, counted)
 	}
 	used := float64(after-before) / n
 	want := float64(counted) / n
-	t.Logf("a kept head takes %.0f bytes; headCost counts %.0f", used, want)
+	t.Logf("an object's kept heads take %.0f bytes; headSetCost counts %.0f", used, want)
 	if want < used {
-		t.Errorf("headCost counts %.0f bytes per head, the heap shows %.0f: the byte budget would not hold", want, used)
+		t.Errorf("headSetCost counts %.0f bytes per object, the heap shows %.0f: the byte budget would not hold", want, used)
 	}
 	if want > used*1.5 {
-		t.Errorf("headCost counts %.0f bytes per head, the heap shows %.0f: far too high", want, used)
+		t.Errorf("headSetCost counts %.0f bytes per object, the heap shows %.0f: far too high", want, used)
 	}
 	runtime.KeepAlive(entries)
 }

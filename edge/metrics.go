@@ -178,7 +178,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	})
 	m.headBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_hit_heads_bytes",
-		Help: "Bytes of response heads kept for hot objects, copied by their hits instead of rebuilt.",
+		Help: "Bytes of whole response heads kept for hot objects (one per encoding, as of the current second), copied by their hits instead of rebuilt.",
 	})
 	m.headDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_hit_heads_dropped_total",
