@@ -38,7 +38,8 @@ cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/
 trap cleanup EXIT INT TERM
 
 GOMAXPROCS=1 $server_cpu bin/barefast --listen "$bare" &
-pids="$pids $!"
+bare_pid=$!
+pids="$pids $bare_pid"
 cfg=$(mktemp)
 cat >"$cfg" <<YAML
 edge: {listen: "$edge", admin: "$admin", drain_delay: 0s}
@@ -46,7 +47,8 @@ backends: {servers: [{address: "$bare"}]}
 log: {access: "off", level: "warn"}
 YAML
 GOMAXPROCS=1 $server_cpu "$bin" edge --config "$cfg" &
-pids="$pids $!"
+edge_pid=$!
+pids="$pids $edge_pid"
 for i in $(seq 1 100); do
 	curl -fsS -o /dev/null "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null "http://$bare/2k" 2>/dev/null && break
 	sleep 0.1
@@ -63,12 +65,25 @@ for p in /2k /40k; do
 	curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://$edge$p"
 done
 
-rate() { # url [header]
-	if [ -n "${2:-}" ]; then
-		$client_cpu wrk -t1 -c"$conns" -d"$duration" -H "$2" "$1" | awk '/Requests\/sec/ {print $2}'
+# cputicks PID: the process's user and system CPU time so far, in clock
+# ticks (/proc/PID/stat fields 14 and 15; the name in field 2 has no spaces).
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run URL PID [HEADER]: one wrk run against URL, served by PID; prints the
+# requests/s and the server's CPU microseconds per request.
+run() {
+	c0=$(cputicks "$2")
+	if [ -n "${3:-}" ]; then
+		out=$($client_cpu wrk -t1 -c"$conns" -d"$duration" -H "$3" "$1")
 	else
-		$client_cpu wrk -t1 -c"$conns" -d"$duration" "$1" | awk '/Requests\/sec/ {print $2}'
+		out=$($client_cpu wrk -t1 -c"$conns" -d"$duration" "$1")
 	fi
+	c1=$(cputicks "$2")
+	echo "$out" | awk -v t="$((c1 - c0))" -v hz="$hz" '
+		/requests in/ {n = $1}
+		/Requests\/sec/ {r = $2}
+		END {printf "%s %.3f\n", r, (n > 0 ? 1e6 * t / hz / n : 0)}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -78,34 +93,42 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # and the median of the rounds' own edge/bare ratios (each round's pair ran
 # back to back, so a slow spell on the machine cancels out of its ratio):
 # that is the figure the target is about.
+#
+# It also prints each server's CPU time per request (from /proc, median of
+# the rounds) and their ratio: how much more CPU a hit costs the edge than
+# the bare server, whatever else the machine was doing meanwhile.
 rounds=${ROUNDS:-5}
-printf '%-14s %11s %11s %13s %15s\n' "case" "bare req/s" "edge req/s" "ratio of" "median of the"
-printf '%-14s %11s %11s %13s %15s\n' "" "(median)" "(median)" "the medians" "rounds' ratios"
+printf '%-14s %11s %11s %13s %15s   %s\n' "case" "bare req/s" "edge req/s" "ratio of" "median of the" "CPU µs/request"
+printf '%-14s %11s %11s %13s %15s   %s\n' "" "(median)" "(median)" "the medians" "rounds' ratios" "bare, edge (bare/edge)"
 for p in /2k /40k; do
 	for enc in gzip identity; do
 		hdr=""
 		[ "$enc" = gzip ] && hdr="Accept-Encoding: gzip"
-		bs="" es="" rs=""
+		bs="" es="" rs="" bc="" ec=""
 		for r in $(seq 1 "$rounds"); do
 			# Alternate which goes first: the first run of a pair tends
 			# to be faster on a shared machine.
 			if [ $((r % 2)) = 1 ]; then
-				br=$(rate "http://$bare$p" "$hdr")
-				er=$(rate "http://$edge$p" "$hdr")
+				bo=$(run "http://$bare$p" "$bare_pid" "$hdr")
+				eo=$(run "http://$edge$p" "$edge_pid" "$hdr")
 			else
-				er=$(rate "http://$edge$p" "$hdr")
-				br=$(rate "http://$bare$p" "$hdr")
+				eo=$(run "http://$edge$p" "$edge_pid" "$hdr")
+				bo=$(run "http://$bare$p" "$bare_pid" "$hdr")
 			fi
-			bs="$bs $br" es="$es $er"
+			br=${bo% *} er=${eo% *}
+			bs="$bs $br" es="$es $er" bc="$bc ${bo#* }" ec="$ec ${eo#* }"
 			rs="$rs $(echo "$er $br" | awk '{printf "%.4f", $1/$2}')"
 		done
 		b=$(echo $bs | tr ' ' '\n' | median)
 		e=$(echo $es | tr ' ' '\n' | median)
 		ratio=$(echo $rs | tr ' ' '\n' | median)
+		bcpu=$(echo $bc | tr ' ' '\n' | median)
+		ecpu=$(echo $ec | tr ' ' '\n' | median)
 		# Check the edge served hits, not misses.
 		xc=$(curl -fsS -o /dev/null -D - ${hdr:+-H "$hdr"} "http://$edge$p" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
-		printf '%-14s %11.0f %11.0f %12.1f%% %14.1f%%  (X-Cache: %s)\n' "${p#/} $enc" "$b" "$e" \
-			"$(echo "$e $b" | awk '{printf "%.1f", 100*$1/$2}')" "$(echo "$ratio" | awk '{printf "%.1f", 100*$1}')" "$xc"
+		printf '%-14s %11.0f %11.0f %12.1f%% %14.1f%%   %5.2f, %5.2f (%.1f%%)  (X-Cache: %s)\n' "${p#/} $enc" "$b" "$e" \
+			"$(echo "$e $b" | awk '{printf "%.1f", 100*$1/$2}')" "$(echo "$ratio" | awk '{printf "%.1f", 100*$1}')" \
+			"$bcpu" "$ecpu" "$(echo "$bcpu $ecpu" | awk '{printf "%.1f", ($2 > 0 ? 100*$1/$2 : 0)}')" "$xc"
 	done
 done
 rm -f "$cfg"
