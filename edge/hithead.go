@@ -75,10 +75,14 @@ func copyHitHead(h *fasthttp.ResponseHeader, e *Entry, enc cachepolicy.Encoding,
 	if item == nil {
 		return false
 	}
-	hh := item.use().forms[enc].cur.Load()
+	hh := item.v.forms[enc].cur.Load()
 	if hh == nil || hh.age != age || hh.ttl != ttl || hh.result != result {
 		return false
 	}
+	// Only a copy counts as a use of the set (the pool's CLOCK bit): an
+	// object whose hits never find their second's head does not hold its
+	// place against those that do.
+	item.use()
 	if !hh.used.Load() {
 		hh.used.Store(true)
 	}
@@ -143,6 +147,7 @@ func (s *Server) offerHitHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry
 	hh := &hitHead{age: age, ttl: ttl, result: rs.result}
 	h.CopyTo(&hh.h)
 	f.cur.Store(hh)
+	s.m.headsMade.Inc()
 }
 
 var strDateLine = []byte("\r\nDate: ")

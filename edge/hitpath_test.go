@@ -107,7 +107,8 @@ func TestHeadBackoff(t *testing.T) {
 // TestSlowHitsDoNotMakeHeads: an object hit less than once a second finds
 // its kept head out of date at every hit. It does not make (allocate) a
 // new one each time: a head no hit copied doubles the misses before the
-// next (headForm.idle), so such hits soon allocate nothing.
+// next (headForm.idle), so 600 such hits make about log2(600) heads, and
+// soon allocate nothing.
 func TestSlowHitsDoNotMakeHeads(t *testing.T) {
 	e, _ := primedEdge(t, 2<<10, "off")
 	c := serveLoop(e)
@@ -116,11 +117,15 @@ func TestSlowHitsDoNotMakeHeads(t *testing.T) {
 		e.advance(2 * time.Second)
 		c.send(req)
 	}
-	for range 100 {
+	for range 600 {
 		hit()
 	}
 	if e.heads() != 1 {
 		t.Fatalf("%d head sets kept, want 1", e.heads())
+	}
+	// Made after 1, 2, 4, ... 256 misses (511 hits), then after 512 more.
+	if made := counter(e.m.headsMade); made > 10 {
+		t.Errorf("%.0f heads made for 600 hits two seconds apart, want at most 10", made)
 	}
 	if allocs := testing.AllocsPerRun(500, hit); allocs != 0 {
 		t.Errorf("%.2f allocations per hit two seconds apart, want 0", allocs)

@@ -52,6 +52,7 @@ type metrics struct {
 	identityDropped prometheus.Counter
 	headBytes       prometheus.Gauge
 	headDropped     prometheus.Counter
+	headsMade       prometheus.Counter
 	decompressions  prometheus.Counter
 	compressions    [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
 	compressedIn    prometheus.Counter
@@ -180,6 +181,10 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_hit_heads_bytes",
 		Help: "Bytes of whole response heads kept for hot objects (one per encoding, as of the current second), copied by their hits instead of rebuilt.",
 	})
+	m.headsMade = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_hit_heads_made_total",
+		Help: "Whole response heads built for hot objects (about one per object, encoding and second while hits come).",
+	})
 	m.headDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_hit_heads_dropped_total",
 		Help: "Kept response heads dropped to stay within their budget (a 64th of cache.size_bytes).",
@@ -267,7 +272,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
-		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped,
+		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped, m.headsMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
 		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,
