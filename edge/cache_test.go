@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -310,6 +311,45 @@ func TestConditionalFromCache(t *testing.T) {
 	}
 	if got := o.last.Load().Header.Get("If-None-Match"); got != "" {
 		t.Errorf("origin saw If-None-Match %q", got)
+	}
+}
+
+// TestIfModifiedSinceWithoutLastModified: a stored response without
+// Last-Modified is validated against its Date (RFC 9111 §4.3.2), the
+// origin's or, without one, when the edge received it.
+func TestIfModifiedSinceWithoutLastModified(t *testing.T) {
+	date := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/dated" {
+			w.Header().Set("Date", date.Format(http.TimeFormat))
+		} else {
+			w.Header()["Date"] = nil // net/http adds one otherwise
+		}
+		_, _ = io.WriteString(w, "body")
+	})
+	e := startEdge(t, testConfig(o.addr()))
+	e.get("/dated")
+	e.get("/undated")
+	received := time.Now().UTC()
+	for _, tc := range []struct {
+		path string
+		ims  time.Time
+		want int
+	}{
+		{"/dated", date, 304},
+		{"/dated", date.Add(time.Minute), 304},
+		{"/dated", date.Add(-time.Second), 200},
+		{"/undated", received.Add(time.Minute), 304},
+		{"/undated", date, 200},
+	} {
+		r := e.get(tc.path, "If-Modified-Since", tc.ims.Format(http.TimeFormat))
+		if r.status != tc.want || r.get("X-Cache") != "HIT" {
+			t.Errorf("%s, If-Modified-Since %s: %d %s, want %d HIT", tc.path, tc.ims.Format(http.TimeFormat), r.status, r.get("X-Cache"), tc.want)
+		}
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Errorf("origin hits = %d, want 2: conditionals are answered from cache", n)
 	}
 }
 

@@ -169,6 +169,17 @@ func (e *Entry) lastMod() time.Time {
 	return time.Unix(e.lastModTime, 0)
 }
 
+// modifiedAt is what a client's If-Modified-Since is compared with (RFC
+// 9111 §4.3.2): Last-Modified, or without one, the stored Date (the
+// origin's, or when the edge received the response).
+func (e *Entry) modifiedAt() time.Time {
+	if e.lastModTime != 0 {
+		return e.lastMod()
+	}
+	t, _ := cachepolicy.ParseHTTPDate(e.date())
+	return t
+}
+
 // url returns the URL part of the entry's key (host+target).
 func (e *Entry) url() []byte { return e.key[:e.urlLen] }
 

@@ -240,6 +240,9 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_purge_refusals_total",
 		Help: "Purge requests refused, by reason (token, network, request).",
 	}, []string{"reason"})
+	for _, r := range []string{"token", "network", "request"} {
+		m.purgeRefusals.WithLabelValues(r) // shown as 0 before the first
+	}
 	m.backendHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lakka_edge_backend_healthy",
 		Help: "1 when the backend is in rotation (probes and passive health agree), else 0.",
@@ -260,6 +263,9 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_background_refreshes_total",
 		Help: "Background refreshes of objects served stale in grace, by result (ok, not-modified, error, dropped).",
 	}, []string{"result"})
+	for _, r := range []string{"ok", "not-modified", "error", "dropped"} {
+		m.refreshes.WithLabelValues(r) // shown as 0 before the first
+	}
 	objects := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lakka_edge_cache_objects",
 		Help: "Objects in the store (responses, variants and markers).",

@@ -153,6 +153,10 @@ func TestPurgeMethod(t *testing.T) {
 	if r.status != 200 || !strings.Contains(r.body, `"purged":1`) {
 		t.Errorf("PURGE from loopback: %d %q", r.status, r.body)
 	}
+	// Answered by the edge itself: nothing forwarded (RFC 9211).
+	if got := r.get("Cache-Status"); got != "lakka; detail=purge" || r.get("X-Cache") != "PURGE" {
+		t.Errorf("PURGE: Cache-Status %q, X-Cache %q", got, r.get("X-Cache"))
+	}
 	if r := e.get("/page/1"); r.get("X-Cache") == "HIT" {
 		t.Errorf("PURGE did not purge")
 	}

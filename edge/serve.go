@@ -276,7 +276,7 @@ func (s *Server) notModified(ctx *fasthttp.RequestCtx, e *Entry, etag []byte) bo
 		return cachepolicy.ETagMatchWeak(inm, etag)
 	}
 	if ims := h.Peek(fasthttp.HeaderIfModifiedSince); len(ims) > 0 {
-		return cachepolicy.NotModifiedSince(ims, e.lastMod())
+		return cachepolicy.NotModifiedSince(ims, e.modifiedAt())
 	}
 	return false
 }
@@ -328,6 +328,9 @@ func (s *Server) addCacheHeaders(h *fasthttp.ResponseHeader, rs *reqState, store
 		}
 	case resPass:
 		cs = append(cs, "; fwd=bypass"...)
+	case resPurge:
+		// Answered by the cache itself: nothing was forwarded.
+		cs = append(cs, "; detail=purge"...)
 	default:
 		cs = append(cs, "; fwd=miss"...)
 	}

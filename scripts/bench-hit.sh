@@ -28,7 +28,10 @@ bare=127.0.0.1:19100
 edge=127.0.0.1:19180
 admin=127.0.0.1:19181
 for a in "$bare" "$edge" "$admin"; do
-	if curl -s -o /dev/null --max-time 1 "http://$a/"; then
+	# Anything but "could not connect" (curl's 7) means something listens.
+	rc=0
+	curl -s -o /dev/null --max-time 1 "http://$a/" || rc=$?
+	if [ "$rc" != 7 ]; then
 		echo "bench-hit: $a is already in use (a server left from an earlier run?); stop it first" >&2
 		exit 1
 	fi
@@ -50,7 +53,7 @@ GOMAXPROCS=1 $server_cpu "$bin" edge --config "$cfg" &
 edge_pid=$!
 pids="$pids $edge_pid"
 for i in $(seq 1 100); do
-	curl -fsS -o /dev/null "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null "http://$bare/2k" 2>/dev/null && break
+	curl -fsS -o /dev/null --max-time 1 "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null --max-time 1 "http://$bare/2k" 2>/dev/null && break
 	sleep 0.1
 done
 for p in $pids; do

@@ -22,9 +22,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
-# Refuse to start in front of somebody else's server on a busy port.
+if ! command -v curl >/dev/null 2>&1; then
+	echo "run: needs curl (to check the ports and wait for the servers)" >&2
+	exit 1
+fi
+
+# Refuse to start in front of somebody else's server on a busy port:
+# anything but "could not connect" (curl's exit status 7) means something
+# listens there, whether it answers HTTP or not.
 for a in "$origin" "$edge" "$admin"; do
-	if curl -s -o /dev/null --max-time 1 "http://$a/" 2>/dev/null; then
+	rc=0
+	curl -s -o /dev/null --max-time 1 "http://$a/" 2>/dev/null || rc=$?
+	if [ "$rc" != 7 ]; then
 		echo "run: $a is already in use; choose other addresses, e.g." >&2
 		echo "  ORIGIN_ADDR=127.0.0.1:18000 EDGE_ADDR=127.0.0.1:18080 ADMIN_ADDR=127.0.0.1:18081 make run" >&2
 		exit 1
@@ -34,7 +43,7 @@ done
 # wait_up ADDR PATH NAME PID: until the process answers, or exits.
 wait_up() {
 	i=0
-	until curl -fsS -o /dev/null "http://$1$2" 2>/dev/null; do
+	until curl -fsS -o /dev/null --max-time 1 "http://$1$2" 2>/dev/null; do
 		if ! kill -0 "$4" 2>/dev/null; then echo "run: $3 exited; see its message above" >&2; exit 1; fi
 		i=$((i + 1))
 		if [ "$i" -gt 100 ]; then echo "run: $3 did not come up on $1" >&2; exit 1; fi
@@ -57,6 +66,7 @@ cat <<MSG
   purge:         LAKKA_PURGE_TOKEN=$LAKKA_PURGE_TOKEN bin/lakka purge --admin $admin --tag front --soft
   origin API:    curl -s -H 'Authorization: Bearer $LAKKA_ORIGIN_TOKEN' http://$origin/api/articles/1
 
-  Ctrl-C stops both.
+  Ctrl-C stops both (the edge drains for 5 s first, as it would behind a
+  load balancer: edge.drain_delay).
 MSG
 wait
