@@ -222,25 +222,34 @@ func TestHitHeadFollowsTheClock(t *testing.T) {
 		t.Fatalf("%s: three pairs of hits straddled a second each", what)
 		return nil, nil
 	}
+	// steps sends n pairs ten seconds apart and returns their copied
+	// answers, each checked to say X-Cache: want.
+	steps := func(n int, name, want string) [][]byte {
+		var out [][]byte
+		for step := range n {
+			if step > 0 {
+				e.advance(10 * time.Second)
+			}
+			what := name + " " + strconv.Itoa(step)
+			_, copied := pair(what)
+			if !bytes.Contains(copied, []byte("\r\nX-Cache: "+want+"\r\n")) {
+				t.Fatalf("%s: not X-Cache %s:\n%s", what, want, copied)
+			}
+			out = append(out, copied)
+		}
+		return out
+	}
 	prev := -1
-	for step := range 5 {
-		if step > 0 {
-			e.advance(10 * time.Second)
-		}
-		what := "step " + strconv.Itoa(step)
-		_, copied := pair(what)
-		if !bytes.Contains(copied, []byte("\r\nX-Cache: HIT\r\n")) {
-			t.Fatalf("%s: not a hit:\n%s", what, copied)
-		}
+	for step, copied := range steps(5, "step", "HIT") {
 		a := age(copied)
 		if prev >= 0 && a < prev+10 {
-			t.Errorf("%s: Age %d after %d and ten seconds", what, a, prev)
+			t.Errorf("step %d: Age %d after %d and ten seconds", step, a, prev)
 		}
 		// The TTL left is 600 s less the exact age, in whole seconds.
 		want1 := "Cache-Status: lakka; hit; ttl=" + strconv.Itoa(600-a) + "\r\n"
 		want2 := "Cache-Status: lakka; hit; ttl=" + strconv.Itoa(600-a-1) + "\r\n"
 		if !bytes.Contains(copied, []byte(want1)) && !bytes.Contains(copied, []byte(want2)) {
-			t.Errorf("%s: want %q or %q in\n%s", what, want1, want2, copied)
+			t.Errorf("step %d: want %q or %q in\n%s", step, want1, want2, copied)
 		}
 		prev = a
 	}
@@ -252,16 +261,7 @@ func TestHitHeadFollowsTheClock(t *testing.T) {
 		t.Fatalf("after a soft purge:\n%s", lc.last)
 	}
 	eventually(t, "the failed refresh", func() bool { return fetches.Load() >= 2 })
-	for step := range 2 {
-		if step > 0 {
-			e.advance(10 * time.Second)
-		}
-		what := "grace " + strconv.Itoa(step)
-		_, copied := pair(what)
-		if !bytes.Contains(copied, []byte("\r\nX-Cache: STALE\r\n")) {
-			t.Fatalf("%s: not a grace hit:\n%s", what, copied)
-		}
-	}
+	steps(2, "grace", "STALE")
 }
 
 // TestHitHeadsCounted: heads made by real hits are counted in the head
