@@ -101,13 +101,11 @@ type Entry struct {
 	// later ones while they come (see hotPool); nil otherwise. Set and
 	// cleared only under the head pool's lock.
 	head atomic.Pointer[hotItem[*headSet]]
-	// headMisses counts hits served without a kept head since one was
-	// last offered; headDrops counts the times the pool dropped its head
-	// for room. A head is offered after 1<<headDrops such hits, so objects
-	// that keep losing theirs (more hot objects than the pool holds) back
-	// off instead of allocating a head on every hit.
-	headMisses atomic.Uint32
-	headDrops  atomic.Uint32
+	// headBackoff spaces out the head sets offered to the pool: its level
+	// counts the times the pool dropped this entry's set for room, so
+	// objects that keep losing theirs (more hot objects than the pool
+	// holds) back off instead of allocating a set on every hit.
+	headBackoff backoff
 
 	// Freshness, measured on the monotonic clock from storedAt.
 	storedAt   time.Time
@@ -173,8 +171,8 @@ func (e *Entry) lastMod() time.Time {
 // 9111 §4.3.2): Last-Modified, or without one, the stored Date (the
 // origin's, or when the edge received the response).
 func (e *Entry) modifiedAt() time.Time {
-	if e.lastModTime != 0 {
-		return e.lastMod()
+	if t := e.lastMod(); !t.IsZero() {
+		return t
 	}
 	t, _ := cachepolicy.ParseHTTPDate(e.date())
 	return t

@@ -29,13 +29,11 @@ const numForms = int(cachepolicy.Zstd) + 1
 // headForm holds the current head of one encoding.
 type headForm struct {
 	cur atomic.Pointer[hitHead]
-	// misses counts the hits this encoding served the long way since a
-	// head was last made for it; idle counts, up to maxHeadBackoff, the
-	// heads in a row that no hit copied. A head is made after 1<<idle
-	// misses, so an object hit less than once a second does not allocate
-	// a head on every hit, and one that turns hot gets back to one head a
-	// second within 1<<maxHeadBackoff hits.
-	misses, idle atomic.Uint32
+	// again spaces out the heads: its level counts the heads in a row that
+	// no hit copied, so an object hit less than once a second does not
+	// allocate a head on every hit, and one that turns hot gets back to
+	// one head a second within 1<<maxHeadBackoff hits.
+	again backoff
 	// count says whether the head pool counts this form's bytes
 	// (formUncounted, ...).
 	count atomic.Uint32
@@ -93,40 +91,40 @@ func copyHitHead(h *fasthttp.ResponseHeader, e *Entry, enc cachepolicy.Encoding,
 // offerHitHead keeps a copy of h, the whole head of a hit on e in enc just
 // built the long way, as e's head for that encoding and second. The first
 // time, e gets a set in the head pool, unless it is backing off
-// (Entry.headMisses) or its heads would not fit the pool.
+// (Entry.headBackoff) or its heads would not fit the pool.
 func (s *Server) offerHitHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry, enc cachepolicy.Encoding, age, ttl int64) {
+	checked := false // h was checked with serverLoopHead
 	item := e.head.Load()
 	if item == nil {
-		n := e.headMisses.Add(1)
-		if n < 1<<min(e.headDrops.Load(), maxHeadBackoff) || !e.headMisses.CompareAndSwap(n, 0) {
+		if !e.headBackoff.due() {
 			return
 		}
 		if headSetCost+hitHeadCost(e, enc, len(s.cacheSt)) > s.store.heads.maxSize() {
-			e.headDrops.Store(maxHeadBackoff)
+			e.headBackoff.giveUp()
 			return
 		}
 		if !s.serverLoopHead(h, rs) {
-			e.headDrops.Store(maxHeadBackoff) // and do not look again soon
+			e.headBackoff.giveUp() // and do not look again soon
 			return
 		}
+		checked = true
 		s.store.heads.keep(e, new(headSet), headSetCost)
 		if item = e.head.Load(); item == nil {
 			return
 		}
 	}
 	f := &item.v.forms[enc]
-	n := f.misses.Add(1)
-	if n < 1<<min(f.idle.Load(), maxHeadBackoff) || !f.misses.CompareAndSwap(n, 0) {
+	if !f.again.due() {
 		return
 	}
 	if old := f.cur.Load(); old != nil {
 		if old.used.Load() {
-			f.idle.Store(0)
-		} else if f.idle.Load() < maxHeadBackoff {
-			f.idle.Add(1)
+			f.again.reset()
+		} else {
+			f.again.raise()
 		}
 	}
-	if !s.serverLoopHead(h, rs) {
+	if !checked && !s.serverLoopHead(h, rs) {
 		return
 	}
 	// The pool counts a form's bytes from its first head on (the heads
@@ -149,6 +147,36 @@ func (s *Server) offerHitHead(h *fasthttp.ResponseHeader, rs *reqState, e *Entry
 	f.cur.Store(hh)
 	s.m.headsMade.Inc()
 }
+
+// backoff spaces out attempts that keep coming to nothing: one is due
+// after 1<<level misses (level at most maxHeadBackoff). Safe for
+// concurrent use; of racing callers at most one is told an attempt is due.
+type backoff struct {
+	misses, level atomic.Uint32
+}
+
+// maxHeadBackoff bounds backoff.level: an attempt is due at least every
+// 1<<maxHeadBackoff misses.
+const maxHeadBackoff = 10
+
+// due counts a miss and reports whether an attempt is due now.
+func (b *backoff) due() bool {
+	n := b.misses.Add(1)
+	return n >= 1<<min(b.level.Load(), maxHeadBackoff) && b.misses.CompareAndSwap(n, 0)
+}
+
+// raise doubles the misses before the next attempt.
+func (b *backoff) raise() {
+	if b.level.Load() < maxHeadBackoff {
+		b.level.Add(1)
+	}
+}
+
+// reset makes every miss an attempt again.
+func (b *backoff) reset() { b.level.Store(0) }
+
+// giveUp waits the longest before the next attempt.
+func (b *backoff) giveUp() { b.level.Store(maxHeadBackoff) }
 
 var strDateLine = []byte("\r\nDate: ")
 

@@ -67,7 +67,7 @@ func TestLoopHitAllocatesNothing(t *testing.T) {
 // TestHeadBackoff: when more objects are hot than the head pool holds,
 // hits do not make (allocate) a head each: an object whose head was
 // dropped for room waits twice as many hits before it is offered one
-// again (Entry.headDrops), so the churn dies down.
+// again (Entry.headBackoff), so the churn dies down.
 func TestHeadBackoff(t *testing.T) {
 	const objects, rounds = 64, 200
 	o := startOrigin(t, fixed(strings.Repeat("x", 600), "Cache-Control", "max-age=3600", "Content-Type", "text/plain"))
@@ -107,7 +107,7 @@ func TestHeadBackoff(t *testing.T) {
 // TestSlowHitsDoNotMakeHeads: an object hit less than once a second finds
 // its kept head out of date at every hit. It does not make (allocate) a
 // new one each time: a head no hit copied doubles the misses before the
-// next (headForm.idle), so 600 such hits make about log2(600) heads, and
+// next (headForm.again), so 600 such hits make about log2(600) heads, and
 // soon allocate nothing.
 func TestSlowHitsDoNotMakeHeads(t *testing.T) {
 	e, _ := primedEdge(t, 2<<10, "off")

@@ -76,18 +76,10 @@ func newIdentityPool(budget int64, m *metrics) *identityPool {
 		slot: func(e *Entry) *atomic.Pointer[identCopy] { return &e.ident }}
 }
 
-// maxHeadBackoff bounds Entry.headDrops: an object whose head keeps being
-// dropped is offered one again at least every 1<<maxHeadBackoff hits.
-const maxHeadBackoff = 10
-
 func newHeadPool(budget int64, m *metrics) *headPool {
 	return &headPool{budget: budget, bytes: m.headBytes, dropped: m.headDropped,
-		slot: func(e *Entry) *atomic.Pointer[hotItem[*headSet]] { return &e.head },
-		onDrop: func(e *Entry) {
-			if e.headDrops.Load() < maxHeadBackoff {
-				e.headDrops.Add(1)
-			}
-		}}
+		slot:   func(e *Entry) *atomic.Pointer[hotItem[*headSet]] { return &e.head },
+		onDrop: func(e *Entry) { e.headBackoff.raise() }}
 }
 
 // maxSize is the largest extra the pool keeps (a quarter of its budget);
