@@ -43,9 +43,11 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
-## lint: gofmt, go vet, and go.mod/go.sum tidy
+## lint: gofmt, go vet, staticcheck (pinned in go.mod's tool block), go.mod/go.sum tidy and verified
 lint: fmt-check vet
 	$(GO) mod tidy -diff
+	$(GO) mod verify
+	$(GO) tool staticcheck ./...
 
 ## bench: Go benchmarks of the hot paths (allocations included)
 bench:

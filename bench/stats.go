@@ -41,9 +41,6 @@ var cacheNames = [numCacheValues]string{"none", "HIT", "STALE", "MISS", "REVALID
 // UPDATING (stale while one request updates it).
 func (v cacheValue) hit() bool { return v == cacheHit || v == cacheStale || v == cacheUpdating }
 
-// known reports whether the response named a cache status at all.
-func (v cacheValue) known() bool { return v != cacheNone }
-
 // cacheOf reads the cache status of a response.
 func cacheOf(h *fasthttp.ResponseHeader) cacheValue {
 	if v := h.Peek("X-Cache"); len(v) > 0 {

@@ -225,10 +225,7 @@ func (c *Config) validateRoutes(v *validator) {
 	for i, r := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
 		if r.Host != "" {
-			h := r.Host
-			if strings.HasPrefix(h, "*.") {
-				h = h[2:]
-			}
+			h := strings.TrimPrefix(r.Host, "*.")
 			if h == "" || strings.ContainsAny(h, "*/: ") || h != strings.ToLower(h) {
 				v.errorf(key+".host", "must be a lower-case host name, optionally starting with \"*.\", got %q", r.Host)
 			}

@@ -44,7 +44,6 @@ type director struct {
 	fallback bool
 	next     atomic.Uint64
 	queue    time.Duration
-	now      func() time.Time
 }
 
 func newDirector(c config.Backends, m *metrics) *director {

@@ -248,11 +248,6 @@ func (e *Entry) softPurge(now time.Time) bool {
 	}
 }
 
-// hasValidator says the entry can be revalidated with a conditional request.
-func (e *Entry) hasValidator() bool {
-	return len(e.etag()) > 0 || len(e.lastModified()) > 0
-}
-
 // etagFor returns the ETag to send with the body in encoding enc.
 func (e *Entry) etagFor(enc cachepolicy.Encoding) []byte {
 	switch {

@@ -21,10 +21,9 @@ type rawOrigin struct {
 	reqs    atomic.Int64 // requests read
 	respond func(n int64, conn net.Conn, req *http.Request)
 
-	mu     sync.Mutex // guards conns, connOf, last
+	mu     sync.Mutex // guards conns, connOf
 	conns  map[net.Conn]struct{}
 	connOf []int64 // connection number of request i (1-based numbers)
-	last   *http.Request
 	wg     sync.WaitGroup
 	closed chan struct{}
 }
@@ -92,7 +91,6 @@ func (o *rawOrigin) serve(id int64, c net.Conn) {
 		n := o.reqs.Add(1)
 		o.mu.Lock()
 		o.connOf = append(o.connOf, id)
-		o.last = req
 		o.mu.Unlock()
 		o.respond(n, c, req)
 	}
@@ -106,12 +104,6 @@ func (o *rawOrigin) conn(n int64) int64 {
 		return 0
 	}
 	return o.connOf[n-1]
-}
-
-func (o *rawOrigin) lastRequest() *http.Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.last
 }
 
 func (o *rawOrigin) close() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -110,8 +109,5 @@ func runEdge(cmd *cobra.Command, cfg config.Config) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	return srv.Run(ctx)
 }
