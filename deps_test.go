@@ -17,10 +17,11 @@ const module = "github.com/lakka-cache/lakka"
 var allowed = map[string][]string{
 	"config":           {},
 	"cachepolicy":      {},
-	"edge":             {"cachepolicy", "config"},
-	"origin":           {"config"},
+	"purge":            {},
+	"edge":             {"cachepolicy", "config", "purge"},
+	"origin":           {"config", "purge"},
 	"origin/surrogate": {},
-	"bench":            {"config"},
+	"bench":            {"config", "purge"},
 	"cmd/lakka":        {"*"},
 	"cmd/barefast":     {},
 }
@@ -29,6 +30,7 @@ var allowed = map[string][]string{
 var thirdParty = map[string][]string{
 	"config":           {"go.yaml.in/yaml/v3"},
 	"cachepolicy":      {},
+	"purge":            {},
 	"origin/surrogate": {},
 	"edge":             {"github.com/valyala/fasthttp", "github.com/dgraph-io/ristretto/v2", "github.com/klauspost/compress", "github.com/prometheus/client_golang", "github.com/prometheus/client_model", "github.com/cespare/xxhash/v2"},
 	"origin":           {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},

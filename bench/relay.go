@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/lakka-cache/lakka/purge"
 )
 
 // PurgeRelay lets the bundled origin purge a peer cache (Varnish, nginx)
@@ -45,14 +47,6 @@ type PurgeRelay struct {
 	forwarded   atomic.Int64
 	unsupported atomic.Int64
 	failed      atomic.Int64
-}
-
-// purgeBody is the body of Lakka's purge API.
-type purgeBody struct {
-	Tags []string `json:"tags"`
-	URLs []string `json:"urls"`
-	All  bool     `json:"all"`
-	Soft bool     `json:"soft"`
 }
 
 // NewPurgeRelay listens on addr and relays purges to the peer of the given
@@ -110,11 +104,11 @@ func (r *PurgeRelay) purge(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	var b purgeBody
-	if err := json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&b); err != nil {
+	b, err := purge.Decode(req.Body)
+	if err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
-		json.NewEncoder(w).Encode(map[string]string{"error": "bad purge body: " + err.Error()})
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "bad purge body: " + err.Error()})
 		return
 	}
 	n := 0
@@ -135,7 +129,7 @@ func (r *PurgeRelay) purge(w http.ResponseWriter, req *http.Request) {
 		r.unsupported.Add(1)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"purged": %d, "soft": %t}`+"\n", n, b.Soft)
+	_ = json.NewEncoder(w).Encode(purge.Result{Purged: n, Soft: b.Soft})
 }
 
 // tagURLs turns the bundled origin's tags into the URLs of the pages they

@@ -39,9 +39,9 @@ func TestPurgeRelay(t *testing.T) {
 		want []purge
 		body string
 	}{
-		{"varnish", []purge{{"PURGE", "/", "article:101 front section:2 section:99 other", "1"}, {"PURGE", "/news/42", "", ""}}, `{"purged": 4, "soft": true}`},
+		{"varnish", []purge{{"PURGE", "/", "article:101 front section:2 section:99 other", "1"}, {"PURGE", "/news/42", "", ""}}, `{"purged":4,"soft":true}`},
 		// The fake origin knows article 42 (its URL) and section 2.
-		{"nginx", []purge{{"PURGE", "/news/42", "", ""}, {"PURGE", "/news/world/101-breaking", "", ""}, {"PURGE", "/", "", ""}, {"PURGE", "/news/world/", "", ""}}, `{"purged": 4, "soft": true}`},
+		{"nginx", []purge{{"PURGE", "/news/42", "", ""}, {"PURGE", "/news/world/101-breaking", "", ""}, {"PURGE", "/", "", ""}, {"PURGE", "/news/world/", "", ""}}, `{"purged":4,"soft":true}`},
 	} {
 		got = nil
 		r, err := NewPurgeRelay("127.0.0.1:0", c.kind, peer.URL, "tok", origin, nil)

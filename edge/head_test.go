@@ -318,7 +318,7 @@ func TestHitHeadsCounted(t *testing.T) {
 			t.Fatalf("after hits on %s (%s): the pool counts %d bytes, want %d", step.path, step.ae, got, want)
 		}
 	}
-	if n := e.store.purge(purge{urls: [][]byte{[]byte("example.com/html")}}, time.Now()); n != 1 {
+	if n := e.store.purge(invalidation{urls: [][]byte{[]byte("example.com/html")}}, time.Now()); n != 1 {
 		t.Fatalf("the purge removed %d objects, want 1", n)
 	}
 	// The store lets go of a removed entry asynchronously (ristretto).

@@ -261,8 +261,9 @@ func hasTag(tags []string, t string) bool {
 	return false
 }
 
-// purge is one invalidation request.
-type purge struct {
+// invalidation is one purge as the store applies it: tags, URL keys (or
+// host-less targets), everything; hard or soft.
+type invalidation struct {
 	tags []string
 	urls [][]byte // normalised URL keys, or targets starting with '/'
 	all  bool
@@ -271,7 +272,7 @@ type purge struct {
 
 // record bumps the generation and logs p for in-flight fetches; it returns
 // the hosts known now (for host-less URL purges).
-func (x *index) record(p purge) (hosts []string) {
+func (x *index) record(p invalidation) (hosts []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	gen := x.gen.Add(1)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -17,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/purge"
 )
 
 // purge applies an invalidation to the store and returns the number of
@@ -25,7 +24,7 @@ import (
 // afterwards; then the affected entries are marked (soft: stale from now;
 // hard: dead, never served again) and hard-purged ones are handed to the
 // reaper, which frees their memory in the background.
-func (s *store) purge(p purge, now time.Time) int {
+func (s *store) purge(p invalidation, now time.Time) int {
 	hosts := s.idx.record(p)
 	var affected []*Entry
 	for _, t := range p.tags {
@@ -135,7 +134,7 @@ func (s *Server) invalidateAfterUnsafe(ctx *fasthttp.RequestCtx, rs *reqState, h
 		}
 		urls = append(urls, cachepolicy.AppendKey(nil, host, target))
 	}
-	s.store.purge(purge{urls: urls}, s.now())
+	s.store.purge(invalidation{urls: urls}, s.now())
 	s.m.invalidations.Inc()
 }
 
@@ -159,8 +158,8 @@ func (s *Server) handlePurgeMethod(ctx *fasthttp.RequestCtx, rs *reqState) {
 	}
 	soft := asciiEqualFold(ctx.Request.Header.Peek("Purge-Mode"), "soft")
 	start := time.Now()
-	n := s.store.purge(purge{urls: [][]byte{append([]byte(nil), rs.key...)}, soft: soft}, s.now())
-	s.observePurge(purgeURL, soft, n, time.Since(start))
+	n := s.store.purge(invalidation{urls: [][]byte{append([]byte(nil), rs.key...)}, soft: soft}, s.now())
+	s.observePurge(purgeURL, soft, n, time.Since(start), "", "PURGE")
 	ctx.Response.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.SetBodyString(`{"purged":` + strconv.Itoa(n) + `,"soft":` + strconv.FormatBool(soft) + "}\n")
 }
@@ -173,26 +172,6 @@ func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
 	}
 	return false
 }
-
-// PurgeRequest is the JSON body of POST /api/purge (docs/CONTRACTS.md).
-type PurgeRequest struct {
-	Tags []string `json:"tags"`
-	URLs []string `json:"urls"`
-	All  bool     `json:"all"`
-	Soft bool     `json:"soft"`
-}
-
-// PurgeResponse is the answer to a purge.
-type PurgeResponse struct {
-	Purged int  `json:"purged"`
-	Soft   bool `json:"soft"`
-}
-
-// maxPurgeBody bounds a purge request body; maxPurgeItems its tags+urls.
-const (
-	maxPurgeBody  = 1 << 20
-	maxPurgeItems = 10000
-)
 
 // handlePurgeAPI serves POST /api/purge on the admin listener.
 func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
@@ -208,15 +187,13 @@ func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
 	}
-	var req PurgeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxPurgeBody+1))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	msg, err := purge.Decode(r.Body)
+	if err != nil {
 		s.m.purgeRefusals.WithLabelValues("request").Inc()
-		apiError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	p, err := s.compilePurge(req)
+	p, err := s.compilePurge(msg)
 	if err != nil {
 		s.m.purgeRefusals.WithLabelValues("request").Inc()
 		apiError(w, http.StatusBadRequest, err.Error())
@@ -231,21 +208,16 @@ func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 	case len(p.tags) > 0:
 		kind = purgeTag
 	}
-	s.observePurge(kind, p.soft, n, time.Since(start))
+	s.observePurge(kind, p.soft, n, time.Since(start), msg.ID, msg.Issuer)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(PurgeResponse{Purged: n, Soft: p.soft})
+	_ = json.NewEncoder(w).Encode(purge.Result{Purged: n, Soft: p.soft})
 }
 
-// compilePurge validates a purge request and normalises its URLs the way
-// requests are normalised, so that they name the same keys.
-func (s *Server) compilePurge(req PurgeRequest) (purge, error) {
-	p := purge{all: req.All, soft: req.Soft}
-	if !req.All && len(req.Tags) == 0 && len(req.URLs) == 0 {
-		return p, errors.New(`nothing to purge: give "tags", "urls" or "all": true`)
-	}
-	if len(req.Tags)+len(req.URLs) > maxPurgeItems {
-		return p, fmt.Errorf("too many tags and urls (at most %d per request)", maxPurgeItems)
-	}
+// compilePurge checks a purge message's tags against what the edge
+// indexes and normalises its URLs the way requests are normalised, so that
+// they name the same keys. (purge.Decode checked the rest.)
+func (s *Server) compilePurge(req purge.Message) (invalidation, error) {
+	p := invalidation{all: req.All, soft: req.Soft}
 	for i, t := range req.Tags {
 		tags, skipped := cachepolicy.ParseSurrogateKeys(nil, []byte(t))
 		if skipped > 0 || len(tags) != 1 || tags[0] != t {
@@ -254,9 +226,6 @@ func (s *Server) compilePurge(req PurgeRequest) (purge, error) {
 		p.tags = append(p.tags, t)
 	}
 	for i, u := range req.URLs {
-		if u == "" {
-			return p, fmt.Errorf("urls[%d]: empty", i)
-		}
 		target, abs, err := cachepolicy.NormalizeTarget(nil, []byte(u), &s.keyRules)
 		if err != nil {
 			return p, fmt.Errorf("urls[%d]: %q is not an absolute http(s) URL or a path", i, u)
@@ -280,7 +249,9 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-func (s *Server) observePurge(kind purgeKind, soft bool, n int, d time.Duration) {
+// observePurge counts and logs one applied purge; id and issuer are the
+// message's, when it came as one.
+func (s *Server) observePurge(kind purgeKind, soft bool, n int, d time.Duration, id, issuer string) {
 	mode := 0
 	if soft {
 		mode = 1
@@ -291,6 +262,6 @@ func (s *Server) observePurge(kind purgeKind, soft bool, n int, d time.Duration)
 	if s.log.Enabled(context.Background(), slog.LevelInfo) {
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "purge",
 			slog.String("kind", purgeKindNames[kind]), slog.Bool("soft", soft),
-			slog.Int("purged", n), slog.Duration("duration", d))
+			slog.Int("purged", n), slog.Duration("duration", d), slog.String("id", id), slog.String("issuer", issuer))
 	}
 }

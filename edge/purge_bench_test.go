@@ -48,7 +48,7 @@ func BenchmarkPurgeTag100k(b *testing.B) {
 					st.put(e, st.idx.generation())
 				}
 				b.StartTimer()
-				if n := st.purge(purge{tags: []string{"front"}, soft: soft}, time.Now()); n != 100_000 {
+				if n := st.purge(invalidation{tags: []string{"front"}, soft: soft}, time.Now()); n != 100_000 {
 					b.Fatalf("purged %d", n)
 				}
 			}
@@ -67,7 +67,7 @@ func BenchmarkPurgeTag1(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		// Soft, so that the object stays and every iteration finds it.
-		if n := st.purge(purge{tags: []string{"article:" + strconv.Itoa(i%len(es))}, soft: true}, time.Now()); n != 1 {
+		if n := st.purge(invalidation{tags: []string{"article:" + strconv.Itoa(i%len(es))}, soft: true}, time.Now()); n != 1 {
 			b.Fatalf("purged %d", n)
 		}
 		i++

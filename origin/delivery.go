@@ -1,12 +1,8 @@
 package origin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/purge"
 )
 
 // outbox is what delivery needs of a Store.
@@ -55,7 +52,6 @@ type Delivery struct {
 // edgeState is one edge's delivery loop state.
 type edgeState struct {
 	addr string
-	url  string
 	// wake is signalled (without blocking) when a purge was committed.
 	wake chan struct{}
 	// depth, lag, deliveries, full and failures are this edge's metric
@@ -90,7 +86,6 @@ func NewDelivery(cfg config.Origin, st outbox, logger *slog.Logger, reg promethe
 		seen[addr] = true
 		e := &edgeState{
 			addr:       addr,
-			url:        "http://" + addr + "/api/purge",
 			wake:       make(chan struct{}, 1),
 			depth:      m.depth.WithLabelValues(addr),
 			lag:        m.lag.WithLabelValues(addr),
@@ -242,7 +237,7 @@ func (d *Delivery) step(ctx context.Context, e *edgeState) (bool, error) {
 		return false, nil
 	}
 	batch, tags := mergeRows(rows)
-	status, err := d.send(ctx, e, purgeRequest{Tags: tags, Soft: d.cfg.SoftPurge})
+	status, err := d.send(ctx, e, purge.Message{Tags: tags, Soft: d.cfg.SoftPurge, IssuedAt: batch[0].CreatedAt.UTC(), Issuer: issuer})
 	switch {
 	case err != nil:
 		return false, err
@@ -296,15 +291,11 @@ func mergeRows(rows []Purge) ([]Purge, []string) {
 	return rows[:n], tags
 }
 
-// purgeRequest is the body of the edge's purge API (docs/CONTRACTS.md).
-type purgeRequest struct {
-	Tags []string `json:"tags,omitempty"`
-	All  bool     `json:"all,omitempty"`
-	Soft bool     `json:"soft"`
-}
+// issuer names the bundled origin in the purges it sends.
+const issuer = "lakka origin"
 
 func (d *Delivery) sendFull(ctx context.Context, e *edgeState) error {
-	status, err := d.send(ctx, e, purgeRequest{All: true, Soft: true})
+	status, err := d.send(ctx, e, purge.Message{All: true, Soft: true, IssuedAt: time.Now().UTC(), Issuer: issuer})
 	if err != nil {
 		return err
 	}
@@ -325,56 +316,33 @@ const (
 // send posts one purge to e. A refused token or an unreachable edge is an
 // error (logged and counted); an edge that rejects the request itself
 // (another 4xx) is reported as statusRejected.
-func (d *Delivery) send(ctx context.Context, e *edgeState, p purgeRequest) (sendStatus, error) {
-	body, err := json.Marshal(p)
-	if err != nil {
-		return 0, fmt.Errorf("BUG: marshal purge: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
-	if err != nil {
-		return 0, fmt.Errorf("origin: purge request to %s: %w", e.addr, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+d.cfg.PurgeToken)
-	resp, err := d.client.Do(req)
-	if err != nil {
+func (d *Delivery) send(ctx context.Context, e *edgeState, m purge.Message) (sendStatus, error) {
+	_, err := purge.Send(ctx, d.client, e.addr, d.cfg.PurgeToken, m)
+	var se *purge.StatusError
+	switch {
+	case err == nil:
+		return statusOK, nil
+	case !errors.As(err, &se):
 		if ctx.Err() == nil {
 			e.failures[failUnavailable].Inc()
 			d.logger.Warn("purge delivery failed: edge unreachable", slog.String("edge", e.addr), slog.Any("error", err))
 		}
 		return 0, errDelivery
-	}
-	msg := answer(resp)
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return statusOK, nil
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+	case se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden:
 		e.failures[failUnauthorized].Inc()
 		d.logger.Error("purge delivery refused: the edge does not accept the purge token (check LAKKA_PURGE_TOKEN)",
-			slog.String("edge", e.addr), slog.Int("status", code))
+			slog.String("edge", e.addr), slog.Int("status", se.Status))
 		return 0, errDelivery
-	case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
+	case se.Status >= 400 && se.Status < 500 && se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests:
 		e.failures[failRejected].Inc()
-		d.logger.Error("purge delivery rejected by the edge", slog.String("edge", e.addr), slog.Int("status", code),
-			slog.String("answer", msg), slog.Bool("all", p.All))
+		d.logger.Error("purge delivery rejected by the edge", slog.String("edge", e.addr), slog.Int("status", se.Status),
+			slog.String("answer", se.Message), slog.Bool("all", m.All))
 		return statusRejected, nil
 	default:
 		e.failures[failUnavailable].Inc()
-		d.logger.Warn("purge delivery failed", slog.String("edge", e.addr), slog.Int("status", code))
+		d.logger.Warn("purge delivery failed", slog.String("edge", e.addr), slog.Int("status", se.Status))
 		return 0, errDelivery
 	}
-}
-
-// answer reads the start of resp's body, for logs, and closes it.
-func answer(resp *http.Response) string {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if cerr := resp.Body.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Sprintf("(unreadable: %v)", err)
-	}
-	return string(b)
 }
 
 // prune deletes purges older than the retention, every pruneInterval.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/purge"
 )
 
 const testPurgeToken = "test-purge-token"
@@ -32,12 +33,12 @@ type fakeEdge struct {
 	mu   sync.Mutex // guards mode
 	mode string     // up, down, unauthorized, reject-tags
 
-	attempts chan string       // every request's mode, as it arrives
-	purges   chan purgeRequest // accepted purges
+	attempts chan string        // every request's mode, as it arrives
+	purges   chan purge.Message // accepted purges
 }
 
 func newFakeEdge(t *testing.T) *fakeEdge {
-	e := &fakeEdge{mode: "up", attempts: make(chan string, 1000), purges: make(chan purgeRequest, 1000)}
+	e := &fakeEdge{mode: "up", attempts: make(chan string, 1000), purges: make(chan purge.Message, 1000)}
 	e.ts = httptest.NewServer(http.HandlerFunc(e.serve))
 	t.Cleanup(e.ts.Close)
 	e.addr = strings.TrimPrefix(e.ts.URL, "http://")
@@ -55,8 +56,7 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 	mode := e.mode
 	e.mu.Unlock()
 	e.attempts <- mode
-	var p purgeRequest
-	err := json.NewDecoder(r.Body).Decode(&p)
+	p, err := purge.Decode(r.Body)
 	switch {
 	case mode == "down":
 		// Like a process that is gone: the connection closes unanswered.
@@ -80,14 +80,14 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // next waits for the next accepted purge.
-func (e *fakeEdge) next(t *testing.T) purgeRequest {
+func (e *fakeEdge) next(t *testing.T) purge.Message {
 	t.Helper()
 	select {
 	case p := <-e.purges:
 		return p
 	case <-time.After(10 * time.Second):
 		t.Fatalf("edge %s got no purge", e.addr)
-		return purgeRequest{}
+		return purge.Message{}
 	}
 }
 

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lakka-cache/lakka/purge"
 )
 
 func newPurgeCmd() *cobra.Command {
@@ -50,11 +48,11 @@ any edge refused or could not be reached.`,
 			if token == "" {
 				return usagef("LAKKA_PURGE_TOKEN is not set: the edges' purge API needs its bearer token")
 			}
-			body, err := json.Marshal(map[string]any{"tags": tags, "urls": urls, "all": all, "soft": soft})
-			if err != nil {
-				return err
+			msg := purge.Message{Tags: tags, URLs: urls, All: all, Soft: soft, IssuedAt: time.Now().UTC(), Issuer: "lakka purge"}
+			if err := msg.Check(); err != nil {
+				return usagef("%v", err)
 			}
-			results := purgeEdges(cmd.Context(), admins, token, body, timeout)
+			results := purgeEdges(cmd.Context(), admins, token, msg, timeout)
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			failed := 0
 			for _, r := range results {
@@ -92,11 +90,8 @@ type purgeResult struct {
 	err    error
 }
 
-// purgeEdges sends body to every admin address at once.
-func purgeEdges(ctx context.Context, admins []string, token string, body []byte, timeout time.Duration) []purgeResult {
-	if ctx == nil {
-		ctx = context.Background()
-	}
+// purgeEdges sends msg to every admin address at once.
+func purgeEdges(ctx context.Context, admins []string, token string, msg purge.Message, timeout time.Duration) []purgeResult {
 	results := make([]purgeResult, len(admins))
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: timeout}
@@ -104,54 +99,11 @@ func purgeEdges(ctx context.Context, admins []string, token string, body []byte,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = purgeOne(ctx, client, a, token, body)
+			start := time.Now()
+			r, err := purge.Send(ctx, client, a, token, msg)
+			results[i] = purgeResult{admin: a, purged: r.Purged, soft: r.Soft, took: time.Since(start), err: err}
 		}()
 	}
 	wg.Wait()
 	return results
-}
-
-func purgeOne(ctx context.Context, client *http.Client, admin, token string, body []byte) purgeResult {
-	r := purgeResult{admin: admin}
-	base := admin
-	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		base = "http://" + base
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/purge", bytes.NewReader(body))
-	if err != nil {
-		r.err = fmt.Errorf("--admin %q: %w", admin, err)
-		return r
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := client.Do(req)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer resp.Body.Close()
-	r.took = time.Since(start)
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(b, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		r.err = fmt.Errorf("refused: %s: %s", resp.Status, e.Error)
-		return r
-	}
-	var ok struct {
-		Purged int  `json:"purged"`
-		Soft   bool `json:"soft"`
-	}
-	if err := json.Unmarshal(b, &ok); err != nil {
-		r.err = fmt.Errorf("bad answer: %w", err)
-		return r
-	}
-	r.purged, r.soft = ok.Purged, ok.Soft
-	return r
 }
