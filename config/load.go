@@ -22,25 +22,50 @@ const MaxFileBytes = 4 << 20
 const maxDepth = 16
 
 // LoadFile reads the YAML file at path over Default() and validates the
-// result. Errors name the file and the key path.
+// result ("lakka config check"). Errors name the file and the key path.
 func LoadFile(path string) (Config, error) {
-	f, err := os.Open(path)
+	b, err := readBounded(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return Config{}, fmt.Errorf("config: read %s: %w", path, err)
-	}
-	if len(b) > MaxFileBytes {
-		return Config{}, fmt.Errorf("config: %s: larger than %d bytes", path, MaxFileBytes)
+		return Config{}, err
 	}
 	c, err := Parse(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// ReadFile reads the YAML file at path over Default() strictly (unknown
+// keys and values of the wrong type are errors naming the key path) but
+// does not validate: a command applies its flags and environment first,
+// then validates once (Validate, ValidateEdge).
+func ReadFile(path string) (Config, error) {
+	b, err := readBounded(path)
+	if err != nil {
+		return Config{}, err
+	}
+	c := Default()
+	if err := Decode(b, &c); err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// readBounded reads at most MaxFileBytes of the file at path.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("config: %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	return b, nil
 }
 
 // Parse reads YAML over Default() and validates the result. Unknown keys,

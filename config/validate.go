@@ -27,13 +27,15 @@ func (c *Config) Validate() error {
 	return errors.Join(v.errs...)
 }
 
-// ValidateEdge checks what an edge needs to start beyond Validate: at least
-// one backend.
+// ValidateEdge is Validate plus what an edge needs to start: at least one
+// backend. "lakka edge" calls it once, after its flags and environment;
+// edge.New does not validate again.
 func (c *Config) ValidateEdge() error {
+	err := c.Validate()
 	if len(c.Backends.Servers) == 0 {
-		return errors.New("backends.servers: at least one backend is required (config file or --backend)")
+		err = errors.Join(err, errors.New("backends.servers: at least one backend is required (config file or --backend)"))
 	}
-	return nil
+	return err
 }
 
 type validator struct{ errs []error }

@@ -20,10 +20,7 @@ func TestAccessLog(t *testing.T) {
 		c := testConfig(o.addr())
 		c.Log.Access = path
 		c.Log.AccessFormat = format
-		s, err := New(c, discardLogger(), newTestRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := mustNew(t, c, discardLogger(), newTestRegistry(), seams{})
 		if err := s.Listen(); err != nil {
 			t.Fatal(err)
 		}

@@ -46,7 +46,14 @@ type director struct {
 	queue    time.Duration
 }
 
-func newDirector(c config.Backends, m *metrics) *director {
+// newDirector builds the backends of c; dial opens their connections (nil:
+// a net.Dialer with c.ConnectTimeout).
+func newDirector(c config.Backends, m *metrics, dial func(addr string, timeout time.Duration) (net.Conn, error)) *director {
+	if dial == nil {
+		dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+		}
+	}
 	d := &director{fallback: c.Director == "fallback", queue: c.QueueTimeout}
 	for _, s := range c.Servers {
 		name := s.Name
@@ -64,7 +71,7 @@ func newDirector(c config.Backends, m *metrics) *director {
 			duration:       m.fetchDuration.WithLabelValues(name),
 		}
 		b.health = newHealth(c, name, m)
-		b.hc = newHostClient(s.Address, c)
+		b.hc = newHostClient(s.Address, c, dial)
 		d.backends = append(d.backends, b)
 	}
 	return d
@@ -77,7 +84,7 @@ func newDirector(c config.Backends, m *metrics) *director {
 // to 5 times on any error): director.do retries a request that was not
 // sent because its pooled connection was dirty, and an idempotent request
 // whose reused connection failed before any response byte.
-func newHostClient(addr string, c config.Backends) *fasthttp.HostClient {
+func newHostClient(addr string, c config.Backends, dial func(string, time.Duration) (net.Conn, error)) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                          addr,
 		NoDefaultUserAgentHeader:      true,
@@ -99,7 +106,7 @@ func newHostClient(addr string, c config.Backends) *fasthttp.HostClient {
 			return false, false
 		},
 		Dial: func(a string) (net.Conn, error) {
-			conn, err := (&net.Dialer{Timeout: c.ConnectTimeout}).Dial("tcp", a)
+			conn, err := dial(a, c.ConnectTimeout)
 			if err != nil {
 				return nil, err
 			}
@@ -253,6 +260,15 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 		b.busyFetches.Inc()
 		return b, err
 	}
+	kept := false
+	defer func() {
+		// The slot goes back unless the caller holds it for the body: on
+		// errors, and when fetching panicked (the handler recovers; a
+		// slot lost per panic would soon leave the backend "busy").
+		if !kept {
+			b.release()
+		}
+	}()
 	start := time.Now()
 	err = b.hc.DoDeadline(req, resp, start.Add(fetchTimeout))
 	for i := 1; i < maxFetchAttempts && err != nil && retryable(req, resp, err); i++ {
@@ -262,7 +278,6 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 	b.duration.Observe(end.Sub(start).Seconds())
 	b.health.fetchResult(err != nil && !errors.Is(err, fasthttp.ErrNoFreeConns), end)
 	if err != nil {
-		b.release()
 		if fetchStatus(err) == fasthttp.StatusGatewayTimeout {
 			b.timeoutFetches.Inc()
 		} else {
@@ -271,6 +286,7 @@ func (d *director) do(req *fasthttp.Request, resp *fasthttp.Response, fetchTimeo
 		return b, err
 	}
 	b.okFetches.Inc()
+	kept = true
 	return b, nil
 }
 

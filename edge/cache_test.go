@@ -534,10 +534,7 @@ func TestGracefulShutdown(t *testing.T) {
 	})
 	c := testConfig(o.addr())
 	reg := newTestRegistry()
-	s, err := New(c, discardLogger(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustNew(t, c, discardLogger(), reg, seams{})
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}

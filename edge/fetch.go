@@ -43,9 +43,6 @@ func (f *fetched) release() {
 
 // send performs one backend request.
 func (s *Server) send(req *fasthttp.Request) (*fetched, error) {
-	if h := s.beforeSend; h != nil {
-		h(req)
-	}
 	resp := fasthttp.AcquireResponse()
 	// Without this, ContentType() and All() report "text/plain;
 	// charset=utf-8" for a response that has no Content-Type: the edge

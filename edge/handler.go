@@ -71,7 +71,7 @@ func (s *Server) releaseState(rs *reqState) {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	rs := s.acquireState()
 	rs.start = ctx.Time()
-	rs.now = rs.start.Add(time.Duration(s.offset.Load()))
+	rs.now = s.clock.at(rs.start)
 	defer func() {
 		if p := recover(); p != nil {
 			s.logPanic(p)

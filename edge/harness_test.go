@@ -46,10 +46,16 @@ func (o *origin) addr() string { return strings.TrimPrefix(o.URL, "http://") }
 // testEdge is a real edge server on 127.0.0.1 with ephemeral ports.
 type testEdge struct {
 	*Server
-	t   testing.TB
-	url string
-	reg *prometheus.Registry
+	t     testing.TB
+	url   string
+	reg   *prometheus.Registry
+	clock *testClock
 }
+
+// testClock is a freshness clock that tests move forward (advance).
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) at(t time.Time) time.Time { return t.Add(time.Duration(c.offset.Load())) }
 
 // testConfig is the default config for tests: loopback, ephemeral ports,
 // no access log, no drain delay.
@@ -72,31 +78,27 @@ func testConfig(backends ...string) config.Config {
 
 func startEdge(t testing.TB, c config.Config) *testEdge {
 	t.Helper()
-	return startEdgeWith(t, c, nil)
+	return startEdgeWith(t, c, seams{})
 }
 
-// startEdgeWith is startEdge with a chance to set test hooks on the Server
-// before it serves.
-func startEdgeWith(t testing.TB, c config.Config, prepare func(*Server)) *testEdge {
+// startEdgeWith is startEdge with seams of the test's own; the clock is
+// always a testClock.
+func startEdgeWith(t testing.TB, c config.Config, sm seams) *testEdge {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := New(c, logger, reg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	if prepare != nil {
-		prepare(s)
-	}
+	clock := &testClock{}
+	sm.clock = clock
+	s := mustNew(t, c, logger, reg, sm)
 	if err := s.Listen(); err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
-	te := &testEdge{Server: s, t: t, url: "http://" + s.Addr(), reg: reg}
+	te := &testEdge{Server: s, t: t, url: "http://" + s.Addr(), reg: reg, clock: clock}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -213,7 +215,21 @@ func isTimeout(err error) bool {
 
 // advance moves the edge's freshness clock forward.
 func (te *testEdge) advance(d time.Duration) {
-	te.offset.Add(int64(d))
+	te.clock.offset.Add(int64(d))
+}
+
+// mustNew is New for tests: the configuration is validated first, as the
+// command does (New does not).
+func mustNew(t testing.TB, c config.Config, logger *slog.Logger, reg *prometheus.Registry, sm seams) *Server {
+	t.Helper()
+	if err := c.ValidateEdge(); err != nil {
+		t.Fatalf("test configuration: %v", err)
+	}
+	s, err := newServer(c, logger, reg, sm)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
 }
 
 // settle waits until every store write so far is visible to lookups.
@@ -256,7 +272,10 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err = newStore(budget, 0, 0, m)
+	// The whole budget for the store (no pools), divided between
+	// ristretto and the window as config.Budget divides its part.
+	win := max(budget/50, min(1<<20, budget/4))
+	st, err = newStore(config.Budget{Store: budget - win, Window: win}, m)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -283,14 +302,11 @@ func (te *testEdge) dial() (net.Conn, *bufio.Reader) {
 	return conn, bufio.NewReader(conn)
 }
 
-// newServer makes a Server that does not listen (store and entry tests);
-// its background goroutines stop when the test ends.
-func newServer(t testing.TB, c config.Config) *Server {
+// newIdleServer makes a Server that does not listen (store and entry
+// tests); its background goroutines stop when the test ends.
+func newIdleServer(t testing.TB, c config.Config) *Server {
 	t.Helper()
-	s, err := New(c, discardLogger(), newTestRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustNew(t, c, discardLogger(), newTestRegistry(), seams{})
 	t.Cleanup(s.closeBackground)
 	return s
 }

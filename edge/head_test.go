@@ -255,7 +255,7 @@ func TestHitHeadFollowsTheClock(t *testing.T) {
 	}
 	// Soft purge within the second of the HIT head just copied: it must
 	// not be copied again.
-	invalidateEntry(en, true, time.Now().Add(time.Duration(e.offset.Load())))
+	invalidateEntry(en, true, e.clock.at(time.Now()))
 	lc.send(req)
 	if !bytes.Contains(lc.last, []byte("\r\nX-Cache: STALE\r\n")) || !bytes.Contains(lc.last, []byte("; detail=grace\r\n")) {
 		t.Fatalf("after a soft purge:\n%s", lc.last)

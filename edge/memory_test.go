@@ -28,7 +28,7 @@ func TestMemoryPerObject(t *testing.T) {
 	c := testConfig("127.0.0.1:1")
 	c.Cache.SizeBytes = 2 << 30
 	c.Compression.Enabled = false // measure the stored bytes as they are
-	s := newServer(t, c)
+	s := newIdleServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
 		"Content-Type: text/html; charset=utf-8\r\n" +
@@ -83,7 +83,7 @@ func TestHeadCost(t *testing.T) {
 	const n = 20_000
 	c := testConfig("127.0.0.1:1")
 	c.Cache.SizeBytes = 4 << 30 // heads get 64 MiB: room for all
-	s := newServer(t, c)
+	s := newIdleServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
 		"Content-Type: text/html; charset=utf-8\r\n" +

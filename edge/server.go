@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -71,29 +70,54 @@ type Server struct {
 	probes  *prober
 	started time.Time
 
-	// beforeSend, set only by tests before Serve, is called with every
-	// backend request before it is sent (panic injection).
-	beforeSend func(*fasthttp.Request)
+	// clock is the time of freshness decisions (seams.clock).
+	clock freshnessClock
 
 	draining atomic.Bool
-	// offset shifts the clock used for freshness (tests of expiry and
-	// clock jumps advance it; zero in production).
-	offset  atomic.Int64
-	stop    chan struct{}
-	wg      sync.WaitGroup // background goroutines owned by the server
-	states  sync.Pool      // *reqState
-	closing sync.Once
+	stop     chan struct{}
+	wg       sync.WaitGroup // background goroutines owned by the server
+	states   sync.Pool      // *reqState
+	closing  sync.Once
 }
 
-// New builds a Server from a validated configuration. It does not listen.
+// New builds a Server from a configuration that passed
+// config.ValidateEdge (New does not check it again: the command validates
+// the file, its flags and environment together, once). It does not listen.
 func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := cfg.ValidateEdge(); err != nil {
-		return nil, err
+	return newServer(cfg, logger, reg, seams{})
+}
+
+// seams are what tests may give a Server in place of the real thing, at
+// construction; their zero values are production's.
+type seams struct {
+	// clock is the freshness clock (default: the monotonic clock as it
+	// is); tests of expiry and clock jumps give one they can move.
+	clock freshnessClock
+	// dial opens backend connections (default: net.Dialer with
+	// backends.connect_timeout); tests wrap the connections.
+	dial func(addr string, timeout time.Duration) (net.Conn, error)
+}
+
+// freshnessClock gives the time of freshness decisions (RELIABILITY
+// promise 9: monotonic). at takes a reading of Go's clock (a request's own
+// start time, time.Now()) to the edge's time, so that a hit reads the clock
+// no more than fasthttp already did.
+type freshnessClock interface {
+	at(t time.Time) time.Time
+}
+
+// monotonicClock is production's freshness clock: Go's monotonic clock,
+// unchanged.
+type monotonicClock struct{}
+
+func (monotonicClock) at(t time.Time) time.Time { return t }
+
+func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry, seams seams) (*Server, error) {
+	if seams.clock == nil {
+		seams.clock = monotonicClock{}
 	}
 	s := &Server{
+		clock:   seams.clock,
 		cfg:     cfg,
 		log:     logger,
 		flights: newFlights(),
@@ -111,9 +135,6 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		},
 		token: cfg.Purge.Token,
 	}
-	if t := os.Getenv("LAKKA_PURGE_TOKEN"); t != "" {
-		s.token = t
-	}
 	s.states.New = func() any { return new(reqState) }
 	for _, r := range cfg.Routes {
 		s.matches = append(s.matches, cachepolicy.RouteMatch{Host: r.Host, PathPrefix: r.PathPrefix})
@@ -123,26 +144,21 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 		rules.StripSetCookie = r.StripSetCookie
 		s.routes = append(s.routes, route{name: r.Name, pass: r.Pass, ignoreCookies: r.IgnoreCookies, rules: rules})
 	}
-	for _, n := range cfg.Edge.TrustedProxies {
-		s.trusted = append(s.trusted, netip.MustParsePrefix(n))
+	var err error
+	if s.trusted, err = prefixes("edge.trusted_proxies", cfg.Edge.TrustedProxies); err != nil {
+		return nil, err
 	}
-	for _, n := range cfg.Purge.AllowNetworks {
-		s.purgers = append(s.purgers, netip.MustParsePrefix(n))
+	if s.purgers, err = prefixes("purge.allow_networks", cfg.Purge.AllowNetworks); err != nil {
+		return nil, err
 	}
 
-	var err error
 	s.m, err = newMetrics(reg, func() (float64, float64) {
 		return float64(s.store.objects.Load()), float64(s.store.bytes.Load())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
-	// Decoded copies of gzip bodies get an eighth of the budget, the heads
-	// of hot entries a 64th (about 1.2 KiB per object and encoding served:
-	// some 1,500 to 3,000 hot objects for a 256 MiB cache); the rest is
-	// ristretto's.
-	size := int64(cfg.Cache.SizeBytes)
-	s.store, err = newStore(size-size/8-size/64, size/8, size/64, s.m)
+	s.store, err = newStore(cfg.Budget(), s.m)
 	if err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
 	}
@@ -152,7 +168,7 @@ func New(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry) (*Ser
 			return nil, fmt.Errorf("edge: zstd: %w", err)
 		}
 	}
-	s.dir = newDirector(cfg.Backends, s.m)
+	s.dir = newDirector(cfg.Backends, s.m, seams.dial)
 	s.access, err = newAccessLog(cfg.Log, s.m)
 	if err != nil {
 		s.store.close()
@@ -362,8 +378,20 @@ func (s *Server) logPanic(p any) {
 	s.log.Error("panic in request handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }
 
-// now is the time used for freshness decisions: the monotonic clock,
-// shifted by offset.
+// now is the time of freshness decisions.
 func (s *Server) now() time.Time {
-	return time.Now().Add(time.Duration(s.offset.Load()))
+	return s.clock.at(time.Now())
+}
+
+// prefixes parses the CIDR list at key (validated already).
+func prefixes(key string, nets []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %s[%d]: %w", key, i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

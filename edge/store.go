@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/lakka-cache/lakka/config"
 )
 
 // wallMargin is added to ristretto's wall-clock TTL: freshness decisions use
@@ -51,17 +53,14 @@ type store struct {
 	done     chan struct{}
 }
 
-// windowShare is the part of the byte budget given to the admission window
-// (W-TinyLFU keeps 1%; news traffic brings new hot objects every minute).
-const windowShare = 50 // 1/50 = 2%
-
-func newStore(maxBytes, identityBytes, headBytes int64, m *metrics) (*store, error) {
+// newStore builds the store with its share of the budget (config.Budget
+// divides cache.size_bytes).
+func newStore(b config.Budget, m *metrics) (*store, error) {
 	s := &store{m: m, idx: newIndex(), reapWake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	s.ident = newIdentityPool(identityBytes, m)
-	s.heads = newHeadPool(headBytes, m)
-	winBytes := max(maxBytes/windowShare, min(1<<20, maxBytes/4))
-	s.win = newWindow(winBytes)
-	maxBytes -= winBytes
+	s.ident = newIdentityPool(b.Identity, m)
+	s.heads = newHeadPool(b.Headers, m)
+	s.win = newWindow(b.Window)
+	maxBytes := b.Store
 	// About ten counters per object we expect to hold (ristretto's advice),
 	// guessing 4 KiB per object.
 	counters := max(maxBytes/4096*10, 100_000)

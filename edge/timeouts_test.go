@@ -147,7 +147,7 @@ func TestClientTimeoutsFromServe(t *testing.T) {
 	o := startOrigin(t, fixed("page", "Cache-Control", "max-age=60"))
 	c := testConfig(o.addr())
 	c.Edge.ReadTimeout = 200 * time.Millisecond
-	s := newServer(t, c)
+	s := newIdleServer(t, c)
 	pause(300 * time.Millisecond) // a slow start between New and Serve
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)

@@ -42,9 +42,12 @@ every key.`,
 			cfg := config.Default()
 			if file != "" {
 				var err error
-				if cfg, err = config.LoadFile(file); err != nil {
+				if cfg, err = config.ReadFile(file); err != nil {
 					return &usageError{err}
 				}
+			}
+			if t := os.Getenv("LAKKA_PURGE_TOKEN"); t != "" {
+				cfg.Purge.Token = t
 			}
 			f := cmd.Flags()
 			if f.Changed("listen") {
@@ -62,11 +65,9 @@ every key.`,
 			if f.Changed("cache-size") {
 				cfg.Cache.SizeBytes = cacheSize
 			}
-			if err := cfg.Validate(); err != nil {
-				return usagef("%v", flagNames(err))
-			}
+			// The one validation: file, environment and flags together.
 			if err := cfg.ValidateEdge(); err != nil {
-				return usagef("%v", err)
+				return usagef("%v", flagNames(err))
 			}
 			return runEdge(cmd, cfg)
 		},
@@ -91,12 +92,8 @@ func runEdge(cmd *cobra.Command, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	limit := int64(cfg.Edge.MemoryLimitBytes)
-	if limit == 0 {
-		limit = 2*int64(cfg.Cache.SizeBytes) + 64<<20
-	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(limit)
+		debug.SetMemoryLimit(cfg.Budget().MemoryLimit)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

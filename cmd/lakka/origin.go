@@ -122,7 +122,7 @@ func (o *originFlags) config(cmd *cobra.Command) (config.Config, error) {
 	cfg := config.Default()
 	if o.file != "" {
 		var err error
-		if cfg, err = config.LoadFile(o.file); err != nil {
+		if cfg, err = config.ReadFile(o.file); err != nil {
 			return cfg, &usageError{err}
 		}
 	}
@@ -160,6 +160,7 @@ func (o *originFlags) config(cmd *cobra.Command) (config.Config, error) {
 		}
 		oc.EdgeAdmins = o.edgeAdmins
 	}
+	// The one validation: file, environment and flags together.
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v\n(flags: --listen is origin.listen, --database-url origin.database_url, --seed origin.seed, --edge-admin origin.edge_admins)", err)
 	}

@@ -1,0 +1,43 @@
+package config
+
+// Budget is how an edge divides cache.size_bytes among its users of memory,
+// and the Go memory limit it runs under. This is the one place that decides
+// it (docs/ARCHITECTURE.md, "The size budget"); the store and the command
+// only read it.
+type Budget struct {
+	// Store is ristretto's budget: stored objects (bodies, headers, keys,
+	// tags and per-object bookkeeping, see the store's entry overhead).
+	Store int64
+	// Window is the admission window in front of ristretto (new objects
+	// wait there until ristretto has counted their accesses).
+	Window int64
+	// Identity holds decoded copies of gzip-stored bodies for clients
+	// without gzip: an eighth.
+	Identity int64
+	// Headers holds the whole response headers of hot objects' hits: a
+	// 64th (about 1.2 KiB per object and encoding served).
+	Headers int64
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
+	// edge.memory_limit_bytes, or twice the cache plus 64 MiB.
+	MemoryLimit int64
+}
+
+// windowShare is the admission window's part of what the pools leave:
+// 1/50 (W-TinyLFU keeps 1%; a news site brings new hot objects every
+// minute), at least 1 MiB or a quarter, whichever is smaller.
+const windowShare = 50
+
+// Budget divides c.Cache.SizeBytes: Store+Window+Identity+Headers is
+// exactly the cache size.
+func (c *Config) Budget() Budget {
+	size := int64(c.Cache.SizeBytes)
+	b := Budget{Identity: size / 8, Headers: size / 64}
+	rest := size - b.Identity - b.Headers
+	b.Window = max(rest/windowShare, min(1<<20, rest/4))
+	b.Store = rest - b.Window
+	b.MemoryLimit = int64(c.Edge.MemoryLimitBytes)
+	if b.MemoryLimit == 0 {
+		b.MemoryLimit = 2*size + 64<<20
+	}
+	return b
+}
