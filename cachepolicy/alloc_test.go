@@ -4,7 +4,7 @@ package cachepolicy
 
 import "testing"
 
-// TestHitPathAllocs guards STYLE.md's "a hit allocates nothing" for the
+// TestHitPathAllocs guards docs/ARCHITECTURE.md's "a hit allocates nothing" for the
 // calls of this package on the edge's hit path (see hitPath).
 func TestHitPathAllocs(t *testing.T) {
 	for _, c := range hitPath() {

@@ -45,7 +45,6 @@ func hitPath() []hitCall {
 		{"NormalizeTarget/absolute", func() { buf, _, _ = NormalizeTarget(buf[:0], []byte(absTarget), bothRules) }},
 		{"NormalizeHost", func() { buf, _ = NormalizeHost(buf[:0], []byte("WWW.Example.COM.:80")) }},
 		{"NormalizeHost/IPv6", func() { buf, _ = NormalizeHost(buf[:0], []byte("[2001:DB8::1]:8080")) }},
-		{"AppendKey", func() { buf = AppendKey(buf[:0], []byte("www.example.com"), []byte(target)) }},
 		{"Glob", func() { benchSink = Glob("utm_*", []byte("utm_campaign")) }},
 		{"MatchRoute", func() { benchSink = MatchRoute(routes, []byte("www.example.com"), []byte("/news/a")) >= 0 }},
 		{"HostWithoutPort", func() { benchSink = len(HostWithoutPort([]byte("www.example.com:8080"))) > 0 }},

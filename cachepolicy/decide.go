@@ -22,9 +22,12 @@ const (
 	ReasonNoLifetime                   // nothing makes it usable: no freshness, grace or keep
 	ReasonTooLarge                     // body larger than the store's object limit
 	ReasonPass                         // a route or the request says pass
+	// NumReasons is the number of reasons (a closed set: tables indexed
+	// by Reason use it).
+	NumReasons
 )
 
-var reasonNames = [...]string{
+var reasonNames = [NumReasons]string{
 	ReasonStored:         "stored",
 	ReasonRequestNoStore: "request-no-store",
 	ReasonNoStore:        "no-store",
@@ -277,7 +280,7 @@ func (d Decision) refuse(r Reason, hitForMiss bool) Decision {
 // storableStatus reports whether a response with this status may be
 // stored. Statuses cacheable by default (RFC 9110 §15.1) may use the default
 // TTL; a few more only with explicit freshness. Errors are never stored
-// (RELIABILITY.md: errors are not content), except 404 and 410, which are
+// (docs/RELIABILITY.md, promise 5), except 404 and 410, which are
 // stable answers about a URL and protect the origin from floods of dead
 // links. 206 is never stored: the edge fetches whole objects.
 func storableStatus(status int, explicit bool) bool {

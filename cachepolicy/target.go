@@ -367,23 +367,6 @@ func NormalizeHost(dst, host []byte) ([]byte, error) {
 	return dst, nil
 }
 
-// AppendKey appends the cache key of a normalised host and target to dst.
-// The key is the host followed by the target: hosts cannot contain '/', so
-// the two parts cannot run into each other.
-func AppendKey(dst, host, target []byte) []byte {
-	dst = append(dst, host...)
-	return append(dst, target...)
-}
-
-// SplitKey returns the host and target parts of a key made by AppendKey.
-func SplitKey(key []byte) (host, target []byte) {
-	i := indexByte(key, '/')
-	if i < 0 {
-		return key, nil
-	}
-	return key[:i], key[i:]
-}
-
 // matchAny reports whether name matches one of the globs.
 func matchAny(globs []string, name []byte) bool {
 	for _, g := range globs {

@@ -610,28 +610,6 @@ func TestHostWithoutPort(t *testing.T) {
 	}
 }
 
-func TestAppendKeySplitKey(t *testing.T) {
-	tests := []struct{ host, target string }{
-		{"example.com", "/"},
-		{"example.com:8080", "/a?b=/c"},
-		{"[::1]", "/x"},
-		{"", "/x"},
-	}
-	for _, tt := range tests {
-		key := AppendKey([]byte("old"), []byte(tt.host), []byte(tt.target))
-		if string(key) != "old"+tt.host+tt.target {
-			t.Errorf("AppendKey(%q, %q): got %q, want %q", tt.host, tt.target, key, "old"+tt.host+tt.target)
-		}
-		host, target := SplitKey(key[3:])
-		if string(host) != tt.host || string(target) != tt.target {
-			t.Errorf("SplitKey(%q): got %q %q, want %q %q", key[3:], host, target, tt.host, tt.target)
-		}
-	}
-	if host, target := SplitKey([]byte("nohost")); string(host) != "nohost" || target != nil {
-		t.Errorf("SplitKey(%q): got %q %q, want %q nil", "nohost", host, target, "nohost")
-	}
-}
-
 func TestGlob(t *testing.T) {
 	tests := []struct {
 		pattern, name string

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// BenchmarkCoalesced500 reproduces DESIGN.md's comparison: 500 concurrent
+// BenchmarkCoalesced500 measures what Varnish and nginx were compared on: 500 concurrent
 // misses for one object on an origin that takes 200 ms. Varnish answers all
 // by 226 ms, nginx by 512 ms. It reports the origin fetches and when the
 // last client had its answer.

@@ -92,18 +92,18 @@ func BenchmarkStoreCompression(b *testing.B) {
 			if tc.ce != "" {
 				resp.Header.SetContentEncoding(tc.ce)
 			}
-			m := e.responseMeta(&resp)
+			m := e.abs.responseMeta(&resp)
 			dec := cachepolicy.Decision{Store: true, TTL: time.Minute}
 			key := []byte("example.com/page")
 			var stored int
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				en, err := e.newEntry(key, &resp, m, tc.origin, dec, time.Now(), requestView{})
+				en, err := e.abs.newEntry(key, &resp, m, tc.origin, dec, time.Now(), fetchView{})
 				if err != nil {
 					b.Fatal(err)
 				}
-				stored = len(en.body) + len(en.zbody())
+				stored = len(en.Body) + len(zstdBody(en))
 			}
 			n := float64(b.N)
 			b.ReportMetric(counter(e.m.compressions[cachepolicy.Gzip])/n, "gzip/op")

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
 // page is a compressible HTML body of n bytes.
@@ -235,7 +236,7 @@ func TestOriginEncodings(t *testing.T) {
 		if n := counter(e.m.compressions[1]); n != wantCompressions {
 			t.Errorf("%s: compressions %v, want %v", name, n, wantCompressions)
 		}
-		if n := counter(e.store.m.stores); n != 1 {
+		if n := counter(e.m.stores); n != 1 {
 			t.Errorf("%s: stores %v, want 1", name, n)
 		}
 	}
@@ -693,23 +694,31 @@ func TestBodiesExactSize(t *testing.T) {
 		e := startEdge(t, c)
 		e.get("/")
 		e.settle()
-		en := e.store.get(appendTestKey(e, "/"))
+		en := e.store.Get(appendTestKey(e, "/"))
 		if en == nil {
 			t.Fatalf("%s: not stored", tc.name)
 		}
 		e.get("/", "Accept-Encoding", "identity")
 		// Within the allocator's size class of the length.
 		exact := func(b []byte) bool { return cap(b) <= len(b)+len(b)/8+64 }
-		if !exact(en.body) || !exact(en.zbody()) {
-			t.Errorf("%s: body len %d cap %d, zstd len %d cap %d", tc.name, len(en.body), cap(en.body), len(en.zbody()), cap(en.zbody()))
+		if !exact(en.Body) || !exact(zstdBody(en)) {
+			t.Errorf("%s: body len %d cap %d, zstd len %d cap %d", tc.name, len(en.Body), cap(en.Body), len(zstdBody(en)), cap(zstdBody(en)))
 		}
-		if c := en.ident.Load(); c != nil && !exact(c.v) {
-			t.Errorf("%s: decoded copy len %d cap %d", tc.name, len(c.v), cap(c.v))
+		if c := en.Identity(); c != nil && !exact(c.Value()) {
+			t.Errorf("%s: decoded copy len %d cap %d", tc.name, len(c.Value()), cap(c.Value()))
 		}
-		if tc.name != "identity" && en.ident.Load() == nil {
+		if tc.name != "identity" && en.Identity() == nil {
 			t.Errorf("%s: no decoded copy kept", tc.name)
 		}
 	}
+}
+
+// zstdBody returns the zstd form of e's body, or nil.
+func zstdBody(e *store.Entry) []byte {
+	if e.Zstd == nil {
+		return nil
+	}
+	return e.Zstd.Body
 }
 
 // appendTestKey returns the URL key of path on the test edge.
@@ -747,7 +756,7 @@ func TestLargeGzipDecodedWhileSent(t *testing.T) {
 	if n := counter(e.m.decompressions); n != 3 {
 		t.Errorf("decompressions %v, want 3 (one per request: too large to keep)", n)
 	}
-	if used, copies := e.store.ident.stats(); used != 0 || copies != 0 {
+	if used, copies := e.store.Identity.Stats(); used != 0 || copies != 0 {
 		t.Errorf("identity pool holds %d bytes in %d copies, want none", used, copies)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // TestRequestFraming sends requests whose framing is ambiguous or broken
-// (RELIABILITY promise 2): each gets 400 and the connection is closed; the
+// (docs/RELIABILITY.md, promise 2): each gets 400 and the connection is closed; the
 // origin sees none of them.
 func TestRequestFraming(t *testing.T) {
 	o := startOrigin(t, fixed("ok", "Cache-Control", "max-age=60"))

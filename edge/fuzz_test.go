@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
 // FuzzCountRaw checks the raw header counter against a plain reading of
@@ -96,7 +97,7 @@ func FuzzAccessLogLine(f *testing.F) {
 		h.SetHostBytes(host)
 		h.SetRefererBytes(referer)
 		h.SetUserAgentBytes(ua)
-		rs := &reqState{start: time.Unix(1700000000, 0), result: resHit}
+		rs := &request{began: time.Unix(1700000000, 0), result: resHit}
 		a := &accessLog{}
 
 		line := a.appendCombined(nil, &ctx, rs, 200, 5, time.Millisecond)
@@ -184,65 +185,22 @@ func FuzzLogSafe(f *testing.F) {
 	})
 }
 
-// FuzzHeadCheck: the response head check never hands on more than it was
-// given, and its verdict does not depend on how the bytes are split into
-// reads.
-func FuzzHeadCheck(f *testing.F) {
-	for _, s := range []string{
-		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 000 X\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n",
-	} {
-		f.Add([]byte(s), uint16(7))
-	}
-	f.Fuzz(func(t *testing.T, in []byte, cut uint16) {
-		verdict := func(parts ...[]byte) (int, error) {
-			var h headCheck
-			h.start()
-			total := 0
-			for _, p := range parts {
-				n, err := h.scan(p)
-				if n < 0 || n > len(p) {
-					t.Fatalf("scan handed on %d of %d bytes", n, len(p))
-				}
-				total += n
-				if err != nil {
-					return total, err
-				}
-			}
-			return total, nil
-		}
-		k := int(cut) % (len(in) + 1)
-		n1, err1 := verdict(in)
-		n2, err2 := verdict(in[:k], in[k:])
-		if (err1 == nil) != (err2 == nil) || n1 != n2 {
-			t.Fatalf("%q: whole %d %v, split at %d: %d %v", in, n1, err1, k, n2, err2)
-		}
-		if err1 == nil && n1 != len(in) {
-			t.Fatalf("%q: accepted but handed on %d bytes", in, n1)
-		}
-	})
-}
-
-// FuzzHeadReaderDate starts client responses with any status the edge may
+// FuzzResponseStartDate starts client responses with any status the edge may
 // relay and any Date an origin may send (through originDate, as the edge
 // does): it never panics, a Date is always sent, and it is the origin's
 // when that is a valid HTTP-date.
-func FuzzHeadReaderDate(f *testing.F) {
+func FuzzResponseStartDate(f *testing.F) {
 	f.Add(200, []byte("Mon, 02 Jan 2006 15:04:05 GMT"))
 	f.Add(599, []byte(" : \x00\r\nX: y"))
 	f.Add(100, []byte(""))
 	f.Fuzz(func(t *testing.T, status int, date []byte) {
 		if status < 100 || status > 599 {
-			return // headCheck refuses anything else from a backend
+			return // the backend's framing check refuses anything else
 		}
-		var hr headReader
+		var rs responseStart
 		var h fasthttp.ResponseHeader
 		d := originDate(date)
-		hr.start(&h, status, d, time.Unix(1700000000, 0))
+		rs.status(&h, status, d, time.Unix(1700000000, 0))
 		if h.StatusCode() != status {
 			t.Fatalf("status %d, want %d", h.StatusCode(), status)
 		}
@@ -253,8 +211,8 @@ func FuzzHeadReaderDate(f *testing.F) {
 		if d != nil && !bytes.Equal(got, date) {
 			t.Fatalf("Date %q, origin sent the valid %q", got, date)
 		}
-		// Even unchecked values never break the head.
-		hr.start(&h, status, date, time.Unix(1700000000, 0))
+		// Even unchecked values never break the header.
+		rs.status(&h, status, date, time.Unix(1700000000, 0))
 		if len(h.Peek(fasthttp.HeaderDate)) == 0 {
 			t.Fatalf("no Date for %q", date)
 		}
@@ -270,7 +228,7 @@ func FuzzChooseEncoding(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ae []byte) {
 		acc := cachepolicy.ParseAcceptEncoding(ae)
-		e := &Entry{enc: cachepolicy.Gzip}
+		e := &store.Entry{Enc: cachepolicy.Gzip}
 		got := chooseEncoding(e, acc)
 		lower := strings.ToLower(string(ae))
 		if got == cachepolicy.Gzip && !strings.Contains(lower, "gzip") && !strings.Contains(lower, "*") {
@@ -279,7 +237,7 @@ func FuzzChooseEncoding(f *testing.F) {
 		if got == cachepolicy.Gzip && acc.GzipQ <= 0 {
 			t.Fatalf("Accept-Encoding %q: served gzip with q=%d", ae, acc.GzipQ)
 		}
-		if chooseEncoding(&Entry{enc: cachepolicy.Identity}, acc) != cachepolicy.Identity {
+		if chooseEncoding(&store.Entry{Enc: cachepolicy.Identity}, acc) != cachepolicy.Identity {
 			t.Fatalf("Accept-Encoding %q: an identity body served encoded", ae)
 		}
 	})

@@ -234,7 +234,7 @@ func probeConfig(backends ...string) config.Config {
 }
 
 func (te *testEdge) backendHealthy(i int) bool {
-	return te.dir.backends[i].health.healthy(time.Now())
+	return te.dir.Snapshots(time.Now())[i].Healthy
 }
 
 func TestProbesTakeBackendOutAndBackIn(t *testing.T) {
@@ -262,7 +262,7 @@ func TestProbesTakeBackendOutAndBackIn(t *testing.T) {
 		t.Errorf("b healthy again: %v, want b too", m)
 	}
 	// The state is in the metrics.
-	if v := counter(e.m.backendHealthy.WithLabelValues(b.addr())); v != 1 {
+	if v := counter(e.m.backends.Healthy.WithLabelValues(b.addr())); v != 1 {
 		t.Errorf("lakka_edge_backend_healthy{backend=b} = %v", v)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -234,7 +233,7 @@ func mustNew(t testing.TB, c config.Config, logger *slog.Logger, reg *prometheus
 
 // settle waits until every store write so far is visible to lookups.
 func (te *testEdge) settle() {
-	te.store.wait()
+	te.store.Wait()
 }
 
 // counter reads a metric child.
@@ -265,31 +264,6 @@ func configRoute(prefix string, mutate func(*routeCfg)) config.Route {
 func newTestRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// storeSim drives the real store with synthetic entries.
-func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, int64), settle func(), st *store) {
-	m, err := newMetrics(prometheus.NewRegistry(), func() (float64, float64) { return 0, 0 })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// The whole budget for the store (no pools), divided between
-	// ristretto and the window as config.Budget divides its part.
-	win := max(budget/50, min(1<<20, budget/4))
-	st, err = newStore(config.Budget{Store: budget - win, Window: win}, m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(st.close)
-	now := time.Now()
-	keyOf := func(id int) []byte { return strconv.AppendInt([]byte("news.example/a/"), int64(id), 10) }
-	get = func(id int) bool { return st.get(keyOf(id)) != nil }
-	put = func(id int, size int64) {
-		k := keyOf(id)
-		e := &Entry{key: k, urlLen: len(k), id: st.nextID.Add(1), storedAt: now, ttl: time.Hour, cost: size}
-		st.put(e, st.idx.generation())
-	}
-	return get, put, st.wait, st
-}
 
 // dial opens a client connection to the edge, closed when the test ends.
 func (te *testEdge) dial() (net.Conn, *bufio.Reader) {

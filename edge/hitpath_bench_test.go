@@ -63,9 +63,9 @@ func serveHit(e *testEdge, ctx *fasthttp.RequestCtx) {
 }
 
 // BenchmarkHit is the handler's cost for a hit, called directly. Such
-// contexts do not come from the server loop, so they never keep a head
-// (offerHead): this is the long way, every time. BenchmarkHitConn
-// measures hits as a server serves them, with the kept head.
+// contexts do not come from the server loop, so they never keep a header
+// (offerHitHeader): this is the long way, every time. BenchmarkHitConn
+// measures hits as a server serves them, with the kept header.
 func BenchmarkHit(b *testing.B) {
 	for _, size := range []int{2 << 10, 40 << 10} {
 		for _, enc := range []string{"gzip", "identity"} {
@@ -98,11 +98,11 @@ func BenchmarkHitConn(b *testing.B) {
 				e, _ := primedEdge(b, size, "off")
 				req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept-Encoding: " + enc + "\r\n\r\n")
 				edge := serveLoop(e)
-				for range 3 { // the hits that make the kept head
+				for range 3 { // the hits that make the kept header
 					edge.send(req)
 				}
-				if !strings.Contains(string(edge.last), "\r\nX-Cache: HIT\r\n") || e.heads() == 0 {
-					b.Fatalf("not a hit from a kept head:\n%s", edge.last)
+				if !strings.Contains(string(edge.last), "\r\nX-Cache: HIT\r\n") || e.hitHeaderSets() == 0 {
+					b.Fatalf("not a hit from a kept header:\n%s", edge.last)
 				}
 				bare := bareLoop(b, edge.last)
 				b.ReportAllocs()

@@ -11,7 +11,7 @@ import (
 	"github.com/lakka-cache/lakka/config"
 )
 
-// TestHitAllocatesNothing guards STYLE.md's rule: a cache hit allocates
+// TestHitAllocatesNothing guards docs/ARCHITECTURE.md's rule: a cache hit allocates
 // nothing, for gzip and identity clients, with and without the access log.
 func TestHitAllocatesNothing(t *testing.T) {
 	for _, accessLog := range []string{"off", "/dev/null"} {
@@ -45,7 +45,7 @@ func TestHitAllocatesNothing(t *testing.T) {
 }
 
 // TestLoopHitAllocatesNothing: through the whole server loop, a hit that
-// copies its kept head allocates nothing, server side and handler alike.
+// copies its kept header allocates nothing, server side and handler alike.
 func TestLoopHitAllocatesNothing(t *testing.T) {
 	for _, enc := range []string{"gzip", "identity"} {
 		e, _ := primedEdge(t, 2<<10, "off")
@@ -54,8 +54,8 @@ func TestLoopHitAllocatesNothing(t *testing.T) {
 		for range 100 {
 			c.send(req)
 		}
-		if e.heads() != 1 {
-			t.Fatalf("%s: %d heads kept, want 1", enc, e.heads())
+		if e.hitHeaderSets() != 1 {
+			t.Fatalf("%s: %d headers kept, want 1", enc, e.hitHeaderSets())
 		}
 		allocs := testing.AllocsPerRun(500, func() { c.send(req) })
 		if allocs != 0 {
@@ -64,15 +64,15 @@ func TestLoopHitAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestHeadBackoff: when more objects are hot than the head pool holds,
-// hits do not make (allocate) a head each: an object whose head was
+// TestHitHeaderBackoff: when more objects are hot than the header pool holds,
+// hits do not make (allocate) a header each: an object whose header was
 // dropped for room waits twice as many hits before it is offered one
-// again (Entry.headBackoff), so the churn dies down.
-func TestHeadBackoff(t *testing.T) {
+// again (Entry.HeaderBackoff), so the churn dies down.
+func TestHitHeaderBackoff(t *testing.T) {
 	const objects, rounds = 64, 200
 	o := startOrigin(t, fixed(strings.Repeat("x", 600), "Cache-Control", "max-age=3600", "Content-Type", "text/plain"))
 	c := testConfig(o.addr())
-	c.Cache.SizeBytes = 1 * config.MiB // heads: 16 KiB, room for about a dozen
+	c.Cache.SizeBytes = 1 * config.MiB // headers: 16 KiB, room for about a dozen
 	c.Cache.MaxObjectBytes = 64 << 10
 	e := startEdge(t, c)
 	lc := serveLoop(e)
@@ -91,25 +91,25 @@ func TestHeadBackoff(t *testing.T) {
 			}
 		}
 	}
-	_, kept := e.store.heads.stats()
-	made := int(counter(e.m.headDropped)) + kept
-	t.Logf("%d hits on %d objects, pool of %d heads: %d heads made", hits, objects, kept, made)
+	_, kept := e.store.Headers.Stats()
+	made := int(counter(e.m.store.HeadersDropped)) + kept
+	t.Logf("%d hits on %d objects, pool of %d headers: %d headers made", hits, objects, kept, made)
 	if hits < objects*rounds*9/10 {
 		t.Fatalf("only %d hits of %d", hits, objects*rounds)
 	}
-	// Without backoff every hit on a head-less object makes one: about
+	// Without backoff every hit on a header-less object makes one: about
 	// one per hit. With it, an object makes about log2(its hits) of them.
 	if made > objects*12 {
-		t.Errorf("%d heads made for %d hits: the pool churns", made, hits)
+		t.Errorf("%d headers made for %d hits: the pool churns", made, hits)
 	}
 }
 
-// TestSlowHitsDoNotMakeHeads: an object hit less than once a second finds
-// its kept head out of date at every hit. It does not make (allocate) a
-// new one each time: a head no hit copied doubles the misses before the
-// next (headForm.again), so 600 such hits make about log2(600) heads, and
+// TestSlowHitsDoNotMakeHeaders: an object hit less than once a second finds
+// its kept header out of date at every hit. It does not make (allocate) a
+// new one each time: a header no hit copied doubles the misses before the
+// next (HeaderForm.Again), so 600 such hits make about log2(600) headers, and
 // soon allocate nothing.
-func TestSlowHitsDoNotMakeHeads(t *testing.T) {
+func TestSlowHitsDoNotMakeHeaders(t *testing.T) {
 	e, _ := primedEdge(t, 2<<10, "off")
 	c := serveLoop(e)
 	req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: gzip\r\n\r\n")
@@ -120,12 +120,12 @@ func TestSlowHitsDoNotMakeHeads(t *testing.T) {
 	for range 600 {
 		hit()
 	}
-	if e.heads() != 1 {
-		t.Fatalf("%d head sets kept, want 1", e.heads())
+	if e.hitHeaderSets() != 1 {
+		t.Fatalf("%d header sets kept, want 1", e.hitHeaderSets())
 	}
 	// Made after 1, 2, 4, ... 256 misses (511 hits), then after 512 more.
-	if made := counter(e.m.headsMade); made > 10 {
-		t.Errorf("%.0f heads made for 600 hits two seconds apart, want at most 10", made)
+	if made := counter(e.m.headersMade); made > 10 {
+		t.Errorf("%.0f headers made for 600 hits two seconds apart, want at most 10", made)
 	}
 	if allocs := testing.AllocsPerRun(500, hit); allocs != 0 {
 		t.Errorf("%.2f allocations per hit two seconds apart, want 0", allocs)

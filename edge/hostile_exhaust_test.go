@@ -271,7 +271,7 @@ func TestCacheBustingFlood(t *testing.T) {
 		t.Errorf("%d requests failed", n)
 	}
 	e.settle()
-	if b := e.store.bytes.Load(); b > budget {
+	if b := e.store.Stats().Bytes; b > budget {
 		t.Errorf("store holds %d bytes, budget %d", b, budget)
 	}
 	after := heap()
@@ -280,9 +280,9 @@ func TestCacheBustingFlood(t *testing.T) {
 	if after > before && after-before > 4*budget {
 		t.Errorf("heap grew by %d bytes over the flood (budget %d)", after-before, budget)
 	}
-	tags, urls := e.store.idx.counts()
-	if objs := e.store.objects.Load(); int64(urls) > objs || int64(tags) > objs+1 {
-		t.Errorf("index holds %d URLs and %d tags for %d objects", urls, tags, objs)
+	st := e.store.Stats()
+	if int64(st.Hosts) > st.Objects || int64(st.Tags) > st.Objects+1 {
+		t.Errorf("index holds %d hosts and %d tags for %d objects", st.Hosts, st.Tags, st.Objects)
 	}
 }
 
@@ -326,13 +326,19 @@ func TestVaryVariantFlood(t *testing.T) {
 	if stored > c.Cache.MaxVariants {
 		t.Errorf("%d variants of /v stored, max_variants %d", stored, c.Cache.MaxVariants)
 	}
-	if objs := e.store.objects.Load(); objs > int64(c.Cache.MaxVariants)+1 {
+	if objs := e.store.Stats().Objects; objs > int64(c.Cache.MaxVariants)+1 {
 		t.Errorf("store holds %d objects for one URL with at most %d variants", objs, c.Cache.MaxVariants)
+	}
+	// A variant beyond the limit is served but not stored, and its
+	// Cache-Status says so (it used to say "; stored").
+	r := e.get("/v", "User-Agent", "one-too-many")
+	if got := r.get("Cache-Status"); r.body != "one-too-many" || got != "lakka; fwd=miss; detail=not-stored" {
+		t.Errorf("a variant over max_variants: body %q, Cache-Status %q", r.body, got)
 	}
 }
 
 // TestStreamedBodiesNotBuffered: bodies too large to store are streamed
-// from the origin to the client, never held whole in memory (RELIABILITY
+// from the origin to the client, never held whole in memory (docs/RELIABILITY.md,
 // promise 8), both when relayed and when a stored gzip object too large to
 // keep decoded is decoded for an identity client.
 func TestStreamedBodiesNotBuffered(t *testing.T) {

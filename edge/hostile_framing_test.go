@@ -8,7 +8,7 @@ import (
 // TestRequestFramingHostile adds to TestRequestFraming: request lines and
 // chunked bodies that parsers disagree on are refused and the connection
 // closed; what is accepted reaches the origin re-framed, so the origin
-// cannot read it differently (RELIABILITY promise 2).
+// cannot read it differently (docs/RELIABILITY.md, promise 2).
 func TestRequestFramingHostile(t *testing.T) {
 	o := startRecorder(t, fixed("ok", "Cache-Control", "max-age=60"))
 	e := startEdge(t, testConfig(o.addr()))

@@ -72,7 +72,7 @@ func canonicalCGI(name string) string {
 
 // TestUnkeyedHeadersNotForwarded sends every spoofable header, in several
 // spellings, through each way a request reaches the origin (cache fetch,
-// credentialed fetch, pass): none arrives (RELIABILITY promise 3).
+// credentialed fetch, pass): none arrives (docs/RELIABILITY.md, promise 3).
 func TestUnkeyedHeadersNotForwarded(t *testing.T) {
 	o := startRecorder(t, fixed("page", "Cache-Control", "max-age=60"))
 	e := startEdge(t, testConfig(o.addr()))
@@ -133,7 +133,7 @@ func TestUnkeyedHeadersNotForwarded(t *testing.T) {
 }
 
 // TestTargetNormalisation checks that the key and the forwarded target are
-// the same bytes (RELIABILITY promise 3): equivalent spellings share one
+// the same bytes (docs/RELIABILITY.md, promise 3): equivalent spellings share one
 // object and reach the origin in one form; encoded delimiters are never
 // decoded.
 func TestTargetNormalisation(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 )
 
 // panicky makes every backend request whose URI contains a marker panic
-// while fasthttp writes it to the backend connection (RELIABILITY promise
-// 1: recovered, counted, 500, the server keeps serving).
+// while fasthttp writes it to the backend connection (docs/RELIABILITY.md,
+// promise 1: recovered, counted, 500, the server keeps serving).
 type panicky struct{ marker atomic.Pointer[[]byte] }
 
 func (p *panicky) arm(marker string) {
@@ -138,7 +138,7 @@ func TestPanicRecovered(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("/stale took %s: it waited on the panicked refresh", d)
 	}
-	if n := len(e.dir.backends[0].slots); n != 0 {
+	if n := e.dir.Snapshots(time.Now())[0].Fetching; n != 0 {
 		t.Errorf("%d fetch slots still taken after the panics", n)
 	}
 	// The leaders of /boom panicked (waiters got their 500 without one),
@@ -149,7 +149,7 @@ func TestPanicRecovered(t *testing.T) {
 }
 
 // TestRollingRestart drains an edge the way a rolling deploy does
-// (RELIABILITY promise 10): /healthz fails at once while requests are still
+// (docs/RELIABILITY.md, promise 10): /healthz fails at once while requests are still
 // served through the drain delay; then the listener closes, idle
 // keep-alive connections are closed, a request in flight finishes with its
 // whole body, a client looping on keep-alive sees only complete answers,
@@ -287,7 +287,7 @@ func TestRollingRestart(t *testing.T) {
 
 // TestClockJumps moves the freshness clock forward in large jumps: stored
 // objects expire exactly once, are fetched again, and nothing overflows or
-// serves an object as fresh after its lifetime (RELIABILITY promise 9).
+// serves an object as fresh after its lifetime (docs/RELIABILITY.md, promise 9).
 func TestClockJumps(t *testing.T) {
 	o := startScripted(t)
 	o.set("/short", answer{headers: []string{"Cache-Control", "max-age=60"}, body: "short"})

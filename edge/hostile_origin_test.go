@@ -29,7 +29,7 @@ func hostileConfig(backend string) config.Config {
 }
 
 // TestHostileOrigin answers the first request of each case with broken or
-// hostile bytes (RELIABILITY promises 1, 2 and 5): the client gets a
+// hostile bytes (docs/RELIABILITY.md, promises 1, 2 and 5): the client gets a
 // 502/504 quickly, nothing is stored, the origin connection is not reused,
 // and the next request is served normally.
 func TestHostileOrigin(t *testing.T) {
@@ -138,7 +138,7 @@ func TestHostileOrigin(t *testing.T) {
 	f("unknown protocol", sendClose("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), 502)
 	f("101 switching protocols", send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 502)
 	f("final 1xx with a body", send("HTTP/1.1 103 Early Hints\r\n"+cc+"Content-Length: 4\r\n\r\nhint"), 200, 502, 504)
-	// A fresh connection that fails is not retried (RELIABILITY promise 6).
+	// A fresh connection that fails is not retried (docs/RELIABILITY.md, promise 6).
 	f("empty answer", sendClose(""), 502)
 	f("reset before the headers", func(conn net.Conn) {
 		conn.(*net.TCPConn).SetLinger(0)
@@ -180,7 +180,7 @@ func TestHostileOrigin(t *testing.T) {
 }
 
 // TestOriginRetryOnlyReusedConnection checks when the edge sends a fetch
-// again (RELIABILITY promise 6). A pooled connection the origin closed
+// again (docs/RELIABILITY.md, promise 6). A pooled connection the origin closed
 // while idle is found closed before anything is written on it, so any
 // request goes on a new connection. A reused connection closed after the
 // request was written but before any answer byte (the keep-alive race) is

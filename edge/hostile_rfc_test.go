@@ -201,7 +201,7 @@ func TestCacheControlMatrix(t *testing.T) {
 
 // TestAgeNeverDecreases: Age grows with the freshness clock on every hit,
 // starts from the origin's Age, and a clock that moves forward in jumps
-// never makes it go back (RELIABILITY promise 9).
+// never makes it go back (docs/RELIABILITY.md, promise 9).
 func TestAgeNeverDecreases(t *testing.T) {
 	o := startScripted(t)
 	o.set("/a", answer{headers: []string{"Cache-Control", "max-age=100000", "Age", "7"}, body: "x"})

@@ -75,8 +75,8 @@ func serveLoop(te *testEdge) *loopConn {
 	return c
 }
 
-// heads returns the number of heads the head pool keeps.
-func (te *testEdge) heads() int {
-	_, n := te.store.heads.stats()
+// headers returns the number of headers the header pool keeps.
+func (te *testEdge) hitHeaderSets() int {
+	_, n := te.store.Headers.Stats()
 	return n
 }

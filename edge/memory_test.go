@@ -13,10 +13,19 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
-// TestMemoryPerObject stores 100,000 objects of 4 KiB (DESIGN.md's
-// comparison: Varnish ~1.2 KB of overhead per object, nginx ~5.9 KB) built
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestMemoryPerObject stores 100,000 objects of 4 KiB (for
+// comparison, Varnish keeps ~1.2 KB per object beyond the body, nginx ~5.9 KB) built
 // the way a fetch builds them, and reports the heap used per object beyond
 // the body bytes: headers, key, entry, store and index bookkeeping.
 func TestMemoryPerObject(t *testing.T) {
@@ -47,21 +56,21 @@ func TestMemoryPerObject(t *testing.T) {
 			t.Fatal(err)
 		}
 		url := []byte(fmt.Sprintf("www.example.com/news/section-%d/%d-a-headline-of-some-length", i%50, i))
-		m := s.responseMeta(&resp)
-		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.defaults)
+		m := s.abs.responseMeta(&resp)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.pol.defaults)
 		b := append([]byte(nil), payload...)
-		e, err := s.newEntry(url, &resp, m, b, dec, now, requestView{})
+		e, err := s.abs.newEntry(url, &resp, m, b, dec, now, fetchView{})
 		if err != nil || e == nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
-		s.store.put(e, s.store.idx.generation())
+		s.store.Put(e, s.store.Generation())
 	}
-	s.store.wait()
+	s.store.Wait()
 	after := heapAlloc()
-	objects := s.store.objects.Load()
+	objects := s.store.Stats().Objects
 	per := float64(after-before)/float64(objects) - body
 	t.Logf("%d objects of %d bytes stored: %.0f bytes per object beyond the body (headers, key, entry, tags, index and store bookkeeping); accounted cost %.0f",
-		objects, body, per, float64(s.store.bytes.Load())/float64(objects)-body)
+		objects, body, per, float64(s.store.Stats().Bytes)/float64(objects)-body)
 	if objects < n*9/10 {
 		t.Errorf("only %d of %d objects stored", objects, n)
 	}
@@ -69,20 +78,20 @@ func TestMemoryPerObject(t *testing.T) {
 		t.Errorf("%.0f bytes per object beyond the body: a regression (it was ~1,170)", per)
 	}
 	// The accounted cost must not under-count what is really used.
-	if acc := float64(s.store.bytes.Load()) / float64(objects); acc < per+body-64 {
+	if acc := float64(s.store.Stats().Bytes) / float64(objects); acc < per+body-64 {
 		t.Errorf("accounted %.0f bytes per object, but %.0f are used", acc, per+body)
 	}
 	runtime.KeepAlive(s)
 }
 
-// TestHeadCost checks headSetCost and hitHeadCost, the memory the head
-// pool counts for the heads hits copy (Entry.head), against the heap those
-// heads really take: objects stored identity (one head each) and gzip
+// TestHeadCost checks headerSetCost and hitHeaderCost, the memory the header
+// pool counts for the headers hits copy (Entry.header), against the heap those
+// headers really take: objects stored identity (one header each) and gzip
 // (identity and gzip).
-func TestHeadCost(t *testing.T) {
+func TestHeaderCost(t *testing.T) {
 	const n = 20_000
 	c := testConfig("127.0.0.1:1")
-	c.Cache.SizeBytes = 4 << 30 // heads get 64 MiB: room for all
+	c.Cache.SizeBytes = 4 << 30 // headers get 64 MiB: room for all
 	s := newIdleServer(t, c)
 	raw := "HTTP/1.1 200 OK\r\n" +
 		"Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n" +
@@ -95,7 +104,7 @@ func TestHeadCost(t *testing.T) {
 		"Content-Length: 5\r\n\r\n"
 	page := []byte(strings.Repeat("<p>the council met on Tuesday</p>\n", 40))
 	now := time.Now()
-	entries := make([]*Entry, n)
+	entries := make([]*store.Entry, n)
 	var counted int64
 	gzipped := 0
 	for i := range entries {
@@ -103,65 +112,63 @@ func TestHeadCost(t *testing.T) {
 		if err := resp.Header.Read(bufio.NewReader(strings.NewReader(fmt.Sprintf(raw, i, i, i)))); err != nil {
 			t.Fatal(err)
 		}
-		m := s.responseMeta(&resp)
-		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.defaults)
+		m := s.abs.responseMeta(&resp)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.pol.defaults)
 		body := []byte("hello")
 		if i%2 == 1 {
 			body = page // compressed at store time
 		}
-		e, err := s.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, body, dec, now, requestView{})
+		e, err := s.abs.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, body, dec, now, fetchView{})
 		if err != nil || e == nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
-		if e.enc == cachepolicy.Gzip {
+		if e.Enc == cachepolicy.Gzip {
 			gzipped++
 		}
-		e.inStore.Store(true)
 		entries[i] = e
-		counted += headSetCost + hitHeadCost(e, cachepolicy.Identity, len(s.cacheSt))
-		if e.enc == cachepolicy.Gzip {
-			counted += hitHeadCost(e, cachepolicy.Gzip, len(s.cacheSt))
+		counted += headerSetCost + hitHeaderCost(e, cachepolicy.Identity, len(s.pol.name))
+		if e.Enc == cachepolicy.Gzip {
+			counted += hitHeaderCost(e, cachepolicy.Gzip, len(s.pol.name))
 		}
 	}
 	if gzipped != n/2 {
 		t.Fatalf("%d of %d objects stored gzip, want half", gzipped, n)
 	}
-	rs := s.acquireState()
-	rs.result = resHit
-	var h fasthttp.ResponseHeader
+	r := &request{s: s, ctx: new(fasthttp.RequestCtx), result: resHit, now: now}
+	h := &r.ctx.Response.Header
 	before := heapAlloc()
 	for _, e := range entries {
-		set := new(headSet)
-		if !s.store.heads.keep(e, set, headSetCost) {
+		set := new(store.HeaderSet)
+		if !s.store.Headers.Keep(e, set, headerSetCost) {
 			t.Fatal("a set was not kept")
 		}
-		for enc := range cachepolicy.Encoding(numForms) {
-			if enc != cachepolicy.Identity && e.enc != enc {
+		for enc := range cachepolicy.Encoding(store.NumForms) {
+			if enc != cachepolicy.Identity && e.Enc != enc {
 				continue
 			}
 			h.Reset()
 			// An Age and a TTL of realistic length (a day and more).
-			s.wholeHead(&h, rs, e, enc, e.etagFor(enc), 123456, 123456, now)
-			hh := &hitHead{age: 123456, ttl: 123456, result: resHit}
-			h.CopyTo(&hh.h)
-			set.forms[enc].cur.Store(hh)
-			if !s.store.heads.grow(e, e.head.Load(), hitHeadCost(e, enc, len(s.cacheSt))) {
-				t.Fatal("a head was not counted")
+			r.wholeHeader(e, enc, e.ETagFor(enc), 123456, 123456)
+			hh := &store.HitHeader{Age: 123456, TTL: 123456, Result: uint8(resHit)}
+			h.CopyTo(&hh.H)
+			set.Forms[enc].Cur.Store(hh)
+			if !s.store.Headers.Grow(e, e.Headers(), hitHeaderCost(e, enc, len(s.pol.name))) {
+				t.Fatal("a header was not counted")
 			}
 		}
 	}
 	after := heapAlloc()
-	if used, heads := s.store.heads.stats(); heads != n || used != counted {
-		t.Fatalf("the head pool holds %d sets, %d bytes; want %d, %d", heads, used, n, counted)
+	if used, sets := s.store.Headers.Stats(); sets != n || used != counted {
+		t.Fatalf("the header pool holds %d sets, %d bytes; want %d, %d", sets, used, n, counted)
 	}
 	used := float64(after-before) / n
 	want := float64(counted) / n
-	t.Logf("an object's kept heads take %.0f bytes; headSetCost counts %.0f", used, want)
+	t.Logf("an object's kept headers take %.0f bytes; headerSetCost counts %.0f", used, want)
 	if want < used {
-		t.Errorf("headSetCost counts %.0f bytes per object, the heap shows %.0f: the byte budget would not hold", want, used)
+		t.Errorf("headerSetCost counts %.0f bytes per object, the heap shows %.0f: the byte budget would not hold", want, used)
 	}
 	if want > used*1.5 {
-		t.Errorf("headSetCost counts %.0f bytes per object, the heap shows %.0f: far too high", want, used)
+		t.Errorf("headerSetCost counts %.0f bytes per object, the heap shows %.0f: far too high", want, used)
 	}
 	runtime.KeepAlive(entries)
 }

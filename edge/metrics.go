@@ -2,62 +2,41 @@ package edge
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/backend"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
-
-// cacheResult is the closed set of X-Cache outcomes; it indexes the
-// pre-resolved metric children so that the hit path never looks up labels.
-type cacheResult uint8
-
-const (
-	resHit cacheResult = iota
-	resMiss
-	resStale
-	resRevalidated
-	resPass
-	resError
-	resPurge
-	numResults
-)
-
-var resultNames = [numResults]string{"HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERROR", "PURGE"}
-
-func (r cacheResult) String() string { return resultNames[r] }
 
 // metrics are the edge's Prometheus metrics. Children with labels from
 // closed sets are resolved at construction.
 type metrics struct {
-	requests   [numResults]prometheus.Counter
-	durations  [numResults]prometheus.Observer
-	statuses   [6]prometheus.Counter                // 1xx..5xx, index 0 unused
-	bytesSent  [numSentEncodings]prometheus.Counter // by sentEncoding
-	panics     prometheus.Counter
-	badRequest *prometheus.CounterVec
+	requests  [numResults]prometheus.Counter
+	durations [numResults]prometheus.Observer
+	statuses  [6]prometheus.Counter                // 1xx..5xx, index 0 unused
+	bytesSent [numSentEncodings]prometheus.Counter // by sentEncoding
+	panics    prometheus.Counter
+	// badRequest is indexed by bad-request detail (detail.badRequest).
+	badRequest [numDetails]prometheus.Counter
 
-	fetches       *prometheus.CounterVec
-	fetchDuration *prometheus.HistogramVec
 	coalesced     prometheus.Counter
 	waitTimeouts  prometheus.Counter
 	hitForMiss    prometheus.Counter
 	stores        prometheus.Counter
 	notStored     *prometheus.CounterVec
-	storeDropped  prometheus.Counter
-	evictions     prometheus.Counter
-	rejections    prometheus.Counter
 	invalidations prometheus.Counter
 
-	identityBytes   prometheus.Gauge
-	identityDropped prometheus.Counter
-	headBytes       prometheus.Gauge
-	headDropped     prometheus.Counter
-	headsMade       prometheus.Counter
-	decompressions  prometheus.Counter
-	compressions    [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
-	compressedIn    prometheus.Counter
-	compressedOut   [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
-	gzipErrors      prometheus.Counter
+	// store and backends are the children the store and the backends
+	// update themselves.
+	store    store.Metrics
+	backends backend.Metrics
+
+	headersMade    prometheus.Counter
+	decompressions prometheus.Counter
+	compressions   [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
+	compressedIn   prometheus.Counter
+	compressedOut  [3]prometheus.Counter // by cachepolicy.Encoding; Identity unused
+	gzipErrors     prometheus.Counter
 
 	accessLogDropped prometheus.Counter
 
@@ -66,11 +45,8 @@ type metrics struct {
 	purgeDuration prometheus.Observer
 	purgeRefusals *prometheus.CounterVec
 
-	backendHealthy     *prometheus.GaugeVec
-	probes             *prometheus.CounterVec
-	backendTransitions *prometheus.CounterVec
-	staleServes        prometheus.Counter
-	refreshes          *prometheus.CounterVec
+	staleServes prometheus.Counter
+	refreshes   *prometheus.CounterVec
 }
 
 // purgeKind is the closed set of purge kinds in metrics.
@@ -120,15 +96,18 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_panics_total",
 		Help: "Panics recovered in the request handler; each was answered 500.",
 	})
-	m.badRequest = prometheus.NewCounterVec(prometheus.CounterOpts{
+	badRequest := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_bad_requests_total",
 		Help: "Requests refused before lookup, by reason.",
 	}, []string{"reason"})
-	m.fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+	for d := firstBadRequest; d <= lastBadRequest; d++ {
+		m.badRequest[d] = badRequest.WithLabelValues(d.String()) // shown as 0 before the first
+	}
+	m.backends.Fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_origin_fetches_total",
 		Help: "Fetches from backends, by backend and result (ok, error, timeout, busy).",
 	}, []string{"backend", "result"})
-	m.fetchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.backends.FetchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "lakka_edge_origin_fetch_duration_seconds",
 		Help:    "Time to the response headers of backend fetches.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
@@ -153,15 +132,15 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_cache_not_stored_total",
 		Help: "Fetched responses not stored, by reason.",
 	}, []string{"reason"})
-	m.storeDropped = prometheus.NewCounter(prometheus.CounterOpts{
+	m.store.Dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_cache_store_dropped_total",
 		Help: "Stores dropped by the cache under write contention.",
 	})
-	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{
+	m.store.Evictions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_cache_evictions_total",
 		Help: "Objects evicted to make room or because they expired.",
 	})
-	m.rejections = prometheus.NewCounter(prometheus.CounterOpts{
+	m.store.Rejections = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_cache_admission_rejections_total",
 		Help: "New objects the store's admission policy declined.",
 	})
@@ -169,25 +148,25 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_unsafe_invalidations_total",
 		Help: "Invalidations caused by successful unsafe requests (RFC 9111 section 4.4).",
 	})
-	m.identityBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.store.IdentityBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_identity_copies_bytes",
 		Help: "Bytes of decoded copies of gzip-stored bodies kept for clients without gzip.",
 	})
-	m.identityDropped = prometheus.NewCounter(prometheus.CounterOpts{
+	m.store.IdentityDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_identity_copies_dropped_total",
 		Help: "Decoded copies dropped to stay within their budget.",
 	})
-	m.headBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.store.HeaderBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_hit_heads_bytes",
-		Help: "Bytes of whole response heads kept for hot objects (one per encoding, as of the current second), copied by their hits instead of rebuilt.",
+		Help: "Bytes of whole response headers kept for hot objects (one per encoding, as of the current second), copied by their hits instead of rebuilt.",
 	})
-	m.headsMade = prometheus.NewCounter(prometheus.CounterOpts{
+	m.headersMade = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_hit_heads_made_total",
-		Help: "Whole response heads built for hot objects (about one per object, encoding and second while hits come).",
+		Help: "Whole response headers built for hot objects (about one per object, encoding and second while hits come).",
 	})
-	m.headDropped = prometheus.NewCounter(prometheus.CounterOpts{
+	m.store.HeadersDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_hit_heads_dropped_total",
-		Help: "Kept response heads dropped to stay within their budget (a 64th of cache.size_bytes).",
+		Help: "Kept response headers dropped to stay within their budget (a 64th of cache.size_bytes).",
 	})
 	m.decompressions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_decompressions_total",
@@ -243,15 +222,15 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	for _, r := range []string{"token", "network", "request"} {
 		m.purgeRefusals.WithLabelValues(r) // shown as 0 before the first
 	}
-	m.backendHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.backends.Healthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lakka_edge_backend_healthy",
 		Help: "1 when the backend is in rotation (probes and passive health agree), else 0.",
 	}, []string{"backend"})
-	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.backends.Probes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_backend_probes_total",
 		Help: "Health probes by backend and result (ok, fail).",
 	}, []string{"backend", "result"})
-	m.backendTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.backends.Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_backend_state_changes_total",
 		Help: "Times a backend went in or out of rotation.",
 	}, []string{"backend"})
@@ -276,12 +255,13 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	}, func() float64 { _, b := st(); return b })
 
 	for _, c := range []prometheus.Collector{
-		reqs, dur, statuses, sent, m.panics, m.badRequest, m.fetches, m.fetchDuration,
-		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.storeDropped,
-		m.evictions, m.rejections, m.invalidations, m.identityBytes, m.identityDropped, m.headBytes, m.headDropped, m.headsMade,
+		reqs, dur, statuses, sent, m.panics, badRequest, m.backends.Fetches, m.backends.FetchDuration,
+		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.store.Dropped,
+		m.store.Evictions, m.store.Rejections, m.invalidations, m.store.IdentityBytes, m.store.IdentityDropped,
+		m.store.HeaderBytes, m.store.HeadersDropped, m.headersMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
-		m.backendHealthy, m.probes, m.backendTransitions, m.staleServes, m.refreshes,
+		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.staleServes, m.refreshes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -303,20 +283,3 @@ const (
 )
 
 var sentEncodingNames = [numSentEncodings]string{"identity", "gzip", "zstd", "other"}
-
-// countSent adds n body bytes sent with the response header h.
-func (m *metrics) countSent(h *fasthttp.ResponseHeader, n int) {
-	if n <= 0 {
-		return
-	}
-	enc := sentOther
-	switch ce := h.ContentEncoding(); {
-	case len(ce) == 0:
-		enc = sentIdentity
-	case asciiEqualFold(ce, "gzip"):
-		enc = sentGzip
-	case asciiEqualFold(ce, "zstd"):
-		enc = sentZstd
-	}
-	m.bytesSent[enc].Add(float64(n))
-}

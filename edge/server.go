@@ -1,10 +1,25 @@
-// Package edge is Lakka's caching reverse proxy: the fasthttp server, cache
-// keys, the RAM store (ristretto) with its tag and URL index, request
-// coalescing, backend fetches, grace and revalidation, compression, purges,
-// metrics and the access log.
+// Package edge is Lakka's caching reverse proxy: the fasthttp server and
+// the story of each request through it, stage by stage, one file each
+// (docs/ARCHITECTURE.md walks a HIT and a MISS through them):
 //
-// The rules of the cache (what may be stored, for how long, under which key)
-// live in package cachepolicy; this package applies them to real traffic.
+//	accept.go   the root handler, the checks on a request as read, the story
+//	key.go      the request's cache key and route
+//	hit.go      lookup, and serving a stored object (304, ranges, encodings)
+//	miss.go     coalescing and fetching a miss, passes
+//	upstream.go the request the origin receives
+//	absorb.go   an origin response into a stored entry
+//	relay.go    the client's response: cache headers, relayed bodies, errors
+//	refresh.go  background refreshes of objects served in grace
+//	purge.go    purges: the PURGE method, the admin API's, §4.4 invalidation
+//	admin.go    the admin listener: /metrics, /healthz, /api/stats, purges
+//
+// The parts with invariants of their own are sub-packages that import only
+// downward: internal/store (the RAM cache, its index and pools),
+// internal/backend (origin connections, health, framing checks),
+// internal/coding (gzip and zstd) and internal/cachekey (the key format).
+// The rules of the cache (what may be stored, for how long, under which
+// key) live in package cachepolicy; this package applies them to traffic.
+//
 // A Server is built by New from a validated config.Config, started with
 // Listen and Serve (or Run), and stopped with Shutdown.
 package edge
@@ -16,67 +31,43 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 
-	"github.com/lakka-cache/lakka/cachepolicy"
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/backend"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
-
-// route is a compiled config.Route.
-type route struct {
-	name          string
-	pass          bool
-	ignoreCookies bool
-	rules         cachepolicy.Rules
-}
 
 // Server is one edge node. Its methods are safe for concurrent use.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	m        *metrics
-	store    *store
-	flights  *flights
-	dir      *director
-	access   *accessLog
-	refresh  *refresher
-	keyRules cachepolicy.KeyRules
-	matches  []cachepolicy.RouteMatch
-	routes   []route
-	defaults cachepolicy.Rules
-	trusted  []netip.Prefix
-	purgers  []netip.Prefix
-	token    string
-	// zstd makes the stored zstd forms (compression.zstd); nil when off.
-	zstd    *zstd.Encoder
-	via     []byte // "1.1 lakka"
-	cacheSt []byte // "lakka"
+	cfg     config.Config
+	pol     *policy
+	log     *slog.Logger
+	m       *metrics
+	store   *store.Store
+	flights *flights
+	dir     *backend.Director
+	abs     *absorber
+	purger  *purger
+	access  *accessLog
+	refresh *refresher
+	// clock is the time of freshness decisions (seams.clock).
+	clock freshnessClock
 
 	fast    *fasthttp.Server
 	admin   *http.Server
 	ln      net.Listener
 	adminLn net.Listener
-
-	probes  *prober
 	started time.Time
 
-	// clock is the time of freshness decisions (seams.clock).
-	clock freshnessClock
-
 	draining atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup // background goroutines owned by the server
-	states   sync.Pool      // *reqState
+	requests sync.Pool // *request
 	closing  sync.Once
 }
 
@@ -95,10 +86,10 @@ type seams struct {
 	clock freshnessClock
 	// dial opens backend connections (default: net.Dialer with
 	// backends.connect_timeout); tests wrap the connections.
-	dial func(addr string, timeout time.Duration) (net.Conn, error)
+	dial backend.Dialer
 }
 
-// freshnessClock gives the time of freshness decisions (RELIABILITY
+// freshnessClock gives the time of freshness decisions (docs/RELIABILITY.md,
 // promise 9: monotonic). at takes a reading of Go's clock (a request's own
 // start time, time.Now()) to the edge's time, so that a hit reads the clock
 // no more than fasthttp already did.
@@ -112,71 +103,37 @@ type monotonicClock struct{}
 
 func (monotonicClock) at(t time.Time) time.Time { return t }
 
-func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry, seams seams) (*Server, error) {
-	if seams.clock == nil {
-		seams.clock = monotonicClock{}
+func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry, sm seams) (*Server, error) {
+	if sm.clock == nil {
+		sm.clock = monotonicClock{}
 	}
-	s := &Server{
-		clock:   seams.clock,
-		cfg:     cfg,
-		log:     logger,
-		flights: newFlights(),
-		stop:    make(chan struct{}),
-		via:     []byte("1.1 " + cfg.Edge.ViaName),
-		cacheSt: []byte(cfg.Edge.ViaName),
-		keyRules: cachepolicy.KeyRules{
-			StripQuery: cfg.Key.StripQuery,
-			SortQuery:  cfg.Key.SortQuery,
-		},
-		defaults: cachepolicy.Rules{
-			DefaultTTL: cfg.Cache.DefaultTTL,
-			Grace:      cfg.Cache.Grace,
-			Keep:       cfg.Cache.Keep,
-		},
-		token: cfg.Purge.Token,
-	}
-	s.states.New = func() any { return new(reqState) }
-	for _, r := range cfg.Routes {
-		s.matches = append(s.matches, cachepolicy.RouteMatch{Host: r.Host, PathPrefix: r.PathPrefix})
-		rules := s.defaults
-		rules.TTL, rules.MinTTL, rules.MaxTTL = r.TTL, r.MinTTL, r.MaxTTL
-		rules.RouteGrace, rules.RouteKeep = r.Grace, r.Keep
-		rules.StripSetCookie = r.StripSetCookie
-		s.routes = append(s.routes, route{name: r.Name, pass: r.Pass, ignoreCookies: r.IgnoreCookies, rules: rules})
-	}
+	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights()}
+	s.requests.New = func() any { return &request{s: s} }
 	var err error
-	if s.trusted, err = prefixes("edge.trusted_proxies", cfg.Edge.TrustedProxies); err != nil {
+	if s.pol, err = newPolicy(&cfg); err != nil {
 		return nil, err
 	}
-	if s.purgers, err = prefixes("purge.allow_networks", cfg.Purge.AllowNetworks); err != nil {
-		return nil, err
-	}
-
 	s.m, err = newMetrics(reg, func() (float64, float64) {
-		return float64(s.store.objects.Load()), float64(s.store.bytes.Load())
+		st := s.store.Stats()
+		return float64(st.Objects), float64(st.Bytes)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
-	s.store, err = newStore(cfg.Budget(), s.m)
-	if err != nil {
+	if s.store, err = store.New(cfg.Budget(), cfg.Cache.MaxVariants, s.m.store); err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
 	}
-	if cfg.Compression.Enabled && cfg.Compression.Zstd {
-		if s.zstd, err = newZstdEncoder(); err != nil {
-			s.store.close()
-			return nil, fmt.Errorf("edge: zstd: %w", err)
-		}
-	}
-	s.dir = newDirector(cfg.Backends, s.m, seams.dial)
-	s.access, err = newAccessLog(cfg.Log, s.m)
-	if err != nil {
-		s.store.close()
+	if s.abs, err = newAbsorber(&cfg, s.pol, s.store, s.m, logger, s.now); err != nil {
+		s.store.Close()
 		return nil, err
 	}
-	s.refresh = newRefresher(s, cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
-	s.probes = newProber(s.dir.backends, cfg.Backends.Probe, time.Now)
-
+	if s.access, err = newAccessLog(cfg.Log, s.m); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.dir = backend.New(cfg.Backends, s.m.backends, sm.dial, s.now)
+	s.purger = &purger{store: s.store, pol: s.pol, m: s.m, log: logger, now: s.now}
+	s.refresh = newRefresher(s.refreshOne, s.m.refreshes.WithLabelValues("dropped"), cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
 	s.fast = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.handleParseError,
@@ -197,24 +154,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		SecureErrorLogMessage:         true,
 		Logger:                        fasthttpLogger{logger},
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
-	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.HandleFunc("POST /api/purge", s.handlePurgeAPI)
-	mux.HandleFunc("GET /api/stats", s.handleStats)
-	// Profiles for ops, on the admin listener only.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	s.admin = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	s.admin = newAdmin(s, reg)
 	return s, nil
 }
 
@@ -256,10 +196,10 @@ func (s *Server) Serve() error {
 	if s.ln == nil {
 		return errors.New("edge: Serve before Listen")
 	}
-	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.dir.backends))
+	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.dir.Backends()))
 	s.started = time.Now()
 	s.refresh.start()
-	s.probes.start()
+	s.dir.Start()
 	adminErr := make(chan error, 1)
 	go func() {
 		err := s.admin.Serve(s.adminLn)
@@ -327,55 +267,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // closeBackground stops the server's goroutines and releases the store.
 func (s *Server) closeBackground() {
 	s.closing.Do(func() {
-		close(s.stop)
 		s.refresh.stopAndWait()
-		s.probes.stopAndWait()
-		s.wg.Wait()
+		s.dir.Stop()
 		s.access.close()
-		s.store.close()
+		s.store.Close()
 	})
-}
-
-func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if s.draining.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("draining\n"))
-		return
-	}
-	_, _ = w.Write([]byte("ok\n"))
-}
-
-// handleParseError answers requests fasthttp could not parse: 431 for
-// headers over edge.max_header_bytes, 413 for bodies over the limit, 408
-// for slow clients, 400 for everything else. fasthttp closes the
-// connection afterwards.
-func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	status, reason := fasthttp.StatusBadRequest, "parse"
-	var small *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	switch {
-	case errors.As(err, &small):
-		status, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "header-too-large"
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, reason = fasthttp.StatusRequestEntityTooLarge, "body-too-large"
-	case errors.As(err, &ne) && ne.Timeout():
-		status, reason = fasthttp.StatusRequestTimeout, "timeout"
-	}
-	s.m.badRequest.WithLabelValues(reason).Inc()
-	s.m.requests[resError].Inc()
-	var hr headReader
-	hr.start(&ctx.Response.Header, status, nil, time.Now())
-	writeError(ctx, status)
-	ctx.Response.Header.Set("X-Cache", "ERROR")
-	ctx.Response.Header.Set("Cache-Status", s.cfg.Edge.ViaName+"; fwd=miss; detail="+reason)
-	ctx.SetConnectionClose()
-}
-
-// logPanic records a recovered panic.
-func (s *Server) logPanic(p any) {
-	s.m.panics.Inc()
-	s.log.Error("panic in request handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }
 
 // now is the time of freshness decisions.
@@ -383,15 +279,8 @@ func (s *Server) now() time.Time {
 	return s.clock.at(time.Now())
 }
 
-// prefixes parses the CIDR list at key (validated already).
-func prefixes(key string, nets []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for i, n := range nets {
-		p, err := netip.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("edge: %s[%d]: %w", key, i, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+// logPanic records a recovered panic.
+func (s *Server) logPanic(p any) {
+	s.m.panics.Inc()
+	s.log.Error("panic in request handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }

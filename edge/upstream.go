@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
 // fetchMode says how a request is forwarded.
@@ -35,7 +37,7 @@ var hopByHop = []string{
 
 // spoofable lists request headers an origin might use to build a response
 // (absolute links, redirects, the method) that are not part of the cache
-// key: they are removed before forwarding (RELIABILITY promise 3). The
+// key: they are removed before forwarding (docs/RELIABILITY.md, promise 3). The
 // edge sets X-Forwarded-For, X-Forwarded-Proto and Via itself.
 var spoofable = []string{
 	"x-forwarded-host", "x-forwarded-server", "x-forwarded-port", "x-forwarded-proto",
@@ -53,69 +55,11 @@ var cacheOnly = []string{
 	"if-unmodified-since", "if-range", "range", "authorization", "expect",
 }
 
-// inListCGI is inList where '_' in name also matches '-': CGI, PHP and
-// many frameworks read "X_Forwarded_Host" as X-Forwarded-Host.
-func inListCGI(list []string, name []byte) bool {
-	if bytes.IndexByte(name, '_') < 0 {
-		return inList(list, name)
-	}
-	for _, s := range list {
-		if len(name) != len(s) {
-			continue
-		}
-		same := true
-		for i := range len(name) {
-			c := name[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 32
-			} else if c == '_' {
-				c = '-'
-			}
-			if c != s[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return true
-		}
-	}
-	return false
-}
-
-func inList(list []string, name []byte) bool {
-	for _, s := range list {
-		if asciiEqualFold(name, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// connectionTokens reports whether name is listed in a Connection value.
-func connectionTokens(conn, name []byte) bool {
-	for len(conn) > 0 {
-		var tok []byte
-		tok, conn = nextListItem(conn)
-		if len(tok) == len(name) && bytes.EqualFold(tok, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// nextListItem splits the first item, without surrounding whitespace, off
-// a comma-separated field value.
-func nextListItem(list []byte) (item, rest []byte) {
-	if i := bytes.IndexByte(list, ','); i >= 0 {
-		return bytes.TrimSpace(list[:i]), list[i+1:]
-	}
-	return bytes.TrimSpace(list), nil
-}
-
-// buildUpstream fills req with the request to send to the backend for a
-// client request in the given mode.
-func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetchMode, stale *Entry, req *fasthttp.Request) {
+// upstream fills req with the request to send to the backend for this
+// client request in the given mode; stale, for a cache fetch, is the
+// stored object it revalidates.
+func (r *request) upstream(mode fetchMode, stale *store.Entry, req *fasthttp.Request) {
+	ctx := r.ctx
 	in := &ctx.Request.Header
 	out := &req.Header
 	if mode == modePass {
@@ -123,14 +67,14 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 	} else {
 		out.SetMethod(fasthttp.MethodGet)
 	}
-	out.SetRequestURIBytes(rs.target)
-	out.SetHostBytes(rs.host)
+	out.SetRequestURIBytes(r.target)
+	out.SetHostBytes(r.host)
 	conn := in.Peek(fasthttp.HeaderConnection)
 	for k, v := range in.All() {
 		if inListCGI(hopByHop, k) || inListCGI(spoofable, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
 			continue
 		}
-		if mode != modePass && inListCGI(cacheOnly, k) && !(mode == modeDirect && asciiEqualFold(k, "authorization")) {
+		if mode != modePass && inListCGI(cacheOnly, k) && !(mode == modeDirect && equalFold(k, "authorization")) {
 			continue
 		}
 		if mode != modePass && bytes.IndexByte(k, '_') >= 0 {
@@ -149,8 +93,8 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 		}
 		out.AddBytesKV(k, v)
 	}
-	if mode != modeCache && len(rs.cookie) > 0 {
-		out.SetBytesKV([]byte(fasthttp.HeaderCookie), rs.cookie)
+	if mode != modeCache && len(r.cookie) > 0 {
+		out.SetBytesKV([]byte(fasthttp.HeaderCookie), r.cookie)
 	}
 	if mode != modePass {
 		out.Set(fasthttp.HeaderAcceptEncoding, "gzip")
@@ -158,10 +102,30 @@ func (s *Server) buildUpstream(ctx *fasthttp.RequestCtx, rs *reqState, mode fetc
 			addConditionals(out, stale)
 		}
 	}
-	s.addForwarded(ctx, out)
+	r.addForwarded(out)
 	if mode == modePass && !bodyless(in.Method()) {
 		req.SetBodyRaw(ctx.Request.Body())
 	}
+}
+
+// refreshRequest fills req with the request that refetches e for the
+// cache, for no client: GET, its URL, the varied request headers of its
+// variant, gzip accepted, and the validators of e.
+func (p *policy) refreshRequest(e *store.Entry, req *fasthttp.Request) {
+	h := &req.Header
+	h.SetMethod(fasthttp.MethodGet)
+	host, target := cachekey.SplitURL(e.URL())
+	h.SetRequestURIBytes(target)
+	h.SetHostBytes(host)
+	for i, v := range cachekey.Values(e.Key, len(e.VaryNames)) {
+		if len(v) > 0 {
+			h.SetBytesV(e.VaryNames[i], v)
+		}
+	}
+	h.Set(fasthttp.HeaderAcceptEncoding, "gzip")
+	h.Set("X-Forwarded-Proto", p.forwardedProto)
+	h.SetBytesV(fasthttp.HeaderVia, p.via)
+	addConditionals(h, e)
 }
 
 // bodyless reports methods whose request content has no defined meaning
@@ -178,26 +142,23 @@ func bodyless(method []byte) bool {
 }
 
 // addConditionals makes a refresh of e conditional (RFC 9111 §4.3.1).
-func addConditionals(h *fasthttp.RequestHeader, e *Entry) {
-	if len(e.etag()) > 0 {
-		h.SetBytesV(fasthttp.HeaderIfNoneMatch, e.etag())
+func addConditionals(h *fasthttp.RequestHeader, e *store.Entry) {
+	if len(e.ETag()) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfNoneMatch, e.ETag())
 	}
-	if len(e.lastModified()) > 0 {
-		h.SetBytesV(fasthttp.HeaderIfModifiedSince, e.lastModified())
+	if len(e.LastModified()) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfModifiedSince, e.LastModified())
 	}
 }
 
 // addForwarded sets X-Forwarded-For (appended to only when the peer is a
 // trusted proxy), X-Forwarded-Proto and Via.
-func (s *Server) addForwarded(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) {
+func (r *request) addForwarded(h *fasthttp.RequestHeader) {
+	ctx, pol := r.ctx, r.s.pol
 	var ipbuf [64]byte
 	ip := ctx.RemoteIP()
-	client := ip.To4()
-	if client == nil {
-		client = ip
-	}
 	xff := ipbuf[:0]
-	if s.trustedPeer(ip) {
+	if pol.trustedPeer(ip) {
 		// Every line a trusted proxy sent, in order (RFC 9110 §5.3).
 		for _, prior := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
 			if prior = bytes.TrimSpace(prior); len(prior) > 0 {
@@ -208,30 +169,25 @@ func (s *Server) addForwarded(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeade
 	}
 	xff = append(xff, ip.String()...)
 	h.SetBytesV("X-Forwarded-For", xff)
-	h.Set("X-Forwarded-Proto", s.cfg.Edge.ForwardedProto)
-	if prior := ctx.Request.Header.Peek(fasthttp.HeaderVia); len(prior) > 0 {
-		v := append(append(append([]byte(nil), prior...), ", "...), s.via...)
-		h.SetBytesV(fasthttp.HeaderVia, v)
-	} else {
-		h.SetBytesV(fasthttp.HeaderVia, s.via)
-	}
+	h.Set("X-Forwarded-Proto", pol.forwardedProto)
+	h.SetBytesV(fasthttp.HeaderVia, appendVia(ctx.Request.Header.Peek(fasthttp.HeaderVia), pol.via))
 }
 
-func (s *Server) trustedPeer(ip net.IP) bool {
-	if len(s.trusted) == 0 {
+// appendVia returns the Via to send on: prior, if any, then ours.
+func appendVia(prior, via []byte) []byte {
+	if len(prior) == 0 {
+		return via
+	}
+	return append(append(append([]byte(nil), prior...), ", "...), via...)
+}
+
+// trustedPeer reports whether ip is a trusted proxy.
+func (p *policy) trustedPeer(ip net.IP) bool {
+	if len(p.trusted) == 0 {
 		return false
 	}
 	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return ok && containsAddr(p.trusted, a.Unmap())
 }
 
 // clientAddr returns the address a request comes from: the peer, or, when
@@ -239,10 +195,10 @@ func (s *Server) trustedPeer(ip net.IP) bool {
 // is not a trusted proxy (the leftmost when all are). ok is false when the
 // address cannot be known (a trusted proxy sent an X-Forwarded-For that
 // does not parse): callers deciding on it refuse.
-func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) (a netip.Addr, ok bool) {
+func (p *policy) clientAddr(ctx *fasthttp.RequestCtx) (a netip.Addr, ok bool) {
 	ip := ctx.RemoteIP()
 	a, ok = netip.AddrFromSlice(ip)
-	if !ok || !s.trustedPeer(ip) {
+	if !ok || !p.trustedPeer(ip) {
 		return a.Unmap(), ok
 	}
 	a = a.Unmap()
@@ -263,7 +219,7 @@ func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) (a netip.Addr, ok bool) {
 				return x, false
 			}
 			a = x.Unmap()
-			if !containsAddr(s.trusted, a) {
+			if !containsAddr(p.trusted, a) {
 				return a, true
 			}
 		}
@@ -271,36 +227,11 @@ func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) (a netip.Addr, ok bool) {
 	return a, true
 }
 
-// responseSkip lists origin response headers not passed to clients as-is:
-// framing (fasthttp sets it), hop-by-hop, and what the edge rewrites.
-var responseSkip = []string{
-	"content-length", "transfer-encoding", "connection", "keep-alive",
-	"proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
-	"age", "via", "x-cache", "date",
-}
-
-// edgeOnly lists origin response headers meant for the edge only.
-var edgeOnly = []string{"surrogate-key", "surrogate-control", "xkey"}
-
-// copyResponse starts a client response from an origin response that is
-// relayed without storing: status, the origin's Date, end-to-end headers.
-func (s *Server) copyResponse(ctx *fasthttp.RequestCtx, rs *reqState, src *fasthttp.ResponseHeader) {
-	dst := &ctx.Response.Header
-	rs.head.start(dst, src.StatusCode(), originDate(src.Peek(fasthttp.HeaderDate)), time.Now())
-	conn := src.Peek(fasthttp.HeaderConnection)
-	for k, v := range src.All() {
-		if inList(responseSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
-			continue
+func containsAddr(nets []netip.Prefix, a netip.Addr) bool {
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
 		}
-		if !s.cfg.Edge.DebugHeaders && inList(edgeOnly, k) {
-			continue
-		}
-		dst.AddBytesKV(k, v)
 	}
-	if prior := src.Peek(fasthttp.HeaderVia); len(prior) > 0 {
-		v := append(append(append([]byte(nil), prior...), ", "...), s.via...)
-		dst.SetBytesV(fasthttp.HeaderVia, v)
-	} else {
-		dst.SetBytesV(fasthttp.HeaderVia, s.via)
-	}
+	return false
 }

@@ -1,0 +1,315 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/backend"
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
+	"github.com/lakka-cache/lakka/edge/internal/coding"
+	"github.com/lakka-cache/lakka/edge/internal/store"
+)
+
+// absorber turns origin responses into stored entries: it reads what the
+// headers allow (cachepolicy.Decide), builds the entry (newentry.go:
+// headers in one buffer, the body compressed once), merges 304s, and
+// stores it unless a purge raced the fetch.
+type absorber struct {
+	pol   *policy
+	store *store.Store
+	m     *metrics
+	log   *slog.Logger
+	now   func() time.Time
+	// compression is the compression section of the configuration.
+	compression config.Compression
+	// zstd makes the stored zstd forms (compression.zstd); nil when off.
+	zstd           *zstd.Encoder
+	maxObjectBytes int64
+	hitForMissTTL  time.Duration
+}
+
+func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, m *metrics, log *slog.Logger, now func() time.Time) (*absorber, error) {
+	a := &absorber{
+		pol: pol, store: st, m: m, log: log, now: now,
+		compression:    cfg.Compression,
+		maxObjectBytes: int64(cfg.Cache.MaxObjectBytes),
+		hitForMissTTL:  cfg.Cache.HitForMissTTL,
+	}
+	if cfg.Compression.Enabled && cfg.Compression.Zstd {
+		var err error
+		if a.zstd, err = coding.NewZstdEncoder(); err != nil {
+			return nil, errors.New("edge: zstd: " + err.Error())
+		}
+	}
+	return a, nil
+}
+
+// fetchView is what absorb needs to know about the request that caused a
+// fetch (nil ctx for background refreshes).
+type fetchView struct {
+	ctx           *fasthttp.RequestCtx
+	authorization bool
+	varyValues    [][]byte // background refresh: values of the varied headers
+}
+
+// absorbed is the outcome of absorbing a backend response.
+type absorbed struct {
+	entry  *store.Entry // the object (nil when not storable or on error)
+	stored bool         // entry went to the store
+	// body is the fully read body when the response was not turned into an
+	// entry; tooLarge says the body is still streaming.
+	body     []byte
+	tooLarge bool
+	status   int   // the origin's status
+	err      error // reading the body failed (502)
+	notMod   bool  // a 304 refreshed the stale entry
+	// detail says why the response was not stored.
+	detail detail
+}
+
+// errUnasked304 means a backend answered 304 to a request without
+// conditionals.
+var errUnasked304 = errors.New("edge: 304 from backend to an unconditional request")
+
+// errBodyTooLarge means the response body exceeds what may be buffered.
+var errBodyTooLarge = errors.New("edge: response body over the object limit")
+
+// absorb reads a backend response for the cache: a 304 refreshes stale; a
+// storable response becomes an entry and is stored (unless a purge that
+// started after startGen touched it: docs/RELIABILITY.md, promise 7); anything else
+// is left for the caller to relay.
+func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, startGen uint64, fv fetchView) absorbed {
+	resp := fr.Resp
+	status := resp.StatusCode()
+	out := absorbed{status: status}
+	// The request's Cache-Control, parsed once: Decide reads it, and a
+	// request's no-store also keeps a 304's merge out of the store.
+	reqCC := cachepolicy.NewDirectives()
+	if fv.ctx != nil {
+		reqCC.Parse(fv.ctx.Request.Header.Peek(fasthttp.HeaderCacheControl))
+	}
+	if status == fasthttp.StatusNotModified && stale != nil {
+		e := a.refreshed(stale, fr)
+		out.entry, out.notMod = e, true
+		// Same body: the decoded copy carries over (read it before the
+		// store replaces, and so drops, the stale entry).
+		copied := stale.Identity()
+		out.stored = !reqCC.NoStore && a.put(e, startGen)
+		if copied != nil && out.stored {
+			a.store.Identity.Keep(e, copied.Value(), int64(len(copied.Value())))
+		}
+		return out
+	}
+	if status == fasthttp.StatusNotModified {
+		// Fetches for the cache carry no conditional of the client's:
+		// a 304 answers nothing the edge asked, and has no body to serve.
+		out.err, out.status = errUnasked304, fasthttp.StatusBadGateway
+		a.m.notStored.WithLabelValues("unasked-304").Inc()
+		return out
+	}
+	meta := a.responseMeta(resp)
+	creq := cachepolicy.Request{Authorization: fv.authorization, CacheControl: reqCC}
+	dec := cachepolicy.Decide(creq, meta.resp, fr.ReqTime, fr.ResTime, a.rules(url))
+	if dec.Store && meta.varyStar {
+		dec.Store, dec.Reason = false, cachepolicy.ReasonVaryStar
+	}
+	if dec.Store && !meta.encodingOK {
+		dec.Store, dec.Reason, dec.HitForMiss = false, cachepolicy.ReasonStatus, true
+	}
+	out.detail = policyDetail(dec.Reason)
+	body, err := readBody(resp, a.maxObjectBytes)
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		out.body, out.tooLarge = body, true
+		out.detail = policyDetail(cachepolicy.ReasonTooLarge)
+		a.m.notStored.WithLabelValues(cachepolicy.ReasonTooLarge.String()).Inc()
+		a.store.RememberUncacheable(url, a.now(), a.hitForMissTTL)
+		return out
+	case err != nil:
+		out.err = err
+		out.status = fasthttp.StatusBadGateway
+		a.m.notStored.WithLabelValues("read-error").Inc()
+		return out
+	}
+	out.body = body
+	if !dec.Store {
+		a.m.notStored.WithLabelValues(dec.Reason.String()).Inc()
+		// Errors are not remembered: a 4xx is often about this request
+		// alone (an oversized header), and remembering it would make
+		// every reader after it skip coalescing.
+		if dec.HitForMiss && status < 400 {
+			a.store.RememberUncacheable(url, a.now(), a.hitForMissTTL)
+		}
+		return out
+	}
+	e, err := a.newEntry(url, resp, meta, body, dec, fr.ResTime, fv)
+	if err != nil {
+		a.corruptGzip(url, err)
+		out.err = err
+		out.status = fasthttp.StatusBadGateway
+		return out
+	}
+	if e == nil { // variant limit reached
+		a.m.notStored.WithLabelValues("variants").Inc()
+		out.detail = detailNotStored
+		return out
+	}
+	out.entry = e
+	out.stored = a.put(e, startGen)
+	return out
+}
+
+// rules returns the caching rules of the route matching a URL key.
+func (a *absorber) rules(url []byte) cachepolicy.Rules {
+	host, target := cachekey.SplitURL(url)
+	if i := cachepolicy.MatchRoute(a.pol.matches, cachepolicy.HostWithoutPort(host), target); i >= 0 {
+		return a.pol.routes[i].rules
+	}
+	return a.pol.defaults
+}
+
+// put stores e (the store adds the Vary marker of a variant) unless a purge
+// raced its fetch.
+func (a *absorber) put(e *store.Entry, startGen uint64) bool {
+	if !a.store.Put(e, startGen) {
+		a.m.notStored.WithLabelValues("purged-during-fetch").Inc()
+		return false
+	}
+	a.m.stores.Inc()
+	return true
+}
+
+// readBody reads the whole body if it is at most limit bytes. Otherwise it
+// returns what it read so far and errBodyTooLarge; the rest is still in the
+// stream. The returned slice has (about) no spare capacity: stored bodies
+// are counted by length against the cache budget.
+func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
+	if !resp.IsBodyStream() {
+		b := resp.Body()
+		if int64(len(b)) > limit {
+			return b, errBodyTooLarge
+		}
+		return append([]byte(nil), b...), nil
+	}
+	cl := int64(resp.Header.ContentLength())
+	if cl > limit {
+		return nil, errBodyTooLarge
+	}
+	if cl >= 0 {
+		// Exactly cl bytes: a bytes.Buffer would double its capacity
+		// looking for the end.
+		buf := make([]byte, cl)
+		n, err := io.ReadFull(resp.BodyStream(), buf)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return buf[:n], err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
+	n, err := buf.ReadFrom(io.LimitReader(resp.BodyStream(), limit+1))
+	if err != nil {
+		return buf.Bytes(), err
+	}
+	if n > limit {
+		return buf.Bytes(), errBodyTooLarge
+	}
+	b := buf.Bytes()
+	if cap(b)-len(b) > len(b)/8 {
+		b = bytes.Clone(b)
+	}
+	return b, nil
+}
+
+// meta is what the edge reads from a backend response's headers.
+type meta struct {
+	resp        cachepolicy.Response
+	varyNames   []string // without accept-encoding, which the edge handles
+	varyStar    bool
+	varyAE      bool // the origin varies on Accept-Encoding
+	tags        []string
+	enc         cachepolicy.Encoding
+	encodingOK  bool // identity or gzip: something the edge can store
+	noTransform bool
+}
+
+func (a *absorber) responseMeta(resp *fasthttp.Response) meta {
+	h := &resp.Header
+	var m meta
+	r := &m.resp
+	r.Status = resp.StatusCode()
+	r.CacheControl = cachepolicy.NewDirectives()
+	r.SurrogateControl = cachepolicy.NewDirectives()
+	r.Age = cachepolicy.Absent
+	var sk [][]byte
+	var vary [][]byte
+	for k, v := range h.All() {
+		switch {
+		case equalFold(k, "cache-control"):
+			r.CacheControl.Parse(v)
+		case equalFold(k, "surrogate-control"):
+			r.SurrogateControl.ParseTargeted(v, string(a.pol.name))
+			r.HasSurrogateControl = true
+		case equalFold(k, "expires"):
+			r.ExpiresPresent = true
+			r.Expires, _ = cachepolicy.ParseHTTPDate(v)
+		case equalFold(k, "date"):
+			r.Date, _ = cachepolicy.ParseHTTPDate(v)
+		case equalFold(k, "age"):
+			if d, ok := cachepolicy.ParseAge(v); ok {
+				r.Age = d
+			}
+		case equalFold(k, "set-cookie"):
+			r.SetCookie = true
+		case equalFold(k, "vary"):
+			vary = append(vary, v)
+		case equalFold(k, "etag"), equalFold(k, "last-modified"):
+			r.HasValidator = true
+		case equalFold(k, "surrogate-key"), equalFold(k, "xkey"):
+			sk = append(sk, v)
+		}
+	}
+	names, star := cachepolicy.ParseVary(nil, vary...)
+	m.varyStar = star
+	r.VaryStar = star
+	for _, n := range names {
+		if n == "accept-encoding" {
+			m.varyAE = true
+			continue
+		}
+		m.varyNames = append(m.varyNames, n)
+	}
+	if len(sk) > 0 {
+		m.tags, _ = cachepolicy.ParseSurrogateKeys(nil, sk...)
+	}
+	m.noTransform = r.CacheControl.NoTransform
+	ce := bytes.TrimSpace(h.ContentEncoding())
+	switch {
+	case len(ce) == 0 || equalFold(ce, "identity"):
+		m.enc, m.encodingOK = cachepolicy.Identity, true
+	case equalFold(ce, "gzip") || equalFold(ce, "x-gzip"):
+		m.enc, m.encodingOK = cachepolicy.Gzip, true
+	}
+	return m
+}
+
+// corruptHook returns the hook that reports a streamed gzip body from url
+// found corrupt while it was being sent.
+func (a *absorber) corruptHook(url []byte) func(error) {
+	u := append([]byte(nil), url...)
+	return func(err error) { a.corruptGzip(u, err) }
+}
+
+// corruptGzip counts and logs a gzip body from the origin that does not
+// decode.
+func (a *absorber) corruptGzip(url []byte, err error) {
+	a.m.gzipErrors.Inc()
+	a.log.Warn("origin sent a gzip body that does not decode", "url", string(url), "err", err)
+}

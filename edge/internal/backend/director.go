@@ -1,0 +1,269 @@
+// Package backend is the edge's side of its origins: a pool of keep-alive
+// connections per origin server with timeouts per phase, a fetch limit,
+// active and passive health, a director that picks the server for each
+// fetch, and the checks that refuse an origin's ambiguous framing.
+//
+// Invariants it keeps (docs/RELIABILITY.md):
+//   - one reading of an origin's framing: a response header that a proxy
+//     could read two ways fails the fetch (ErrFraming) and the connection
+//     is closed (promise 2);
+//   - a fetch is retried only when its request was never written (a dirty
+//     pooled connection) or when an idempotent request's reused connection
+//     was closed before any byte of the answer (promise 6);
+//   - a fetch slot taken is given back exactly once: by Fetch on failure
+//     (or a panic), by Fetched.Release otherwise.
+package backend
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/config"
+)
+
+// Errors of the backend layer, mapped to statuses by Status.
+var (
+	errNoBackend = errors.New("edge: no healthy backend")
+	errBusy      = errors.New("edge: backend fetch limit reached")
+)
+
+// Metrics are the backends' Prometheus vectors, made by the edge (which
+// owns the metric names); each backend resolves its children once.
+type Metrics struct {
+	Fetches       *prometheus.CounterVec   // backend, result (ok, error, timeout, busy)
+	FetchDuration *prometheus.HistogramVec // backend
+	Healthy       *prometheus.GaugeVec     // backend
+	Probes        *prometheus.CounterVec   // backend, result (ok, fail)
+	Transitions   *prometheus.CounterVec   // backend
+}
+
+// Dialer opens a connection to a backend address within timeout.
+type Dialer func(addr string, timeout time.Duration) (net.Conn, error)
+
+// Director picks a backend for each fetch (round robin or fallback, among
+// the healthy ones) and performs it.
+type Director struct {
+	backends     []*Backend
+	fallback     bool
+	next         atomic.Uint64
+	queue        time.Duration
+	fetchTimeout time.Duration
+	// now is the clock of Fetched.ReqTime and ResTime: the edge's
+	// freshness clock.
+	now    func() time.Time
+	probes *prober
+}
+
+// New builds the backends of c. dial opens their connections (nil: a
+// net.Dialer); now stamps each fetch's request and response times. Start
+// begins the health probes, Stop ends them.
+func New(c config.Backends, m Metrics, dial Dialer, now func() time.Time) *Director {
+	if dial == nil {
+		dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+		}
+	}
+	d := &Director{fallback: c.Director == "fallback", queue: c.QueueTimeout, fetchTimeout: c.FetchTimeout, now: now}
+	for _, s := range c.Servers {
+		name := s.Name
+		if name == "" {
+			name = s.Address
+		}
+		b := &Backend{
+			name:           name,
+			addr:           s.Address,
+			slots:          make(chan struct{}, c.MaxFetches),
+			okFetches:      m.Fetches.WithLabelValues(name, "ok"),
+			errFetches:     m.Fetches.WithLabelValues(name, "error"),
+			timeoutFetches: m.Fetches.WithLabelValues(name, "timeout"),
+			busyFetches:    m.Fetches.WithLabelValues(name, "busy"),
+			duration:       m.FetchDuration.WithLabelValues(name),
+		}
+		b.health = newHealth(c, name, m)
+		b.hc = newHostClient(s.Address, c, dial)
+		d.backends = append(d.backends, b)
+	}
+	d.probes = newProber(d.backends, c.Probe, time.Now)
+	return d
+}
+
+// Start begins the active health probes (when configured).
+func (d *Director) Start() { d.probes.start() }
+
+// Stop ends the probes and waits for them.
+func (d *Director) Stop() { d.probes.stopAndWait() }
+
+// Backends returns the backends, in configuration order.
+func (d *Director) Backends() []*Backend { return d.backends }
+
+// Snapshots returns every backend's state at now.
+func (d *Director) Snapshots(now time.Time) []Snapshot {
+	out := make([]Snapshot, 0, len(d.backends))
+	for _, b := range d.backends {
+		out = append(out, b.snapshot(now))
+	}
+	return out
+}
+
+// pick returns the backend for the next fetch, or nil when none is healthy.
+func (d *Director) pick() *Backend {
+	now := time.Now()
+	n := len(d.backends)
+	if d.fallback {
+		for _, b := range d.backends {
+			if b.health.healthy(now) {
+				return b
+			}
+		}
+		return nil
+	}
+	start := d.next.Add(1)
+	for i := range n {
+		b := d.backends[(start+uint64(i))%uint64(n)]
+		if b.health.healthy(now) {
+			return b
+		}
+	}
+	return nil
+}
+
+// Fetched is a backend response with its header read and its body not
+// yet (or partly) read, and the times the fetch began and ended on the
+// Director's clock. Release returns the response and the fetch slot.
+type Fetched struct {
+	Resp             *fasthttp.Response
+	ReqTime, ResTime time.Time
+	b                *Backend
+}
+
+// Release returns the response and the fetch slot; it may be called more
+// than once.
+func (f *Fetched) Release() {
+	if f.Resp != nil {
+		_ = f.Resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(f.Resp)
+		f.Resp = nil
+	}
+	if f.b != nil {
+		f.b.release()
+		f.b = nil
+	}
+}
+
+// Fetch sends req to a backend and reads the response header; the body is
+// left to stream (backends.fetch_timeout bounds the whole fetch). On
+// success the caller must Release the result once done with the body.
+func (d *Director) Fetch(req *fasthttp.Request) (*Fetched, error) {
+	resp := fasthttp.AcquireResponse()
+	// Without this, ContentType() and All() report "text/plain;
+	// charset=utf-8" for a response that has no Content-Type: the edge
+	// would store, relay and compress a type the origin never sent.
+	resp.Header.SetNoDefaultContentType(true)
+	f := &Fetched{Resp: resp, ReqTime: d.now()}
+	b, err := d.do(req, resp)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	f.b = b
+	f.ResTime = d.now()
+	return f, nil
+}
+
+// do performs one fetch on a backend the director picks. On success the
+// backend's slot stays taken for the body.
+func (d *Director) do(req *fasthttp.Request, resp *fasthttp.Response) (b *Backend, err error) {
+	b = d.pick()
+	if b == nil {
+		return nil, errNoBackend
+	}
+	if err := b.acquire(d.queue); err != nil {
+		b.busyFetches.Inc()
+		return b, err
+	}
+	kept := false
+	defer func() {
+		// The slot goes back unless the caller holds it for the body: on
+		// errors, and when fetching panicked (the handler recovers; a
+		// slot lost per panic would soon leave the backend "busy").
+		if !kept {
+			b.release()
+		}
+	}()
+	start := time.Now()
+	err = b.hc.DoDeadline(req, resp, start.Add(d.fetchTimeout))
+	for i := 1; i < maxFetchAttempts && err != nil && retryable(req, resp, err); i++ {
+		err = b.hc.DoDeadline(req, resp, start.Add(d.fetchTimeout))
+	}
+	end := time.Now()
+	b.duration.Observe(end.Sub(start).Seconds())
+	b.health.fetchResult(err != nil && !errors.Is(err, fasthttp.ErrNoFreeConns), end)
+	if err != nil {
+		if Status(err) == fasthttp.StatusGatewayTimeout {
+			b.timeoutFetches.Inc()
+		} else {
+			b.errFetches.Inc()
+		}
+		return b, err
+	}
+	b.okFetches.Inc()
+	kept = true
+	return b, nil
+}
+
+// Status maps a fetch error to the status the client gets: timeouts 504,
+// no backend or no capacity 503, anything else (refused, reset, bad
+// framing from the origin) 502.
+func Status(err error) int {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errNoBackend), errors.Is(err, errBusy), errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fasthttp.StatusServiceUnavailable
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return fasthttp.StatusGatewayTimeout
+	}
+	return fasthttp.StatusBadGateway
+}
+
+// Failure is the closed set of fetch failures, for logs and Cache-Status.
+type Failure uint8
+
+const (
+	FailError     Failure = iota // anything else: reset, bad framing, ...
+	FailTimeout                  // a timeout of any phase (504)
+	FailBusy                     // the backend's fetch limit, or its connection pool (503)
+	FailNoBackend                // no healthy backend (503)
+	FailRefused                  // the connection was refused (502)
+	NumFailures
+)
+
+var failureNames = [NumFailures]string{"error", "timeout", "busy", "no-backend", "refused"}
+
+func (f Failure) String() string { return failureNames[f] }
+
+// Reason classifies a fetch error.
+func Reason(err error) Failure {
+	switch Status(err) {
+	case fasthttp.StatusGatewayTimeout:
+		return FailTimeout
+	case fasthttp.StatusServiceUnavailable:
+		if errors.Is(err, errNoBackend) {
+			return FailNoBackend
+		}
+		return FailBusy
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return FailRefused
+	}
+	return FailError
+}

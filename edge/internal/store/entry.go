@@ -1,0 +1,339 @@
+package store
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
+)
+
+// Kind says what a stored value is.
+type Kind uint8
+
+const (
+	// KindObject is a cached response.
+	KindObject Kind = iota
+	// KindVary marks a URL whose responses vary: its variants are stored
+	// under their variant keys (cachekey.AppendVariant on VaryNames).
+	KindVary
+	// KindHitForMiss remembers that a URL's answer was uncacheable, so that
+	// requests for it skip coalescing until it expires (Varnish's
+	// hit-for-miss).
+	KindHitForMiss
+)
+
+// Span locates a stored header value in an entry's Hdr buffer.
+type Span struct{ Start, End uint32 }
+
+// FieldSpan locates one stored header field in an entry's Hdr buffer: its
+// name is Hdr[K0:K1], its value Hdr[K1:V1]. Offsets, not slices: 12 bytes a
+// field instead of 48, paid once per stored object.
+type FieldSpan struct{ K0, K1, V1 uint32 }
+
+// Entry is one stored value: a cached response, a Vary marker or a
+// hit-for-miss marker. Its exported fields are set before the entry is
+// published (stored, or handed to waiters) and never written again; the
+// state that changes later (soft purge, removal, the pools' extras, the
+// refresh in progress) is atomic and reached through methods.
+type Entry struct {
+	// Key is the full storage key (cachekey's format); a hit compares it
+	// with the lookup key (ristretto compares only 128-bit hashes).
+	Key []byte
+	// ID is unique per entry (Store.NextID): the tag index and the pools
+	// use it to tell a replaced entry from its replacement.
+	ID uint64
+
+	Status int
+	// Fields are the end-to-end headers served as they are (not
+	// Content-Length, Content-Encoding, Content-Type, Date, ETag, Vary, Age
+	// or hop-by-hop ones, which are handled separately).
+	Fields []FieldSpan
+	// Hdr holds the stored header fields and values, in one allocation;
+	// Fields and the spans below point into it (read them with Field and
+	// the methods of the spans' names).
+	Hdr                                []byte
+	CTSpan, DateSpan, ETagSpan, LMSpan Span
+	SCSpan                             Span // Surrogate-Control, to compute freshness again after a 304
+	// Vary is the Vary value sent to clients (the origin's, with
+	// Accept-Encoding added when the encoding depends on the request).
+	Vary []byte
+
+	// Body is stored in encoding Enc (cachepolicy.Identity or Gzip).
+	Body []byte
+	// IdentityLen is the length of the decoded body (len(Body) when Enc is
+	// Identity).
+	IdentityLen int64
+	// Zstd is the zstd form of a gzip-stored body, made once at store time
+	// when compression.zstd is on; nil otherwise, or when it did not pay.
+	Zstd *ZstdForm
+	// ETagOther is the ETag served for the one of identity and gzip that is
+	// not ETagEnc.
+	ETagOther []byte
+	// LastModTime is Last-Modified in Unix seconds (0: none, or not a date;
+	// an origin's 1 January 1970 counts as none too, which costs its
+	// conditional requests a full answer), for If-Range and
+	// If-Modified-Since.
+	LastModTime int64
+
+	// The small fields, together (the entry is one allocation, and every
+	// byte of padding is paid once per stored object).
+	Kind       Kind
+	Revalidate bool
+	Enc        cachepolicy.Encoding
+	// ETagEnc is the encoding the origin's ETag belongs to; when serving
+	// another encoding, the ETag gets a suffix.
+	ETagEnc cachepolicy.Encoding
+	// NoTransform says the origin sent a gzip body with Cache-Control:
+	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
+	// without gzip are passed to the origin.
+	NoTransform bool
+
+	// ident is the decoded copy of a gzip body while identity clients ask
+	// for it (IdentityPool); nil otherwise. Set and cleared only under the
+	// pool's lock.
+	ident atomic.Pointer[Item[[]byte]]
+	// headers holds the whole response headers of this entry's hits, one
+	// per encoding and second (HeaderSet), made on hits in the store and
+	// copied by the later ones while they come (HeaderPool); nil
+	// otherwise. Set and cleared only under the header pool's lock.
+	headers atomic.Pointer[Item[*HeaderSet]]
+	// HeaderBackoff spaces out the header sets offered to the pool: its
+	// level counts the times the pool dropped this entry's set for room,
+	// so objects that keep losing theirs (more hot objects than the pool
+	// holds) back off instead of allocating a set on every hit.
+	HeaderBackoff Backoff
+
+	// Freshness, measured on the monotonic clock from StoredAt.
+	StoredAt   time.Time
+	InitialAge time.Duration
+	TTL        time.Duration
+	Grace      time.Duration
+	Keep       time.Duration
+
+	// VaryNames are the request headers the entry (or a KindVary marker)
+	// varies on, lower-case, in the order of the variant key.
+	VaryNames []string
+	// Tags are the Surrogate-Key tags of the response.
+	Tags []string
+	// Cost is what the entry counts against the store's byte budget.
+	Cost int64
+
+	// purgedAt is 0, or the age (ns) at which a soft purge made the entry
+	// stale.
+	purgedAt atomic.Int64
+	// dead says the entry was hard-purged or removed: it is never served.
+	dead atomic.Bool
+	// exited says the store has accounted for the entry leaving.
+	exited atomic.Bool
+	// variants counts the variants admitted under a KindVary marker, and
+	// variantList holds them (copy on write), for URL purges.
+	variants    atomic.Int32
+	variantList atomic.Pointer[[]*Entry]
+	// inStore says the entry was handed to the store (it may have exited
+	// since): only such entries keep a decoded copy in the identity pool.
+	inStore atomic.Bool
+	// refreshing says a background refresh is queued or running; retryAt
+	// (UnixNano) holds off the next one after a failure.
+	refreshing atomic.Bool
+	retryAt    atomic.Int64
+	// wprev and wnext link the entry into the store's admission window
+	// (guarded by the window's mutex).
+	wprev, wnext *Entry
+}
+
+// ZstdForm is the zstd form of an entry's body and its ETag.
+type ZstdForm struct {
+	Body []byte
+	ETag []byte
+}
+
+// at returns the stored value sp locates.
+func (e *Entry) at(sp Span) []byte { return e.Hdr[sp.Start:sp.End:sp.End] }
+
+// Field returns the name and value of stored field i.
+func (e *Entry) Field(i int) (key, value []byte) {
+	f := e.Fields[i]
+	return e.Hdr[f.K0:f.K1:f.K1], e.Hdr[f.K1:f.V1:f.V1]
+}
+
+// ContentType, Date, ETag, LastModified and SurrogateControl return the
+// stored values (empty when absent; Date is always there).
+func (e *Entry) ContentType() []byte      { return e.at(e.CTSpan) }
+func (e *Entry) Date() []byte             { return e.at(e.DateSpan) }
+func (e *Entry) ETag() []byte             { return e.at(e.ETagSpan) }
+func (e *Entry) LastModified() []byte     { return e.at(e.LMSpan) }
+func (e *Entry) SurrogateControl() []byte { return e.at(e.SCSpan) }
+
+// LastMod returns Last-Modified as a time (zero when there is none).
+func (e *Entry) LastMod() time.Time {
+	if e.LastModTime == 0 {
+		return time.Time{}
+	}
+	return time.Unix(e.LastModTime, 0)
+}
+
+// ModifiedAt is what a client's If-Modified-Since is compared with (RFC
+// 9111 §4.3.2): Last-Modified, or without one, the stored Date (the
+// origin's, or when the edge received the response).
+func (e *Entry) ModifiedAt() time.Time {
+	if t := e.LastMod(); !t.IsZero() {
+		return t
+	}
+	t, _ := cachepolicy.ParseHTTPDate(e.Date())
+	return t
+}
+
+// URL returns the URL key of the entry's key.
+func (e *Entry) URL() []byte { return cachekey.URL(e.Key) }
+
+// ETagFor returns the ETag to send with the body in encoding enc.
+func (e *Entry) ETagFor(enc cachepolicy.Encoding) []byte {
+	switch {
+	case len(e.ETag()) == 0 || enc == e.ETagEnc:
+		return e.ETag()
+	case enc == cachepolicy.Zstd:
+		if e.Zstd == nil {
+			return nil
+		}
+		return e.Zstd.ETag
+	}
+	return e.ETagOther
+}
+
+// Freshness is where an entry stands at some moment.
+type Freshness uint8
+
+const (
+	Fresh   Freshness = iota // serve it
+	InGrace                  // serve stale at once, refresh in the background
+	InKeep                   // only for revalidation, or to serve when the origin fails
+	Gone                     // unusable
+)
+
+// Age returns the entry's current age (RFC 9111 §4.2.3).
+func (e *Entry) Age(now time.Time) time.Duration {
+	return e.InitialAge + max(now.Sub(e.StoredAt), 0)
+}
+
+// expiresAt returns the age at which the entry stops being fresh: its TTL,
+// or earlier if it was soft-purged.
+func (e *Entry) expiresAt() time.Duration {
+	if p := e.purgedAt.Load(); p != 0 && time.Duration(p) < e.TTL {
+		return time.Duration(p)
+	}
+	return e.TTL
+}
+
+// State returns where the entry stands at now.
+func (e *Entry) State(now time.Time) Freshness {
+	if e.dead.Load() {
+		return Gone
+	}
+	a := e.Age(now)
+	exp := e.expiresAt()
+	switch {
+	case a < exp && !e.Revalidate:
+		return Fresh
+	case a < exp+e.Grace && !e.Revalidate:
+		return InGrace
+	case a < exp+e.Grace+e.Keep || (e.Revalidate && a < e.TTL+e.Grace+e.Keep):
+		return InKeep
+	}
+	return Gone
+}
+
+// TTLLeft returns the freshness left in whole seconds (negative when
+// stale), for Cache-Status.
+func (e *Entry) TTLLeft(now time.Time) int64 {
+	d := e.expiresAt() - e.Age(now)
+	if d < 0 {
+		return -int64((-d + time.Second - 1) / time.Second)
+	}
+	return int64(d / time.Second)
+}
+
+// lifetime is how long after storage the entry stays usable at all.
+func (e *Entry) lifetime() time.Duration {
+	return max(e.TTL+e.Grace+e.Keep-e.InitialAge, time.Second)
+}
+
+// softPurge marks the entry stale from now on; it reports whether it was
+// fresh before.
+func (e *Entry) softPurge(now time.Time) bool {
+	a := max(e.Age(now), 1)
+	for {
+		old := e.purgedAt.Load()
+		if old != 0 && old <= int64(a) {
+			return false
+		}
+		if e.purgedAt.CompareAndSwap(old, int64(a)) {
+			return a < e.TTL
+		}
+	}
+}
+
+// invalidate applies a purge's effect to the entry.
+func (e *Entry) invalidate(soft bool, now time.Time) {
+	if soft {
+		e.softPurge(now)
+	} else {
+		e.dead.Store(true)
+	}
+}
+
+// Dead reports whether the entry was hard-purged or removed: it is never
+// served again.
+func (e *Entry) Dead() bool { return e.dead.Load() }
+
+// InStore reports whether the entry was handed to the store (it may have
+// left it since).
+func (e *Entry) InStore() bool { return e.inStore.Load() }
+
+// Identity returns the decoded copy the identity pool keeps, or nil.
+func (e *Entry) Identity() *Item[[]byte] { return e.ident.Load() }
+
+// Headers returns the hit headers the header pool keeps, or nil.
+func (e *Entry) Headers() *Item[*HeaderSet] { return e.headers.Load() }
+
+// BeginRefresh reports whether a background refresh of the entry may start
+// now: none queued or running, and no failure asking to wait. The caller
+// that is told yes calls EndRefresh when done.
+func (e *Entry) BeginRefresh(now time.Time) bool {
+	if e.retryAt.Load() > now.UnixNano() {
+		return false
+	}
+	return e.refreshing.CompareAndSwap(false, true)
+}
+
+// EndRefresh ends the refresh BeginRefresh allowed; a non-zero retry holds
+// off the next until then (the refresh failed).
+func (e *Entry) EndRefresh(retry time.Time) {
+	if !retry.IsZero() {
+		e.retryAt.Store(retry.UnixNano())
+	}
+	e.refreshing.Store(false)
+}
+
+// addVariant records v under the Vary marker m, replacing an older entry
+// for the same variant key; the list is bounded by limit.
+func (m *Entry) addVariant(v *Entry, limit int) {
+	for {
+		old := m.variantList.Load()
+		var next []*Entry
+		if old != nil {
+			for _, o := range *old {
+				if string(o.Key) != string(v.Key) && !o.dead.Load() {
+					next = append(next, o)
+				}
+			}
+		}
+		if len(next) >= limit {
+			next = next[len(next)-limit+1:]
+		}
+		next = append(next, v)
+		if m.variantList.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}

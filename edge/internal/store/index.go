@@ -1,0 +1,300 @@
+package store
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
+)
+
+// purgeLogSize bounds the purges remembered for in-flight fetches. A fetch
+// that started more than this many purges ago is treated as purged
+// (conservative: it is served to its waiters but not stored as fresh).
+const purgeLogSize = 4096
+
+// purgeRecord is one invalidation, as far as in-flight fetches care.
+type purgeRecord struct {
+	gen  uint64
+	soft bool
+	all  bool
+	url  string // URL key (host+target), or a target ("/path") for every host
+	tag  string
+}
+
+// index maps tags to stored entries so that purges find every entry they
+// affect, and remembers recent purges so that a fetch that started before
+// a purge does not store its older result as fresh (docs/RELIABILITY.md,
+// promise 7). URLs need no index: the store finds a URL's entry by its key, and a
+// Vary marker lists its variants.
+//
+// Memory: one map slot per tag (the key string is the entry's own, not a
+// copy), one pointer per further (entry, tag) pair.
+type index struct {
+	gen atomic.Uint64 // generation: bumped by every purge
+
+	mu    sync.Mutex // guards everything below
+	tags  map[string]tagSet
+	hosts map[string]int // host → entries, for host-less URL purges
+	log   [purgeLogSize]purgeRecord
+	logN  uint64 // records ever written
+}
+
+// tagSet holds the entries of one tag: most tags (an article's) are on a
+// few pages, some (the front page's, a section's) on very many.
+type tagSet struct {
+	one  *Entry
+	more *tagMore
+}
+
+// tagMore holds the entries beyond the first: a short list, then a set.
+type tagMore struct {
+	list []*Entry
+	set  map[*Entry]struct{}
+}
+
+const tagListMax = 32
+
+func newIndex() *index {
+	return &index{
+		tags:  make(map[string]tagSet),
+		hosts: make(map[string]int),
+	}
+}
+
+// generation returns the current purge generation; a fetch records it when
+// it starts.
+func (x *index) generation() uint64 { return x.gen.Load() }
+
+// add indexes e, unless a purge since startGen affects it. It returns the
+// generation it checked against, for recheck.
+func (x *index) add(e *Entry, startGen uint64) (uint64, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.gen.Load() != startGen {
+		if affected, _ := x.purgedSinceLocked(startGen, e); affected {
+			return 0, false
+		}
+	}
+	x.addLocked(e)
+	return x.gen.Load(), true
+}
+
+// recheck is called after e became visible in the store: a purge recorded
+// between add and then may have collected entries before e was visible,
+// so e applies it to itself.
+func (x *index) recheck(e *Entry, checked uint64, now time.Time) {
+	if x.gen.Load() == checked {
+		return
+	}
+	x.mu.Lock()
+	affected, soft := x.purgedSinceLocked(checked, e)
+	x.mu.Unlock()
+	if affected {
+		e.invalidate(soft, now)
+	}
+}
+
+// addMarker indexes a marker entry (no tags).
+func (x *index) addMarker(e *Entry) {
+	x.mu.Lock()
+	x.addLocked(e)
+	x.mu.Unlock()
+}
+
+func (x *index) addLocked(e *Entry) {
+	host, _ := cachekey.SplitURL(e.URL())
+	if n, ok := x.hosts[string(host)]; ok {
+		x.hosts[string(host)] = n + 1
+	} else {
+		x.hosts[string(host)] = 1
+	}
+	for _, t := range e.Tags {
+		ts, ok := x.tags[t]
+		if !ok {
+			x.tags[t] = tagSet{one: e}
+			continue
+		}
+		switch {
+		case ts.one == nil:
+			ts.one = e
+		case ts.more == nil:
+			ts.more = &tagMore{list: []*Entry{e}}
+		case ts.more.set != nil:
+			ts.more.set[e] = struct{}{}
+		case len(ts.more.list) < tagListMax:
+			ts.more.list = append(ts.more.list, e)
+		default:
+			ts.more.set = make(map[*Entry]struct{}, 2*tagListMax)
+			for _, o := range ts.more.list {
+				ts.more.set[o] = struct{}{}
+			}
+			ts.more.set[e] = struct{}{}
+			ts.more.list = nil
+		}
+		x.tags[t] = ts
+	}
+}
+
+// remove forgets e (and only e: a replacement under the same key stays).
+func (x *index) remove(e *Entry) {
+	x.mu.Lock()
+	x.removeLocked(e)
+	x.mu.Unlock()
+}
+
+func (x *index) removeLocked(e *Entry) {
+	host, _ := cachekey.SplitURL(e.URL())
+	if n, ok := x.hosts[string(host)]; ok {
+		if n <= 1 {
+			delete(x.hosts, string(host))
+		} else {
+			x.hosts[string(host)] = n - 1
+		}
+	}
+	for _, t := range e.Tags {
+		ts, ok := x.tags[t]
+		if !ok {
+			continue
+		}
+		if ts.one == e {
+			ts.one = nil
+		} else if ts.more != nil {
+			ts.more.delete(e)
+		}
+		if ts.one == nil && ts.more != nil {
+			ts.one = ts.more.pop()
+		}
+		if ts.more != nil && ts.more.empty() {
+			ts.more = nil
+		}
+		if ts.one == nil {
+			delete(x.tags, t)
+		} else {
+			x.tags[t] = ts
+		}
+	}
+}
+
+func (m *tagMore) delete(e *Entry) {
+	if m.set != nil {
+		delete(m.set, e)
+		return
+	}
+	for i, o := range m.list {
+		if o == e {
+			last := len(m.list) - 1
+			m.list[i] = m.list[last]
+			m.list[last] = nil
+			m.list = m.list[:last]
+			return
+		}
+	}
+}
+
+func (m *tagMore) pop() *Entry {
+	if m.set != nil {
+		for e := range m.set {
+			delete(m.set, e)
+			return e
+		}
+		return nil
+	}
+	if len(m.list) == 0 {
+		return nil
+	}
+	last := len(m.list) - 1
+	e := m.list[last]
+	m.list[last] = nil
+	m.list = m.list[:last]
+	return e
+}
+
+func (m *tagMore) empty() bool { return len(m.list) == 0 && len(m.set) == 0 }
+
+// each calls f for every entry of the set.
+func (ts tagSet) each(f func(*Entry)) {
+	if ts.one != nil {
+		f(ts.one)
+	}
+	if ts.more == nil {
+		return
+	}
+	for _, e := range ts.more.list {
+		f(e)
+	}
+	for e := range ts.more.set {
+		f(e)
+	}
+}
+
+// purgedSinceLocked reports whether a purge after startGen affects e, and
+// whether all such purges were soft.
+func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft bool) {
+	cur := x.gen.Load()
+	if cur-startGen > min(x.logN, purgeLogSize) {
+		return true, false // older than what the log remembers
+	}
+	u := e.URL()
+	_, target := cachekey.SplitURL(u)
+	soft = true
+	for i := x.logN; i > 0 && i > x.logN-min(x.logN, purgeLogSize); i-- {
+		r := &x.log[(i-1)%purgeLogSize]
+		if r.gen <= startGen {
+			break
+		}
+		if r.all || (r.url != "" && (r.url == string(u) || r.url == string(target))) ||
+			(r.tag != "" && slices.Contains(e.Tags, r.tag)) {
+			affected = true
+			soft = soft && r.soft
+		}
+	}
+	return affected, affected && soft
+}
+
+// record bumps the generation and logs p for in-flight fetches; it returns
+// the hosts known now (for host-less URL purges).
+func (x *index) record(p Purge) (hosts []string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	gen := x.gen.Add(1)
+	add := func(r purgeRecord) {
+		r.gen, r.soft = gen, p.Soft
+		x.log[x.logN%purgeLogSize] = r
+		x.logN++
+	}
+	if p.All {
+		add(purgeRecord{all: true})
+	}
+	for _, t := range p.Tags {
+		add(purgeRecord{tag: t})
+	}
+	for _, u := range p.URLs {
+		add(purgeRecord{url: string(u)})
+		if len(u) > 0 && u[0] == '/' && hosts == nil {
+			hosts = make([]string, 0, len(x.hosts))
+			for h := range x.hosts {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return hosts
+}
+
+// tagged appends the entries of tag t to dst.
+func (x *index) tagged(dst []*Entry, t string) []*Entry {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if ts, ok := x.tags[t]; ok {
+		ts.each(func(e *Entry) { dst = append(dst, e) })
+	}
+	return dst
+}
+
+// counts returns the number of tags and hosts indexed.
+func (x *index) counts() (tags, hosts int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.tags), len(x.hosts)
+}

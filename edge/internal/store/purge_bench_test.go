@@ -1,0 +1,113 @@
+package store
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// taggedEntries builds n entries: each has a unique article tag, one of
+// `sections` section tags, and the "front" tag, like a news site's pages.
+func taggedEntries(st *Store, n, sections int) []*Entry {
+	es := make([]*Entry, n)
+	for i := range es {
+		k := strconv.AppendInt([]byte("news.example/a/"), int64(i), 10)
+		es[i] = &Entry{
+			Key:      k,
+			ID:       st.NextID(),
+			StoredAt: time.Now(),
+			TTL:      time.Hour,
+			Cost:     1024,
+			Tags:     []string{"article:" + strconv.Itoa(i), "section:" + strconv.Itoa(i%sections), "front"},
+		}
+	}
+	return es
+}
+
+func benchStore(tb testing.TB) *Store {
+	get, _, _, st := storeSim(tb, 8<<30)
+	_ = get
+	return st
+}
+
+// BenchmarkPurgeTag100k purges a tag that covers 100,000 objects.
+func BenchmarkPurgeTag100k(b *testing.B) {
+	for _, soft := range []bool{false, true} {
+		name := "hard"
+		if soft {
+			name = "soft"
+		}
+		b.Run(name, func(b *testing.B) {
+			st := benchStore(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				for _, e := range taggedEntries(st, 100_000, 50) {
+					st.Put(e, st.Generation())
+				}
+				b.StartTimer()
+				if n := st.Purge(Purge{Tags: []string{"front"}, Soft: soft}, time.Now()); n != 100_000 {
+					b.Fatalf("purged %d", n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPurgeTag1 purges a tag of one object among 100,000.
+func BenchmarkPurgeTag1(b *testing.B) {
+	st := benchStore(b)
+	es := taggedEntries(st, 100_000, 50)
+	for _, e := range es {
+		st.Put(e, st.Generation())
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		// Soft, so that the object stays and every iteration finds it.
+		if n := st.Purge(Purge{Tags: []string{"article:" + strconv.Itoa(i%len(es))}, Soft: true}, time.Now()); n != 1 {
+			b.Fatalf("purged %d", n)
+		}
+		i++
+	}
+}
+
+// TestTagIndexBytesPerPair measures the heap the tag index adds per
+// (object, tag) pair, with news-like tags: unique article tags, section
+// tags shared by many, "front" shared by all.
+func TestTagIndexBytesPerPair(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates a large index")
+	}
+	st := benchStore(t)
+	const n = 100_000
+	es := taggedEntries(st, n, 50)
+	pairs := 0
+	for _, e := range es {
+		pairs += len(e.Tags)
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory distorts heap figures")
+	}
+	before := heapAlloc()
+	for _, e := range es {
+		st.idx.add(e, st.idx.generation())
+	}
+	after := heapAlloc()
+	// Host counts are part of the index too.
+	perPair := (float64(after) - float64(before)) / float64(pairs)
+	t.Logf("index: %d objects, %d (object, tag) pairs, %.1f bytes per pair (host counts included)", n, pairs, perPair)
+	if perPair > 64 {
+		t.Errorf("%.1f bytes per pair, want under 64", perPair)
+	}
+	runtime.KeepAlive(es)
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

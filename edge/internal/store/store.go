@@ -1,0 +1,352 @@
+// Package store is the edge's RAM cache: ristretto bounded in bytes with
+// an admission window in front of it, the entries it holds, the tag index
+// and purge log that purges and in-flight fetches rely on, and two pools
+// of extras that only hot entries carry (decoded copies, hit headers).
+//
+// Invariants it keeps (docs/ARCHITECTURE.md, "The store"):
+//   - bytes: stored entries' Cost plus the pools stay within the share of
+//     cache.size_bytes the edge gives it (config.Budget);
+//   - a purge recorded while a fetch was in flight wins: Put refuses (or
+//     invalidates at once) an entry fetched before a purge that touches it
+//     (docs/RELIABILITY.md, promise 7);
+//   - whatever leaves ristretto (eviction, expiry, replacement, deletion,
+//     a dropped Set) leaves the index and the pools exactly once, even when
+//     the callback arrives after a replacement (entries are told apart by
+//     ID, never by key).
+//
+// Lookups compare full keys: ristretto identifies items by hashes only.
+// The store knows the key's format only through package cachekey.
+package store
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lakka-cache/lakka/config"
+)
+
+// wallMargin is added to ristretto's wall-clock TTL: freshness decisions use
+// the monotonic clock; ristretto's expiry only reclaims memory, so a wall
+// clock jump must not drop an object the edge still considers usable.
+const wallMargin = time.Minute
+
+// EntryOverhead is the memory of an entry beyond its byte slices: the
+// Entry itself plus ristretto's and the store's per-item bookkeeping
+// (measured by the edge's TestMemoryPerObject), so that the byte budget
+// holds for many small objects too. Whoever builds an entry adds it to
+// Cost.
+const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 320
+
+// Metrics are the store's Prometheus children, made by the edge (which
+// owns the metric names).
+type Metrics struct {
+	Evictions, Rejections, Dropped  prometheus.Counter
+	IdentityBytes, HeaderBytes      prometheus.Gauge
+	IdentityDropped, HeadersDropped prometheus.Counter
+}
+
+// Store is the RAM cache. Its methods are safe for concurrent use.
+type Store struct {
+	c *ristretto.Cache[[]byte, *Entry]
+	m Metrics
+
+	nextID atomic.Uint64
+
+	objects atomic.Int64 // entries currently held
+	bytes   atomic.Int64 // their Cost
+
+	// maxVariants bounds the variants of one URL (cache.max_variants).
+	maxVariants int
+
+	idx *index
+	// Identity bounds the decoded copies of gzip bodies, Headers the hit
+	// headers of hot entries.
+	Identity *IdentityPool
+	Headers  *HeaderPool
+	// win is the admission window in front of ristretto.
+	win *window
+
+	// The reaper deletes hard-purged entries in the background, so that a
+	// purge of 100,000 objects returns in milliseconds.
+	reapMu   sync.Mutex // guards reapList
+	reapList []*Entry
+	reapWake chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// New builds the store with its share of the budget (config.Budget
+// divides cache.size_bytes); maxVariants is cache.max_variants. Close
+// stops its goroutine.
+func New(b config.Budget, maxVariants int, m Metrics) (*Store, error) {
+	s := &Store{m: m, maxVariants: maxVariants, idx: newIndex(), reapWake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.Identity = newIdentityPool(b.Identity, m)
+	s.Headers = newHeaderPool(b.Headers, m)
+	s.win = newWindow(b.Window)
+	// About ten counters per object we expect to hold (ristretto's advice),
+	// guessing 4 KiB per object.
+	counters := max(b.Store/4096*10, 100_000)
+	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *Entry]{
+		NumCounters:        counters,
+		MaxCost:            b.Store,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // EntryOverhead counts it
+		OnExit:             s.onExit,
+		OnEvict: func(*ristretto.Item[*Entry]) {
+			m.Evictions.Inc()
+		},
+		OnReject: func(*ristretto.Item[*Entry]) {
+			m.Rejections.Inc()
+		},
+		// A window victim offered after a newer entry for its key was
+		// stored must not replace it.
+		ShouldUpdate: func(cur, prev *Entry) bool { return cur.ID >= prev.ID },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	go s.reaper()
+	return s, nil
+}
+
+// NextID returns a new entry ID.
+func (s *Store) NextID() uint64 { return s.nextID.Add(1) }
+
+// Generation returns the current purge generation: a fetch records it when
+// it starts and hands it to Put.
+func (s *Store) Generation() uint64 { return s.idx.generation() }
+
+// Get returns the entry stored under key, or nil. It compares the full key:
+// ristretto identifies items by two 64-bit hashes only. The ristretto
+// lookup comes first (it also counts the access for admission); the
+// window is searched only when ristretto has nothing.
+func (s *Store) Get(key []byte) *Entry {
+	e, ok := s.c.Get(key)
+	if ok && e != nil && bytes.Equal(e.Key, key) {
+		return e
+	}
+	return s.win.get(key)
+}
+
+// AdmitVariant reports whether one more variant with key may be stored
+// under the Vary marker of url (cache.max_variants); a variant already
+// stored under key is always admitted.
+func (s *Store) AdmitVariant(url, key []byte) bool {
+	marker := s.Get(url)
+	if marker == nil || marker.Kind != KindVary || s.Get(key) != nil {
+		return true
+	}
+	if int(marker.variants.Add(1)) > s.maxVariants {
+		marker.variants.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Put stores e unless a purge recorded after startGen affects it; it
+// reports whether e was stored. A varying entry gets (or keeps) the Vary
+// marker at its URL, which sends lookups to its variants. An entry
+// replacing one in ristretto replaces it there (synchronously); a new one
+// enters the admission window, where it is visible at once; from there
+// ristretto's admission policy decides, with the accesses it got meanwhile
+// counted.
+func (s *Store) Put(e *Entry, startGen uint64) bool {
+	var marker *Entry
+	if len(e.VaryNames) > 0 {
+		marker = s.varyMarker(e)
+	}
+	checked, ok := s.idx.add(e, startGen)
+	if !ok {
+		return false
+	}
+	s.insert(e)
+	s.idx.recheck(e, checked, e.StoredAt)
+	e.inStore.Store(true)
+	if marker != nil {
+		marker.addVariant(e, 2*s.maxVariants)
+	}
+	return true
+}
+
+// varyMarker stores the marker that sends lookups of e's URL to its
+// variants, unless an equivalent one is there, and returns it.
+func (s *Store) varyMarker(e *Entry) *Entry {
+	url := e.URL()
+	if m := s.Get(url); m != nil && m.Kind == KindVary && slices.Equal(m.VaryNames, e.VaryNames) && !m.dead.Load() {
+		return m
+	}
+	m := &Entry{
+		Key:       append([]byte(nil), url...),
+		Kind:      KindVary,
+		ID:        s.NextID(),
+		VaryNames: e.VaryNames,
+		StoredAt:  e.StoredAt,
+		TTL:       e.TTL + e.Grace + e.Keep,
+	}
+	m.Cost = int64(len(m.Key)) + EntryOverhead
+	m.variants.Store(1) // e
+	s.putMarker(m)
+	return m
+}
+
+// RememberUncacheable stores a hit-for-miss marker for url for ttl from
+// now, unless the URL varies (then its variants decide).
+func (s *Store) RememberUncacheable(url []byte, now time.Time, ttl time.Duration) {
+	if ttl <= 0 {
+		return
+	}
+	if m := s.Get(url); m != nil && m.Kind == KindVary {
+		return
+	}
+	e := &Entry{
+		Key:      append([]byte(nil), url...),
+		Kind:     KindHitForMiss,
+		ID:       s.NextID(),
+		StoredAt: now,
+		TTL:      ttl,
+	}
+	e.Cost = int64(len(e.Key)) + EntryOverhead
+	s.putMarker(e)
+}
+
+// putMarker stores a small marker entry (hit-for-miss, Vary) without the
+// purge-generation check: markers carry no content.
+func (s *Store) putMarker(e *Entry) {
+	s.idx.addMarker(e)
+	s.insert(e)
+}
+
+func (s *Store) insert(e *Entry) {
+	s.objects.Add(1)
+	s.bytes.Add(e.Cost)
+	if cur, ok := s.c.Get(e.Key); ok && cur != nil && bytes.Equal(cur.Key, e.Key) {
+		// In ristretto already: replace in place.
+		s.offer(e)
+		if old := s.win.remove(e.Key); old != nil {
+			s.onExit(old)
+		}
+		return
+	}
+	old, victims := s.win.add(e)
+	if old != nil {
+		s.onExit(old)
+	}
+	for _, v := range victims {
+		s.offer(v)
+	}
+}
+
+// offer hands e to ristretto.
+func (s *Store) offer(e *Entry) {
+	if e.dead.Load() {
+		s.onExit(e)
+		return
+	}
+	if !s.c.SetWithTTL(e.Key, e, e.Cost, e.lifetime()+wallMargin) {
+		// Dropped under contention: ristretto will not call OnExit.
+		s.m.Dropped.Inc()
+		s.onExit(e)
+	}
+}
+
+// remove deletes e if it is still the entry stored under its key.
+func (s *Store) remove(e *Entry) {
+	e.dead.Store(true)
+	if s.win.removeEntry(e) {
+		s.onExit(e)
+		return
+	}
+	if cur, ok := s.c.Get(e.Key); ok && cur == e {
+		s.c.Del(e.Key)
+	}
+}
+
+// onExit runs whenever ristretto lets go of a value (eviction, expiry,
+// rejection, replacement, deletion). It may run after the key was given a
+// new entry, so everything it touches is keyed by the entry itself.
+func (s *Store) onExit(e *Entry) {
+	if e == nil {
+		return
+	}
+	if !e.exited.CompareAndSwap(false, true) {
+		return // already accounted for (e.g. dropped Set, then Del)
+	}
+	s.objects.Add(-1)
+	s.bytes.Add(-e.Cost)
+	s.idx.remove(e)
+	s.Identity.drop(e)
+	s.Headers.drop(e)
+}
+
+// reap queues dead entries for deletion.
+func (s *Store) reap(es []*Entry) {
+	if len(es) == 0 {
+		return
+	}
+	s.reapMu.Lock()
+	s.reapList = append(s.reapList, es...)
+	s.reapMu.Unlock()
+	select {
+	case s.reapWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) reaper() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.reapWake:
+		}
+		s.reapMu.Lock()
+		batch := s.reapList
+		s.reapList = nil
+		s.reapMu.Unlock()
+		for _, e := range batch {
+			s.remove(e)
+		}
+	}
+}
+
+// Wait blocks until every write so far is visible to Get (ristretto's
+// Sets are asynchronous).
+func (s *Store) Wait() { s.c.Wait() }
+
+// Stats is what the store holds.
+type Stats struct {
+	Objects, Bytes int64 // entries (objects and markers) and their Cost
+	Tags, Hosts    int   // in the tag index
+	// IdentityBytes and IdentityCopies are the decoded copies kept;
+	// HeaderBytes and HeaderSets the hit headers.
+	IdentityBytes, HeaderBytes int64
+	IdentityCopies, HeaderSets int
+}
+
+// Stats returns what the store holds now.
+func (s *Store) Stats() Stats {
+	st := Stats{Objects: s.objects.Load(), Bytes: s.bytes.Load()}
+	st.Tags, st.Hosts = s.idx.counts()
+	st.IdentityBytes, st.IdentityCopies = s.Identity.Stats()
+	st.HeaderBytes, st.HeaderSets = s.Headers.Stats()
+	return st
+}
+
+// Close stops the reaper and lets go of every entry.
+func (s *Store) Close() {
+	close(s.stop)
+	<-s.done
+	for _, e := range s.win.drain() {
+		s.onExit(e)
+	}
+	s.c.Close()
+}

@@ -1,0 +1,87 @@
+package edge
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/config"
+)
+
+// policy is the configuration compiled into what requests consult: key
+// rules, routes, networks, names. It is read-only once built (a reload
+// will build a new one and swap it).
+type policy struct {
+	keyRules cachepolicy.KeyRules
+	matches  []cachepolicy.RouteMatch
+	routes   []route
+	defaults cachepolicy.Rules
+	trusted  []netip.Prefix // edge.trusted_proxies
+	purgers  []netip.Prefix // purge.allow_networks
+	// stripCookies are cache.strip_cookies' globs.
+	stripCookies []string
+
+	name           []byte // edge.via_name: the cache's name in Cache-Status
+	via            []byte // "1.1 " + name
+	forwardedProto string
+	debugHeaders   bool
+	maxURIBytes    int
+}
+
+// route is a compiled config.Route.
+type route struct {
+	name          string
+	pass          bool
+	ignoreCookies bool
+	rules         cachepolicy.Rules
+}
+
+// newPolicy compiles a validated configuration.
+func newPolicy(cfg *config.Config) (*policy, error) {
+	p := &policy{
+		keyRules: cachepolicy.KeyRules{
+			StripQuery: cfg.Key.StripQuery,
+			SortQuery:  cfg.Key.SortQuery,
+		},
+		defaults: cachepolicy.Rules{
+			DefaultTTL: cfg.Cache.DefaultTTL,
+			Grace:      cfg.Cache.Grace,
+			Keep:       cfg.Cache.Keep,
+		},
+		stripCookies:   cfg.Cache.StripCookies,
+		name:           []byte(cfg.Edge.ViaName),
+		via:            []byte("1.1 " + cfg.Edge.ViaName),
+		forwardedProto: cfg.Edge.ForwardedProto,
+		debugHeaders:   cfg.Edge.DebugHeaders,
+		maxURIBytes:    int(cfg.Edge.MaxURIBytes),
+	}
+	for _, r := range cfg.Routes {
+		p.matches = append(p.matches, cachepolicy.RouteMatch{Host: r.Host, PathPrefix: r.PathPrefix})
+		rules := p.defaults
+		rules.TTL, rules.MinTTL, rules.MaxTTL = r.TTL, r.MinTTL, r.MaxTTL
+		rules.RouteGrace, rules.RouteKeep = r.Grace, r.Keep
+		rules.StripSetCookie = r.StripSetCookie
+		p.routes = append(p.routes, route{name: r.Name, pass: r.Pass, ignoreCookies: r.IgnoreCookies, rules: rules})
+	}
+	var err error
+	if p.trusted, err = prefixes("edge.trusted_proxies", cfg.Edge.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if p.purgers, err = prefixes("purge.allow_networks", cfg.Purge.AllowNetworks); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// prefixes parses the CIDR list at key (validated already).
+func prefixes(key string, nets []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %s[%d]: %w", key, i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

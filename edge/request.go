@@ -1,0 +1,198 @@
+package edge
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
+)
+
+// request is one client request on its way through the stages: the
+// per-request scratch memory (pooled, so that a hit does not allocate) and
+// what the stages decided. Nothing in it outlives the handler: bytes from
+// the RequestCtx are borrowed, and copied where kept.
+type request struct {
+	s   *Server
+	ctx *fasthttp.RequestCtx
+
+	host    []byte // normalised host
+	target  []byte // normalised target
+	key     []byte // URL key (cachekey)
+	vkey    []byte // variant key, when the URL varies
+	cookie  []byte // Cookie after stripping ignorable cookies
+	scratch []byte
+	start   responseStart
+	// probe is scratch for checking a hit header before it is kept
+	// (fromServerLoop).
+	probe fasthttp.ResponseHeader
+
+	raw       rawCounts
+	route     int // index into policy.routes, or -1
+	isHEAD    bool
+	hasCookie bool
+	ae        cachepolicy.AcceptEncoding
+	result    cacheResult
+	detail    detail
+	began     time.Time // fasthttp's time of the request
+	// now is the request's time on the freshness clock.
+	now time.Time
+}
+
+// maxRetainedScratch bounds buffers kept in the pool.
+const maxRetainedScratch = 64 << 10
+
+// equalFold reports whether b is s ignoring ASCII case; s is lower-case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 32
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// inListCGI is inList where '_' in name also matches '-': CGI, PHP and
+// many frameworks read "X_Forwarded_Host" as X-Forwarded-Host.
+func inListCGI(list []string, name []byte) bool {
+	if bytes.IndexByte(name, '_') < 0 {
+		return inList(list, name)
+	}
+	for _, s := range list {
+		if len(name) != len(s) {
+			continue
+		}
+		same := true
+		for i := range len(name) {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 32
+			} else if c == '_' {
+				c = '-'
+			}
+			if c != s[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+func inList(list []string, name []byte) bool {
+	for _, s := range list {
+		if equalFold(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// connectionTokens reports whether name is listed in a Connection value.
+func connectionTokens(conn, name []byte) bool {
+	for len(conn) > 0 {
+		var tok []byte
+		tok, conn = nextListItem(conn)
+		if len(tok) == len(name) && bytes.EqualFold(tok, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextListItem splits the first item, without surrounding whitespace, off
+// a comma-separated field value.
+func nextListItem(list []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		return bytes.TrimSpace(list[:i]), list[i+1:]
+	}
+	return bytes.TrimSpace(list), nil
+}
+
+// rawCounts counts the header lines the edge must see more than once of,
+// from the raw header bytes (fasthttp's parsed view merges or drops
+// repeats).
+type rawCounts struct {
+	contentLength, transferEncoding, host, cookie int
+	// Presence of headers the hit path would otherwise Peek for: a Peek
+	// normalises the name and scans every header, so looking only for
+	// what is there saves most of them.
+	authorization, cacheControl, rangeHdr, ifRange, ifNoneMatch, ifModifiedSince, connection bool
+	// complete says the raw headers were available; without them every
+	// header counts as present (never as absent).
+	complete bool
+}
+
+// has reports whether a header may be present.
+func (c *rawCounts) has(flag bool) bool { return flag || !c.complete }
+
+func countRaw(raw []byte) (c rawCounts) {
+	c.complete = len(raw) > 0
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, '\n')
+		line := raw
+		if end >= 0 {
+			line, raw = raw[:end], raw[end+1:]
+		} else {
+			raw = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		switch name[0] | 0x20 {
+		case 'c':
+			switch {
+			case equalFold(name, "content-length"):
+				c.contentLength++
+			case equalFold(name, "cookie"):
+				c.cookie++
+			case equalFold(name, "cache-control"):
+				c.cacheControl = true
+			case equalFold(name, "connection"):
+				c.connection = true
+			}
+		case 't':
+			if equalFold(name, "transfer-encoding") {
+				c.transferEncoding++
+			}
+		case 'h':
+			if equalFold(name, "host") {
+				c.host++
+			}
+		case 'a':
+			if equalFold(name, "authorization") {
+				c.authorization = true
+			}
+		case 'r':
+			if equalFold(name, "range") {
+				c.rangeHdr = true
+			}
+		case 'i':
+			switch {
+			case equalFold(name, "if-none-match"):
+				c.ifNoneMatch = true
+			case equalFold(name, "if-modified-since"):
+				c.ifModifiedSince = true
+			case equalFold(name, "if-range"):
+				c.ifRange = true
+			}
+		default:
+			// fasthttp folds continuation lines into the header before;
+			// a name-less line changes nothing here.
+		}
+	}
+	return c
+}
