@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"edge/internal/cachekey": {"cachepolicy"},
 	"edge/internal/coding":   {},
 	"edge/internal/store":    {"cachepolicy", "config", "edge/internal/cachekey"},
-	"edge/internal/backend":  {"config"},
+	"edge/internal/backend":  {"cachepolicy", "config"},
 	"origin":                 {"config", "purge"},
 	"origin/surrogate":       {},
 	"bench":                  {"config", "purge"},

@@ -185,7 +185,7 @@ func (d *Directives) parse(b []byte, target string, surrogate, targetedPass bool
 		if len(dir.name) == 0 || dir.targeted != targetedPass {
 			continue
 		}
-		if dir.targeted && !equalFold(dir.target, target) {
+		if dir.targeted && !EqualFold(dir.target, target) {
 			continue
 		}
 		k := kindOf(dir.name)
@@ -242,7 +242,7 @@ var kindNames = [...]string{
 
 func kindOf(name []byte) kind {
 	for k := kindMaxAge; int(k) < len(kindNames); k++ {
-		if equalFold(name, kindNames[k]) {
+		if EqualFold(name, kindNames[k]) {
 			return k
 		}
 	}
@@ -373,7 +373,9 @@ var tokenTable = func() (t [256]bool) {
 }()
 
 // equalFold compares ASCII case-insensitively without allocating.
-func equalFold(b []byte, s string) bool {
+// EqualFold reports whether b and s are equal ignoring ASCII case (header
+// names and tokens; no Unicode folding, and no allocation).
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}

@@ -86,7 +86,7 @@ func NotModifiedSince(ims []byte, lastModified time.Time) bool {
 // cannot be satisfied returns ok=true, satisfiable=false (416).
 func ParseRange(b []byte, size int64) (start, end int64, ok, satisfiable bool) {
 	const prefix = "bytes="
-	if len(b) <= len(prefix) || !equalFold(b[:len(prefix)], prefix) {
+	if len(b) <= len(prefix) || !EqualFold(b[:len(prefix)], prefix) {
 		return 0, 0, false, false
 	}
 	spec := trimOWS(b[len(prefix):])

@@ -53,11 +53,11 @@ func ParseAcceptEncoding(values ...[]byte) AcceptEncoding {
 				q = parseQ(item[semi+1:])
 			}
 			switch {
-			case equalFold(name, "gzip") || equalFold(name, "x-gzip"):
+			case EqualFold(name, "gzip") || EqualFold(name, "x-gzip"):
 				ae.GzipQ = max(ae.GzipQ, q)
-			case equalFold(name, "zstd"):
+			case EqualFold(name, "zstd"):
 				ae.ZstdQ = max(ae.ZstdQ, q)
-			case equalFold(name, "identity"):
+			case EqualFold(name, "identity"):
 				ae.IdentityQ = max(ae.IdentityQ, q)
 			case len(name) == 1 && name[0] == '*':
 				star = max(star, q)
@@ -96,7 +96,7 @@ func parseQ(params []byte) int {
 		if eq >= 0 {
 			name, value = p[:eq], p[eq+1:]
 		}
-		if !equalFold(trimOWS(name), "q") {
+		if !EqualFold(trimOWS(name), "q") {
 			continue
 		}
 		if eq < 0 {

@@ -98,7 +98,7 @@ func NormalizeTarget(dst, raw []byte, rules *KeyRules) (out, host []byte, err er
 
 func cutSchemePrefix(b []byte) ([]byte, bool) {
 	for _, s := range [...]string{"http://", "https://"} {
-		if len(b) >= len(s) && equalFold(b[:len(s)], s) {
+		if len(b) >= len(s) && EqualFold(b[:len(s)], s) {
 			return b[len(s):], true
 		}
 	}

@@ -43,22 +43,8 @@ type request struct {
 // maxRetainedScratch bounds buffers kept in the pool.
 const maxRetainedScratch = 64 << 10
 
-// equalFold reports whether b is s ignoring ASCII case; s is lower-case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 32
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
+// equalFold reports whether b is s ignoring ASCII case.
+func equalFold(b []byte, s string) bool { return cachepolicy.EqualFold(b, s) }
 
 // inListCGI is inList where '_' in name also matches '-': CGI, PHP and
 // many frameworks read "X_Forwarded_Host" as X-Forwarded-Host.

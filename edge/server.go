@@ -114,8 +114,8 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		return nil, err
 	}
 	s.m, err = newMetrics(reg, func() (float64, float64) {
-		st := s.store.Stats()
-		return float64(st.Objects), float64(st.Bytes)
+		objects, bytes := s.store.Size()
+		return float64(objects), float64(bytes)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)

@@ -3,7 +3,8 @@ package backend
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/lakka-cache/lakka/cachepolicy"
 )
 
 // ErrFraming means a backend sent a response header whose framing or
@@ -111,9 +112,9 @@ func (fc *framingCheck) endLine() error {
 		name = name[:len(name)-1] // fasthttp trims it too
 	}
 	switch {
-	case strings.EqualFold(string(name), "content-length"):
+	case cachepolicy.EqualFold(name, "content-length"):
 		fc.cl++
-	case strings.EqualFold(string(name), "transfer-encoding"):
+	case cachepolicy.EqualFold(name, "transfer-encoding"):
 		fc.te++
 	}
 	return nil

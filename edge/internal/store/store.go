@@ -322,6 +322,10 @@ func (s *Store) reaper() {
 // Sets are asynchronous).
 func (s *Store) Wait() { s.c.Wait() }
 
+// Size returns the entries held (objects and markers) and their Cost: two
+// atomic loads, for metrics.
+func (s *Store) Size() (objects, bytes int64) { return s.objects.Load(), s.bytes.Load() }
+
 // Stats is what the store holds.
 type Stats struct {
 	Objects, Bytes int64 // entries (objects and markers) and their Cost
