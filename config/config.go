@@ -26,6 +26,7 @@ type Config struct {
 	Routes      []Route     `yaml:"routes"`
 	Compression Compression `yaml:"compression"`
 	Purge       Purge       `yaml:"purge"`
+	Admin       Admin       `yaml:"admin"`
 	Log         Log         `yaml:"log"`
 	Origin      Origin      `yaml:"origin"`
 }
@@ -253,6 +254,25 @@ type Purge struct {
 	AllowNetworks []string `yaml:"allow_networks"`
 }
 
+// Admin closes the edge's admin listener (edge.admin): every endpoint but
+// /healthz needs the admin token or a client in AllowNetworks. With
+// neither configured, only /healthz (and the purge API, with purge.token)
+// answers.
+type Admin struct {
+	// Token authenticates the admin endpoints (Authorization: Bearer
+	// TOKEN); LAKKA_ADMIN_TOKEN overrides it. The purge API takes it as
+	// well as purge.token.
+	Token string `yaml:"token"`
+	// AllowNetworks lists networks (CIDR) whose clients need no token.
+	AllowNetworks []string `yaml:"allow_networks"`
+	// MetricsNetworks lists networks (CIDR) that may read /metrics without
+	// the token: a Prometheus scraper's.
+	MetricsNetworks []string `yaml:"metrics_networks"`
+	// Pprof serves Go's profiles under /debug/pprof/ (to the same clients
+	// as the other admin endpoints); off by default.
+	Pprof bool `yaml:"pprof"`
+}
+
 // Log configures the process log and the access log.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -402,6 +422,10 @@ func Default() Config {
 		},
 		Purge: Purge{
 			AllowNetworks: []string{"127.0.0.1/32", "::1/128"},
+		},
+		Admin: Admin{
+			AllowNetworks:   []string{},
+			MetricsNetworks: []string{},
 		},
 		Log: Log{
 			Level:        "info",

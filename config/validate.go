@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	c.validateRoutes(v)
 	c.validateCompression(v)
 	c.validatePurge(v)
+	c.validateAdmin(v)
 	c.validateLog(v)
 	c.validateOrigin(v)
 	return errors.Join(v.errs...)
@@ -295,6 +296,14 @@ func (c *Config) validatePurge(v *validator) {
 		v.errorf("purge.token", "must not contain whitespace")
 	}
 	v.networks("purge.allow_networks", c.Purge.AllowNetworks)
+}
+
+func (c *Config) validateAdmin(v *validator) {
+	if strings.ContainsAny(c.Admin.Token, " \t\r\n") {
+		v.errorf("admin.token", "must not contain whitespace")
+	}
+	v.networks("admin.allow_networks", c.Admin.AllowNetworks)
+	v.networks("admin.metrics_networks", c.Admin.MetricsNetworks)
 }
 
 func (c *Config) validateLog(v *validator) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -17,20 +18,35 @@ import (
 	"github.com/lakka-cache/lakka/purge"
 )
 
-// The admin listener: /metrics, /healthz, /api/stats, the purge API and
-// profiles, on an address of its own (docs/CONTRACTS.md).
+// The admin listener: /healthz, /metrics, /api/stats, /readyz, the purge
+// API and (when configured) profiles, on an address of its own
+// (docs/CONTRACTS.md). Everything but /healthz is closed by default
+// (docs/RELIABILITY.md, promise 14): it needs the admin token or a client
+// in admin.allow_networks; /metrics also opens to admin.metrics_networks,
+// the purge API to purge.token.
+
+// door says who may use an admin endpoint.
+type door uint8
+
+const (
+	doorAdmin   door = iota // the admin token, or admin.allow_networks
+	doorMetrics             // those, or admin.metrics_networks
+	doorPurge               // those, or purge.token
+)
 
 // newAdmin builds the admin listener's server.
 func newAdmin(s *Server, reg *prometheus.Registry) *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)})
 	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.HandleFunc("POST "+purge.APIPath, s.handlePurgeAPI)
-	mux.HandleFunc("GET /api/stats", s.handleStats)
-	// Profiles for ops, on the admin listener only.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /metrics", s.guard(doorMetrics, metrics.ServeHTTP))
+	mux.HandleFunc("GET /api/stats", s.guard(doorAdmin, s.handleStats))
+	mux.HandleFunc("POST "+purge.APIPath, s.guard(doorPurge, s.handlePurgeAPI))
+	if s.pol.pprof {
+		mux.HandleFunc("GET /debug/pprof/", s.guard(doorAdmin, pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/profile", s.guard(doorAdmin, pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/trace", s.guard(doorAdmin, pprof.Trace))
+	}
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -52,22 +68,57 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// handlePurgeAPI serves POST /api/purge: one purge.Message, with the
-// bearer token.
+// guard lets a request through door d, or refuses it: 403 when the door
+// has no token and no network configured (it is closed), 401 otherwise.
+func (s *Server) guard(d door, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pol := s.pol
+		tokens := [2][]byte{pol.adminToken}
+		nets := [2][]netip.Prefix{pol.adminNets}
+		switch d {
+		case doorMetrics:
+			nets[1] = pol.metricsNets
+		case doorPurge:
+			tokens[1] = pol.purgeToken
+		}
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got = strings.TrimSpace(got)
+		for _, t := range tokens {
+			if len(t) > 0 && subtle.ConstantTimeCompare([]byte(got), t) == 1 {
+				h(w, r)
+				return
+			}
+		}
+		if a, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			if containsAddr(nets[0], a.Addr().Unmap()) || containsAddr(nets[1], a.Addr().Unmap()) {
+				h(w, r)
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		refusals := s.m.adminRefusals
+		if d == doorPurge {
+			refusals = s.m.purgeRefusals
+		}
+		if len(tokens[0]) == 0 && len(tokens[1]) == 0 && len(nets[0]) == 0 && len(nets[1]) == 0 {
+			refusals.WithLabelValues("closed").Inc()
+			msg := "closed: set admin.token (LAKKA_ADMIN_TOKEN) or admin.allow_networks"
+			if d == doorPurge {
+				msg = "purge API closed: set purge.token (LAKKA_PURGE_TOKEN), admin.token (LAKKA_ADMIN_TOKEN) or admin.allow_networks"
+			}
+			apiError(w, http.StatusForbidden, msg)
+			return
+		}
+		refusals.WithLabelValues("token").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lakka-admin"`)
+		apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+	}
+}
+
+// handlePurgeAPI serves POST /api/purge: one purge.Message (the caller
+// came through doorPurge).
 func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	token := s.cfg.Purge.Token
-	if token == "" {
-		apiError(w, http.StatusForbidden, "purge API disabled: set purge.token or LAKKA_PURGE_TOKEN")
-		return
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
-		s.m.purgeRefusals.WithLabelValues("token").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lakka-purge"`)
-		apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-		return
-	}
 	msg, err := purge.Decode(r.Body)
 	if err != nil {
 		s.m.purgeRefusals.WithLabelValues("request").Inc()

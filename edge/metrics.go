@@ -44,6 +44,7 @@ type metrics struct {
 	purgedObjects prometheus.Counter
 	purgeDuration prometheus.Observer
 	purgeRefusals *prometheus.CounterVec
+	adminRefusals *prometheus.CounterVec
 
 	staleServes prometheus.Counter
 	refreshes   *prometheus.CounterVec
@@ -217,10 +218,17 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	m.purgeDuration = purgeDur
 	m.purgeRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_purge_refusals_total",
-		Help: "Purge requests refused, by reason (token, network, request).",
+		Help: "Purge requests refused, by reason (token, network, request, closed).",
 	}, []string{"reason"})
-	for _, r := range []string{"token", "network", "request"} {
+	for _, r := range []string{"token", "network", "request", "closed"} {
 		m.purgeRefusals.WithLabelValues(r) // shown as 0 before the first
+	}
+	m.adminRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_admin_refusals_total",
+		Help: "Admin requests (other than purges) refused, by reason: token (missing or wrong), closed (no token and no network configured).",
+	}, []string{"reason"})
+	for _, r := range []string{"token", "closed"} {
+		m.adminRefusals.WithLabelValues(r)
 	}
 	m.backends.Healthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lakka_edge_backend_healthy",
@@ -260,7 +268,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		m.store.Evictions, m.store.Rejections, m.invalidations, m.store.IdentityBytes, m.store.IdentityDropped,
 		m.store.HeaderBytes, m.store.HeadersDropped, m.headersMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
-		purges, m.purgedObjects, purgeDur, m.purgeRefusals,
+		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.staleServes, m.refreshes,
 	} {
 		if err := reg.Register(c); err != nil {

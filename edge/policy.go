@@ -18,6 +18,10 @@ type policy struct {
 	defaults cachepolicy.Rules
 	trusted  []netip.Prefix // edge.trusted_proxies
 	purgers  []netip.Prefix // purge.allow_networks
+	// The admin listener's doors: tokens (empty: none) and networks.
+	adminToken, purgeToken []byte
+	adminNets, metricsNets []netip.Prefix
+	pprof                  bool
 	// stripCookies are cache.strip_cookies' globs.
 	stripCookies []string
 
@@ -54,6 +58,9 @@ func newPolicy(cfg *config.Config) (*policy, error) {
 		forwardedProto: cfg.Edge.ForwardedProto,
 		debugHeaders:   cfg.Edge.DebugHeaders,
 		maxURIBytes:    int(cfg.Edge.MaxURIBytes),
+		adminToken:     []byte(cfg.Admin.Token),
+		purgeToken:     []byte(cfg.Purge.Token),
+		pprof:          cfg.Admin.Pprof,
 	}
 	for _, r := range cfg.Routes {
 		p.matches = append(p.matches, cachepolicy.RouteMatch{Host: r.Host, PathPrefix: r.PathPrefix})
@@ -68,6 +75,12 @@ func newPolicy(cfg *config.Config) (*policy, error) {
 		return nil, err
 	}
 	if p.purgers, err = prefixes("purge.allow_networks", cfg.Purge.AllowNetworks); err != nil {
+		return nil, err
+	}
+	if p.adminNets, err = prefixes("admin.allow_networks", cfg.Admin.AllowNetworks); err != nil {
+		return nil, err
+	}
+	if p.metricsNets, err = prefixes("admin.metrics_networks", cfg.Admin.MetricsNetworks); err != nil {
 		return nil, err
 	}
 	return p, nil

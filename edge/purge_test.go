@@ -12,7 +12,10 @@ import (
 	"github.com/lakka-cache/lakka/config"
 )
 
-const testToken = "s3cret-token"
+const (
+	testToken      = "s3cret-token"
+	testAdminToken = "adm1n-token"
+)
 
 // taggedOrigin serves /page/N with Surrogate-Key "page:N section:(N%2) front"
 // and a version that changes when bump is called.
@@ -141,6 +144,15 @@ func TestPurgeAuth(t *testing.T) {
 	e2 := startEdge(t, c)
 	if status, _ := e2.purgeAPI("anything", `{"all":true}`); status != http.StatusForbidden {
 		t.Errorf("no token configured: %d, want 403", status)
+	}
+	// The admin token opens the purge API too.
+	c.Admin.Token = testAdminToken
+	e3 := startEdge(t, c)
+	if status, out := e3.purgeAPI(testAdminToken, `{"all":true}`); status != 200 {
+		t.Errorf("admin token: %d %v, want 200", status, out)
+	}
+	if status, _ := e3.purgeAPI(testToken, `{"all":true}`); status != http.StatusUnauthorized {
+		t.Errorf("a purge token the edge does not have: %d, want 401", status)
 	}
 }
 

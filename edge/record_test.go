@@ -70,10 +70,12 @@ func TestAccessLog(t *testing.T) {
 
 func TestMetricsExposed(t *testing.T) {
 	o := startOrigin(t, fixed("hello", "Cache-Control", "max-age=60"))
-	e := startEdge(t, testConfig(o.addr()))
+	c := testConfig(o.addr())
+	c.Admin.Token = testAdminToken
+	e := startEdge(t, c)
 	e.get("/")
 	e.get("/")
-	r := doURL(t, http.MethodGet, "http://"+e.AdminAddr()+"/metrics", "")
+	r := doURL(t, http.MethodGet, "http://"+e.AdminAddr()+"/metrics", "", "Authorization", "Bearer "+testAdminToken)
 	for _, want := range []string{
 		`lakka_edge_requests_total{cache="HIT"} 1`,
 		`lakka_edge_requests_total{cache="MISS"} 1`,

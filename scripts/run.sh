@@ -11,7 +11,8 @@ edge=${EDGE_ADDR:-127.0.0.1:8080}
 admin=${ADMIN_ADDR:-127.0.0.1:8081}
 : "${LAKKA_PURGE_TOKEN:=demo-purge-token}"
 : "${LAKKA_ORIGIN_TOKEN:=demo-origin-token}"
-export LAKKA_PURGE_TOKEN LAKKA_ORIGIN_TOKEN
+: "${LAKKA_ADMIN_TOKEN:=demo-admin-token}"
+export LAKKA_PURGE_TOKEN LAKKA_ORIGIN_TOKEN LAKKA_ADMIN_TOKEN
 
 pids=""
 cleanup() {
@@ -62,7 +63,8 @@ cat <<MSG
 
   origin:        http://$origin/
   edge:          http://$edge/          (try: curl -si http://$edge/ | head)
-  edge metrics:  http://$admin/metrics
+  edge metrics:  curl -s -H 'Authorization: Bearer $LAKKA_ADMIN_TOKEN' http://$admin/metrics
+  edge stats:    LAKKA_ADMIN_TOKEN=$LAKKA_ADMIN_TOKEN bin/lakka stats --admin $admin
   purge:         LAKKA_PURGE_TOKEN=$LAKKA_PURGE_TOKEN bin/lakka purge --admin $admin --tag front --soft
   origin API:    curl -s -H 'Authorization: Bearer $LAKKA_ORIGIN_TOKEN' http://$origin/api/articles/1
 

@@ -29,7 +29,10 @@ func newEdgeCmd() *cobra.Command {
 		Long: `Run a caching reverse proxy: responses are kept in RAM (bounded by
 cache.size_bytes), freshness comes from the origin's headers, concurrent
 misses share one origin fetch, stale objects are served while they are
-refreshed. The admin listener serves /metrics, /healthz and the purge API.
+refreshed. The admin listener serves /healthz to anyone, and /metrics,
+/api/stats and the purge API with the admin token (admin.token or
+LAKKA_ADMIN_TOKEN; the purge API also takes LAKKA_PURGE_TOKEN) or to the
+networks admin.allow_networks lists.
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
 requests finish) and exits 0.
 
@@ -48,6 +51,9 @@ every key.`,
 			}
 			if t := os.Getenv("LAKKA_PURGE_TOKEN"); t != "" {
 				cfg.Purge.Token = t
+			}
+			if t := os.Getenv("LAKKA_ADMIN_TOKEN"); t != "" {
+				cfg.Admin.Token = t
 			}
 			f := cmd.Flags()
 			if f.Changed("listen") {

@@ -145,10 +145,17 @@ func TestEdgeBinary(t *testing.T) {
 		fmt.Fprint(w, "from origin")
 	}))
 	defer o.Close()
-	a, cmd, logs := startBinary(t, listening, nil, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	a, cmd, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken}, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
 	get := func(url string) (int, string, string) {
-		resp, err := http.Get(url)
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(url, a[1]) {
+			req.Header.Set("Authorization", "Bearer "+testAdminToken) // the admin token from the environment
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,8 +31,9 @@ in parallel, and reports per edge how many objects it affected. Hard purges
 remove objects; --soft marks them stale, so that grace serves them while one
 fresh copy is fetched (no thundering herd at peak).
 
-The bearer token is read from LAKKA_PURGE_TOKEN. The exit status is 1 when
-any edge refused or could not be reached.`,
+The bearer token is read from LAKKA_PURGE_TOKEN (the edges' purge.token),
+or else LAKKA_ADMIN_TOKEN (their admin.token). The exit status is 1 when any
+edge refused or could not be reached.`,
 		Example: `  LAKKA_PURGE_TOKEN=secret lakka purge --admin 127.0.0.1:8081 --tag article:42 --soft
   lakka purge --admin edge-a:8081 --admin edge-b:8081 --url https://www.example.com/news/42
   lakka purge --admin 127.0.0.1:8081 --all --soft`,
@@ -46,7 +47,10 @@ any edge refused or could not be reached.`,
 			}
 			token := os.Getenv("LAKKA_PURGE_TOKEN")
 			if token == "" {
-				return usagef("LAKKA_PURGE_TOKEN is not set: the edges' purge API needs its bearer token")
+				token = os.Getenv("LAKKA_ADMIN_TOKEN")
+			}
+			if token == "" {
+				return usagef("LAKKA_PURGE_TOKEN is not set (nor LAKKA_ADMIN_TOKEN): the edges' purge API needs a bearer token")
 			}
 			msg := purge.Message{Tags: tags, URLs: urls, All: all, Soft: soft, IssuedAt: time.Now().UTC(), Issuer: "lakka purge"}
 			if err := msg.Check(); err != nil {

@@ -19,6 +19,9 @@ import (
 )
 
 // startTestEdge runs an in-process edge on loopback with the given token.
+// testAdminToken is the admin token of the edges tests start.
+const testAdminToken = "test-admin-token"
+
 func startTestEdge(t *testing.T, backend, token string) *edge.Server {
 	t.Helper()
 	c := config.Default()
@@ -26,6 +29,7 @@ func startTestEdge(t *testing.T, backend, token string) *edge.Server {
 	c.Edge.DrainDelay = 0
 	c.Log.Access = "off"
 	c.Purge.Token = token
+	c.Admin.Token = testAdminToken
 	c.Cache.SizeBytes = 16 << 20
 	c.Cache.MaxObjectBytes = 1 << 20
 	c.Backends.Servers = []config.Backend{{Address: backend}}
@@ -117,6 +121,13 @@ func TestStatsOnce(t *testing.T) {
 	s := startTestEdge(t, strings.TrimPrefix(o.URL, "http://"), "tok")
 	xcache(t, "http://"+s.Addr()+"/")
 	xcache(t, "http://"+s.Addr()+"/")
+	// Without the admin token the edge refuses, and stats says which
+	// variable to set.
+	code, _, errs := runCLI(t, "stats", "--admin", s.AdminAddr(), "--count", "1")
+	if code != 1 || !strings.Contains(errs, "LAKKA_ADMIN_TOKEN") {
+		t.Errorf("stats without the admin token: exit %d: %s", code, errs)
+	}
+	t.Setenv("LAKKA_ADMIN_TOKEN", testAdminToken)
 	code, out, errs := runCLI(t, "stats", "--admin", s.AdminAddr(), "--count", "2", "--interval", "10ms")
 	if code != 0 {
 		t.Fatalf("stats: exit %d: %s", code, errs)

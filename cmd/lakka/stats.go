@@ -29,11 +29,13 @@ func newStatsCmd() *cobra.Command {
 		Long: `Stats polls an edge's admin API (/api/stats) and shows request rates by
 cache result, the hit ratio, stale serves, origin fetches and errors, the
 store's fill, and each backend's health with its recent probe results
-(H = healthy probe, - = failed), newest last.
+(H = healthy probe, - = failed), newest last. The admin token is read from
+LAKKA_ADMIN_TOKEN (not needed from a network in the edge's
+admin.allow_networks).
 
 On a terminal the screen is redrawn every --interval; otherwise one block
 is printed per interval. --count stops after that many blocks.`,
-		Example: `  lakka stats --admin 127.0.0.1:8081
+		Example: `  LAKKA_ADMIN_TOKEN=demo-admin-token lakka stats --admin 127.0.0.1:8081
   lakka stats --admin 127.0.0.1:8081 --count 1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -48,9 +50,10 @@ is printed per interval. --count stops after that many blocks.`,
 				ctx = context.Background()
 			}
 			tty := isTerminal(cmd.OutOrStdout())
+			token := os.Getenv("LAKKA_ADMIN_TOKEN")
 			var prev *edge.Stats
 			for n := 0; count == 0 || n < count; n++ {
-				cur, err := fetchStats(ctx, admin)
+				cur, err := fetchStats(ctx, admin, token)
 				if err != nil {
 					return err
 				}
@@ -89,7 +92,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func fetchStats(ctx context.Context, admin string) (*edge.Stats, error) {
+func fetchStats(ctx context.Context, admin, token string) (*edge.Stats, error) {
 	base := admin
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -100,12 +103,18 @@ func fetchStats(ctx context.Context, admin string) (*edge.Stats, error) {
 	if err != nil {
 		return nil, usagef("--admin %q: %v", admin, err)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("stats from %s: %w", admin, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && token == "":
+		return nil, fmt.Errorf("stats from %s: %s: set LAKKA_ADMIN_TOKEN to the edge's admin token", admin, resp.Status)
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("stats from %s: %s", admin, resp.Status)
 	}
 	var st edge.Stats
