@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -143,6 +145,48 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("X-Cache", "ERROR")
 	ctx.Response.Header.Set("Cache-Status", s.cfg.Edge.ViaName+"; fwd=miss; detail="+reason.String())
 	ctx.SetConnectionClose()
+	if status != fasthttp.StatusRequestTimeout {
+		s.lingeringClose(ctx)
+	}
+}
+
+// Lingering close, as nginx does it: the edge refuses a request whose
+// header or body is too large (or unreadable) while the client is still
+// sending it. Closing at once makes the kernel answer the unread bytes with
+// a reset, which can reach the client before it reads the 431 or 413, so
+// it sees a reset instead of the status. So the answer is written first,
+// our side shut for writing (the client sees the end of the answer), and
+// what the client still sends is read and discarded, up to lingerBytes or
+// lingerTime, before fasthttp closes the connection. fasthttp's own
+// writing of the answer afterwards fails harmlessly on the shut side.
+const (
+	lingerBytes = 1 << 20
+	lingerTime  = 2 * time.Second
+	// maxLingering bounds the connections lingering at once (each holds a
+	// connection's goroutine); beyond it a connection closes at once.
+	maxLingering = 64
+)
+
+// lingeringClose writes ctx's answer, shuts the connection for writing and
+// drains what the client still sends.
+func (s *Server) lingeringClose(ctx *fasthttp.RequestCtx) {
+	select {
+	case s.lingering <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-s.lingering }()
+	conn := ctx.Conn()
+	bw := bufio.NewWriterSize(conn, 4096)
+	if ctx.Response.Write(bw) != nil || bw.Flush() != nil {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	if conn.SetReadDeadline(time.Now().Add(lingerTime)) == nil {
+		_, _ = io.CopyN(io.Discard, conn, lingerBytes)
+	}
 }
 
 // dropConnectionNamed removes the request headers the client named in

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -169,4 +170,44 @@ func TestParseErrorsCarryXCache(t *testing.T) {
 			t.Errorf("%d answer: X-Cache %q Date %q", resp.StatusCode, resp.Header.Get("X-Cache"), resp.Header.Get("Date"))
 		}
 	}
+}
+
+// TestOversizedRequestSeesItsStatus: a client still sending a request
+// header far over edge.max_header_bytes (or a body over the limit) reads
+// the 431 (413) the edge answers instead of a connection reset: the edge
+// shuts its side, then reads and discards what the client still sends
+// (lingering close).
+func TestOversizedRequestSeesItsStatus(t *testing.T) {
+	o := startOrigin(t, fixed("ok", "Cache-Control", "max-age=60"))
+	c := testConfig(o.addr())
+	c.Edge.MaxHeaderBytes = 8 << 10
+	c.Edge.MaxRequestBodyBytes = 1 << 10
+	e := startEdge(t, c)
+	f := func(name, head string, rest int, want string) {
+		t.Helper()
+		conn, br := e.dial()
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		// A small send buffer keeps the client writing well after the
+		// edge has answered (the edge's receive buffer holds ~128 KiB).
+		if err := conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			// The client keeps writing while the edge answers.
+			_, err := conn.Write(append([]byte(head), bytes.Repeat([]byte("x"), rest)...))
+			sent <- err
+		}()
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, want) {
+			t.Errorf("%s: read %q, %v; want %q", name, line, err, want)
+		}
+		if err := <-sent; err != nil {
+			t.Errorf("%s: the client's write failed: %v", name, err)
+		}
+	}
+	f("600 KB header", "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ", 600<<10, "HTTP/1.1 431")
+	f("600 KB body", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 614400\r\n\r\n", 600<<10, "HTTP/1.1 413")
 }

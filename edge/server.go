@@ -67,7 +67,9 @@ type Server struct {
 	started time.Time
 
 	draining atomic.Bool
-	requests sync.Pool // *request
+	// lingering holds a token per connection in a lingering close.
+	lingering chan struct{}
+	requests  sync.Pool // *request
 	closing  sync.Once
 }
 
@@ -107,7 +109,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if sm.clock == nil {
 		sm.clock = monotonicClock{}
 	}
-	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights()}
+	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering)}
 	s.requests.New = func() any { return &request{s: s} }
 	var err error
 	if s.pol, err = newPolicy(&cfg); err != nil {
