@@ -22,6 +22,24 @@ type Budget struct {
 	MemoryLimit int64
 }
 
+// FetchFloor is the floor of the adaptive fetch limit: min_fetches, or 2
+// (at most max_fetches) when it is 0.
+func (b *Backends) FetchFloor() int {
+	if b.MinFetches > 0 {
+		return b.MinFetches
+	}
+	return min(2, b.MaxFetches)
+}
+
+// FetchStart is where the adaptive fetch limit starts: initial_fetches, or
+// 20 within the floor and max_fetches when it is 0.
+func (b *Backends) FetchStart() int {
+	if b.InitialFetches > 0 {
+		return b.InitialFetches
+	}
+	return max(min(20, b.MaxFetches), b.FetchFloor())
+}
+
 // windowShare is the admission window's part of what the pools leave:
 // 1/50 (W-TinyLFU keeps 1%; a news site brings new hot objects every
 // minute), at least 1 MiB or a quarter, whichever is smaller.

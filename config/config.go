@@ -97,9 +97,21 @@ type Backends struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConnections bounds connections to one backend.
 	MaxConnections int `yaml:"max_connections"`
-	// MaxFetches bounds concurrent fetches to one backend; more wait up to
-	// QueueTimeout, then get stale content or 503.
-	MaxFetches int `yaml:"max_fetches"`
+	// MaxFetches is the ceiling of the adaptive limit of concurrent fetches
+	// to one backend; MinFetches its floor (0: 2, or MaxFetches if lower)
+	// and InitialFetches where it starts (0: 20, within the two). The limit
+	// rises while fetches are answered in time and falls when they show
+	// overload (timeouts, answers slower than OverloadLatency, 503 or 429
+	// from the origin).
+	MaxFetches     int `yaml:"max_fetches"`
+	MinFetches     int `yaml:"min_fetches"`
+	InitialFetches int `yaml:"initial_fetches"`
+	// OverloadLatency is the time to the response headers beyond which a
+	// fetch counts as a sign of overload.
+	OverloadLatency time.Duration `yaml:"overload_latency"`
+	// QueueLength bounds the fetches waiting for a slot; beyond it a fetch
+	// gets stale content or 503 at once.
+	QueueLength int `yaml:"queue_length"`
 	// QueueTimeout bounds the wait for a fetch slot.
 	QueueTimeout time.Duration `yaml:"queue_timeout"`
 	// MaxResponseHeaderBytes bounds a backend's response headers (502 beyond).
@@ -108,6 +120,12 @@ type Backends struct {
 	Probe Probe `yaml:"probe"`
 	// Passive configures health from real traffic.
 	Passive Passive `yaml:"passive"`
+	// PanicThreshold is the share of a pool's backends (0-1) that must be
+	// in rotation for health to be obeyed: below it, as Envoy does, fetches
+	// also go to backends that only passive health took out, so that no
+	// run of failures empties the pool. Backends whose probes fail stay
+	// out.
+	PanicThreshold float64 `yaml:"panic_threshold"`
 }
 
 // Backend is one origin server.
@@ -142,8 +160,10 @@ type Probe struct {
 	ExpectedStatus int `yaml:"expected_status"`
 }
 
-// Passive takes a backend out of rotation after consecutive connection
-// failures seen by real fetches.
+// Passive takes a backend out of rotation after consecutive fetches that
+// show it is down: connections refused, unreachable or reset before an
+// answer. Timeouts and slow answers do not count (they lower the fetch
+// limit instead).
 type Passive struct {
 	// Failures is the number of consecutive failures that mark a backend
 	// sick; 0 disables passive health.
@@ -177,6 +197,11 @@ type Cache struct {
 	// WaitTimeout bounds how long a request waits for another request's
 	// fetch of the same object.
 	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	// StaleWait bounds how long a miss that has a stale copy stored (past
+	// grace, within keep) waits for the origin: after it, the stale copy is
+	// served while the fetch goes on in the background and stores its
+	// result. 0 waits for the fetch, as a miss without a copy does.
+	StaleWait time.Duration `yaml:"stale_wait"`
 	// MaxVariants bounds the Vary variants stored per URL.
 	MaxVariants int `yaml:"max_variants"`
 	// StripCookies lists cookie names (globs: "_ga*") that never change a
@@ -377,7 +402,10 @@ func Default() Config {
 			IdleTimeout:            60 * time.Second,
 			MaxConnections:         512,
 			MaxFetches:             256,
+			OverloadLatency:        2 * time.Second,
+			QueueLength:            1024,
 			QueueTimeout:           2 * time.Second,
+			PanicThreshold:         0.5,
 			MaxResponseHeaderBytes: 32 * KiB,
 			Probe: Probe{
 				Path:           "/healthz",
@@ -401,6 +429,7 @@ func Default() Config {
 			Keep:           0,
 			HitForMissTTL:  120 * time.Second,
 			WaitTimeout:    35 * time.Second,
+			StaleWait:      250 * time.Millisecond,
 			MaxVariants:    16,
 			StripCookies:   []string{"_ga", "_ga_*", "_gid", "_gat*", "_fbp", "_fbc", "__utm*", "_gcl_*"},
 			RefreshWorkers: 16,

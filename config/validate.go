@@ -173,7 +173,20 @@ func (c *Config) validateBackends(v *validator) {
 	v.duration("backends.idle_timeout", b.IdleTimeout, false)
 	v.positive("backends.max_connections", b.MaxConnections)
 	v.positive("backends.max_fetches", b.MaxFetches)
+	v.nonNegative("backends.min_fetches", b.MinFetches)
+	if b.MinFetches > b.MaxFetches {
+		v.errorf("backends.min_fetches", "must not exceed backends.max_fetches (%d), got %d", b.MaxFetches, b.MinFetches)
+	}
+	v.nonNegative("backends.initial_fetches", b.InitialFetches)
+	if lo := b.FetchFloor(); b.InitialFetches != 0 && (b.InitialFetches < lo || b.InitialFetches > b.MaxFetches) {
+		v.errorf("backends.initial_fetches", "must be between the floor (%d) and backends.max_fetches (%d), got %d", lo, b.MaxFetches, b.InitialFetches)
+	}
+	v.duration("backends.overload_latency", b.OverloadLatency, false)
+	v.nonNegative("backends.queue_length", b.QueueLength)
 	v.duration("backends.queue_timeout", b.QueueTimeout, true)
+	if b.PanicThreshold < 0 || b.PanicThreshold > 1 {
+		v.errorf("backends.panic_threshold", "must be between 0 and 1, got %g", b.PanicThreshold)
+	}
 	v.size("backends.max_response_header_bytes", b.MaxResponseHeaderBytes, 1*KiB)
 	p := &b.Probe
 	if p.Enabled {
@@ -214,6 +227,7 @@ func (c *Config) validateCache(v *validator) {
 	v.duration("cache.keep", k.Keep, true)
 	v.duration("cache.hit_for_miss_ttl", k.HitForMissTTL, true)
 	v.duration("cache.wait_timeout", k.WaitTimeout, false)
+	v.duration("cache.stale_wait", k.StaleWait, true)
 	v.positive("cache.max_variants", k.MaxVariants)
 	v.globs("cache.strip_cookies", k.StripCookies)
 	v.positive("cache.refresh_workers", k.RefreshWorkers)

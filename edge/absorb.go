@@ -53,9 +53,10 @@ func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, m *metrics, l
 }
 
 // fetchView is what absorb needs to know about the request that caused a
-// fetch (nil ctx for background refreshes).
+// fetch: its header (Cache-Control, and the values a variant is keyed on),
+// nil for a background refresh, which gives the variant's values instead.
 type fetchView struct {
-	ctx           *fasthttp.RequestCtx
+	h             *fasthttp.RequestHeader
 	authorization bool
 	varyValues    [][]byte // background refresh: values of the varied headers
 }
@@ -93,8 +94,8 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 	// The request's Cache-Control, parsed once: Decide reads it, and a
 	// request's no-store also keeps a 304's merge out of the store.
 	reqCC := cachepolicy.NewDirectives()
-	if fv.ctx != nil {
-		reqCC.Parse(fv.ctx.Request.Header.Peek(fasthttp.HeaderCacheControl))
+	if fv.h != nil {
+		reqCC.Parse(fv.h.Peek(fasthttp.HeaderCacheControl))
 	}
 	if status == fasthttp.StatusNotModified && stale != nil {
 		e := a.refreshed(stale, fr)

@@ -76,6 +76,12 @@ func TestGraceAndKeepWindows(t *testing.T) {
 	f(35*time.Second, 500, "STALE", "v0", 200)
 	f(35*time.Second, 503, "STALE", "v0", 200)
 	f(35*time.Second, -1, "STALE", "v0", 200) // timeout
+	// That answer came after cache.stale_wait; the fetch went on until its
+	// first-byte timeout.
+	eventually(t, "the hung fetch to time out", func() bool {
+		b := e.dir.Snapshots(time.Now())[0]
+		return b.Fetching == 0 && b.Queued == 0
+	})
 	// Past keep: nothing to serve; the origin's error comes through.
 	e.advance(40 * time.Second)
 	f(75*time.Second, 503, "MISS", "origin error", 503)

@@ -242,6 +242,30 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		Name: "lakka_edge_backend_state_changes_total",
 		Help: "Times a backend went in or out of rotation.",
 	}, []string{"backend"})
+	m.backends.FetchLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_backend_fetch_limit",
+		Help: "The adaptive limit of concurrent fetches to a backend (between backends.min_fetches and backends.max_fetches).",
+	}, []string{"backend"})
+	m.backends.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_backend_fetches_in_flight",
+		Help: "Fetches to a backend holding a slot (response headers awaited or body being read).",
+	}, []string{"backend"})
+	m.backends.Queued = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_backend_fetches_queued",
+		Help: "Fetches waiting for a slot under a backend's fetch limit.",
+	}, []string{"backend"})
+	m.backends.QueueRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_backend_queue_rejections_total",
+		Help: "Fetches that got no slot, by reason: full (backends.queue_length reached), timeout (waited backends.queue_timeout).",
+	}, []string{"backend", "reason"})
+	m.backends.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_backend_retries_total",
+		Help: "Idempotent fetches sent again after finding their backend down (connection refused, unreachable or reset before an answer).",
+	}, []string{"backend"})
+	m.backends.Panic = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_backend_panic_routed_total",
+		Help: "Fetches routed while fewer than backends.panic_threshold of the backends were in rotation: backends only passive health took out were used too.",
+	})
 	m.staleServes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_stale_on_error_total",
 		Help: "Stale objects served because the origin failed, timed out or was unreachable (stale-if-error, keep).",
@@ -269,7 +293,8 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		m.store.HeaderBytes, m.store.HeadersDropped, m.headersMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
-		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.staleServes, m.refreshes,
+		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
+		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -28,7 +28,12 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	if !leader {
 		return r.wait(f, stale, mayRetry)
 	}
-	finished := false
+	if stale != nil && s.cfg.Cache.StaleWait > 0 && r.fetchOrStale(f, fkey, stale) {
+		return false
+	}
+	var fr *backend.Fetched
+	var err error
+	finished, delivered := false, false
 	defer func() {
 		if !finished {
 			// Panicking between join and finish: publish an error, or
@@ -36,14 +41,17 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 			f.status = fasthttp.StatusInternalServerError
 			s.flights.finish(fkey, f)
 		}
+		if !delivered && fr != nil {
+			fr.Release() // panicking: the fetch slot must not be lost
+		}
 	}()
 	startGen := s.store.Generation()
 	req := fasthttp.AcquireRequest()
 	r.upstream(modeCache, stale, req)
-	fr, err := s.dir.Fetch(req)
+	fr, err = s.dir.Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
-		f.status = backend.Status(err)
+		f.status, f.noAnswer = backend.Status(err), true
 		finished = true
 		s.flights.finish(fkey, f)
 		r.s.logFetchError(r.key, err)
@@ -52,43 +60,56 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 		}
 		return false
 	}
-	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{ctx: r.ctx})
-	f.entry = out.entry
-	if out.entry == nil {
-		if out.status >= 500 || out.err != nil {
-			f.status = out.status
-			if f.status == 0 {
-				f.status = fasthttp.StatusBadGateway
-			}
-		} else {
-			f.pass = true
-		}
-	}
+	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{h: &r.ctx.Request.Header})
+	f.publish(out)
 	finished = true
 	s.flights.finish(fkey, f)
 	r.deliver(fr, out, stale)
+	delivered = true
 	return false
 }
 
 // wait waits on another request's fetch f and answers with its result;
 // it reports true when f fetched another variant and, mayRetry, this
-// request should look up again.
+// request should look up again. With a stale copy it waits at most
+// cache.stale_wait, then serves the copy (the fetch goes on).
 func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool) {
 	s := r.s
 	s.m.coalesced.Inc()
-	if !f.wait(s.cfg.Cache.WaitTimeout) {
-		s.m.waitTimeouts.Inc()
-		if !r.serveStale(stale, detailWaitTimeout) {
-			r.reject(fasthttp.StatusGatewayTimeout, detailWaitTimeout)
+	timeout, why := s.cfg.Cache.WaitTimeout, detailWaitTimeout
+	if stale != nil && s.cfg.Cache.StaleWait > 0 {
+		timeout, why = s.cfg.Cache.StaleWait, detailSlowOrigin
+	}
+	if !f.wait(timeout) {
+		if why == detailWaitTimeout {
+			s.m.waitTimeouts.Inc()
 		}
+		if r.serveStale(stale, why) {
+			return false
+		}
+		if why == detailSlowOrigin && f.wait(s.cfg.Cache.WaitTimeout-timeout) {
+			// The copy went (purged meanwhile): the fetch's result after all.
+			return r.fetched(f, nil, mayRetry)
+		}
+		r.reject(fasthttp.StatusGatewayTimeout, detailWaitTimeout)
 		return false
 	}
+	return r.fetched(f, stale, mayRetry)
+}
+
+// fetched answers a waiter with what the finished fetch f brought.
+func (r *request) fetched(f *flight, stale *store.Entry, mayRetry bool) (retry bool) {
 	switch {
 	case f.entry != nil && selects(&r.ctx.Request.Header, f.entry):
 		r.result, r.detail = resMiss, detailCollapsed
 		r.serveOrPass(f.entry)
 	case f.entry != nil && mayRetry:
 		// The object varies and this request wants another variant.
+		return true
+	case f.noAnswer && stale == nil && mayRetry:
+		// The fetch got no answer (it could not connect, or timed out):
+		// the waiters try again, coalesced anew, rather than all share
+		// one failure. The story bounds the retries.
 		return true
 	case f.status != 0:
 		if !r.serveStale(stale, detailOriginError) {
@@ -98,6 +119,150 @@ func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool
 		r.fetchDirect(detailUncacheable)
 	}
 	return false
+}
+
+// bgFetch is a cache fetch handed to a background worker so that its
+// client can be served a stale copy if the origin is slow (cache.stale_wait)
+// while the fetch goes on and stores its result. It owns copies of what it
+// needs of the client's request, never the RequestCtx.
+type bgFetch struct {
+	f        *flight
+	fkey     []byte // the flight's key
+	url      []byte // the URL key
+	stale    *store.Entry
+	req      *fasthttp.Request // the request for the origin
+	h        fasthttp.RequestHeader
+	startGen uint64
+	// result takes the outcome to the client while it still waits.
+	result chan bgResult
+	mu     sync.Mutex // guards waiting, handed
+	// waiting says the client still waits (it gave up once false);
+	// handed says the outcome was put in result.
+	waiting, handed bool
+}
+
+// bgResult is a background fetch's outcome, for its client: the response
+// (the client releases it) and what absorb made of it, or the error.
+type bgResult struct {
+	fr  *backend.Fetched
+	out absorbed
+	err error
+}
+
+// fetchOrStale leads the fetch of flight f for the cache from a background
+// worker, waits for it at most cache.stale_wait and answers with its
+// result, or with the stale copy if it is not there in time. It reports
+// false, having done nothing, when no worker can take the fetch: the
+// caller fetches itself.
+func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool {
+	s := r.s
+	bg := &bgFetch{
+		f:        f,
+		fkey:     append([]byte(nil), fkey...),
+		url:      append([]byte(nil), r.key...),
+		stale:    stale,
+		req:      fasthttp.AcquireRequest(),
+		startGen: s.store.Generation(),
+		result:   make(chan bgResult, 1),
+		waiting:  true,
+	}
+	r.upstream(modeCache, stale, bg.req)
+	r.ctx.Request.Header.CopyTo(&bg.h)
+	if !s.refresh.enqueueFetch(bg) {
+		fasthttp.ReleaseRequest(bg.req)
+		return false
+	}
+	t := time.NewTimer(s.cfg.Cache.StaleWait)
+	defer t.Stop()
+	select {
+	case res := <-bg.result:
+		r.answer(res, stale)
+		return true
+	case <-t.C:
+	}
+	bg.mu.Lock()
+	if bg.handed {
+		bg.mu.Unlock()
+		r.answer(<-bg.result, stale)
+		return true
+	}
+	bg.waiting = false
+	bg.mu.Unlock()
+	if !r.serveStale(stale, detailSlowOrigin) {
+		// The copy went meanwhile (purged): wait for the fetch after all.
+		r.wait(f, nil, false)
+	}
+	return true
+}
+
+// answer answers a client with the outcome of the background fetch it led.
+func (r *request) answer(res bgResult, stale *store.Entry) {
+	if res.err != nil {
+		r.s.logFetchError(r.key, res.err)
+		if !r.serveStale(stale, detailOriginDown) {
+			r.reject(backend.Status(res.err), fetchDetail(backend.Reason(res.err)))
+		}
+		return
+	}
+	r.deliver(res.fr, res.out, stale)
+}
+
+// fetchInBackground runs a bgFetch on a background worker: it fetches,
+// stores what may be stored, finishes the flight for every waiter, and
+// hands the response to the client if it still waits (else releases it).
+func (s *Server) fetchInBackground(bg *bgFetch) {
+	f := bg.f
+	var fr *backend.Fetched
+	finished := false
+	defer func() {
+		if p := recover(); p != nil {
+			if !finished {
+				f.status = fasthttp.StatusInternalServerError
+				s.flights.finish(bg.fkey, f)
+			}
+			if fr != nil {
+				fr.Release()
+			}
+			s.logPanic(p)
+			bg.hand(bgResult{err: errBackgroundPanic})
+		}
+	}()
+	var err error
+	fr, err = s.dir.Fetch(bg.req)
+	fasthttp.ReleaseRequest(bg.req)
+	bg.req = nil
+	if err != nil {
+		f.status, f.noAnswer = backend.Status(err), true
+		finished = true
+		s.flights.finish(bg.fkey, f)
+		bg.hand(bgResult{err: err})
+		return
+	}
+	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{h: &bg.h})
+	f.publish(out)
+	finished = true
+	s.flights.finish(bg.fkey, f)
+	if !bg.hand(bgResult{fr: fr, out: out}) {
+		fr.Release()
+	}
+	fr = nil // released, or the client's
+}
+
+// errBackgroundPanic is what a client hears of a background fetch that
+// panicked.
+var errBackgroundPanic = errors.New("edge: background fetch panicked")
+
+// hand gives res to the waiting client; it reports false when the client
+// no longer waits.
+func (bg *bgFetch) hand(res bgResult) bool {
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	if !bg.waiting || bg.handed {
+		return false
+	}
+	bg.handed = true
+	bg.result <- res
+	return true
 }
 
 // serveStale serves a stored object that is past its freshness because the
@@ -191,8 +356,9 @@ func (r *request) fetchDirect(why detail) {
 	if fr == nil {
 		return
 	}
+	defer releaseOnPanic(fr)()
 	out := s.abs.absorb(r.key, fr, nil, startGen, fetchView{
-		ctx:           r.ctx,
+		h:             &r.ctx.Request.Header,
 		authorization: len(r.ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0,
 	})
 	if out.entry == nil || !out.stored {
@@ -209,12 +375,26 @@ func (r *request) pass(why detail) {
 	if fr == nil {
 		return
 	}
+	defer releaseOnPanic(fr)()
 	if fr.Resp.StatusCode() < 400 && isUnsafe(r.ctx.Method()) {
 		r.invalidateAfterUnsafe(&fr.Resp.Header)
 	}
 	r.copyResponse(&fr.Resp.Header)
 	r.cacheHeaders(false, 0, 0)
 	r.relayBody(fr)
+}
+
+// releaseOnPanic returns what a deferred call runs to release fr if the
+// function that got it panics (its fetch slot must not be lost); once the
+// function returns, fr is someone else's (a streamed body's reader).
+// Fetched.Release may run twice: the second does nothing.
+func releaseOnPanic(fr *backend.Fetched) func() {
+	return func() {
+		if p := recover(); p != nil {
+			fr.Release()
+			panic(p) // the root handler logs and counts it
+		}
+	}
 }
 
 // forward sends this client's request to a backend in mode; on failure it
@@ -257,6 +437,7 @@ func (s *Server) logFetchError(url []byte, err error) {
 // fetch with client misses of the same object.
 func (s *Server) refreshOne(e *store.Entry) {
 	var f *flight
+	var fr *backend.Fetched
 	finished := false
 	defer func() {
 		if p := recover(); p != nil {
@@ -264,6 +445,9 @@ func (s *Server) refreshOne(e *store.Entry) {
 				// Client misses of the key may be waiting on this flight.
 				f.status = fasthttp.StatusInternalServerError
 				s.flights.finish(e.Key, f)
+			}
+			if fr != nil {
+				fr.Release() // the fetch slot must not be lost
 			}
 			s.logPanic(p)
 			e.EndRefresh(s.now().Add(refreshRetry))
@@ -279,11 +463,12 @@ func (s *Server) refreshOne(e *store.Entry) {
 	startGen := s.store.Generation()
 	req := fasthttp.AcquireRequest()
 	s.pol.refreshRequest(e, req)
-	fr, err := s.dir.Fetch(req)
+	var err error
+	fr, err = s.dir.Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		s.m.refreshes.WithLabelValues("error").Inc()
-		f.status = backend.Status(err)
+		f.status, f.noAnswer = backend.Status(err), true
 		finished = true
 		s.flights.finish(e.Key, f)
 		e.EndRefresh(s.now().Add(refreshRetry))
@@ -291,13 +476,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 	}
 	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{varyValues: cachekey.Values(e.Key, len(e.VaryNames))})
 	fr.Release()
-	f.entry = out.entry
-	if out.entry == nil {
-		f.pass = out.status < 500 && out.err == nil
-		if !f.pass {
-			f.status = max(out.status, fasthttp.StatusBadGateway)
-		}
-	}
+	f.publish(out)
 	finished = true
 	s.flights.finish(e.Key, f)
 	switch {
@@ -329,8 +508,27 @@ type flight struct {
 	entry *store.Entry
 	// pass says the answer cannot be shared: each waiter fetches on its own.
 	pass bool
-	// status is the error status for waiters when the fetch failed.
-	status int
+	// status is the error status for waiters when the fetch failed, and
+	// noAnswer says the origin gave none (no connection, a timeout).
+	status   int
+	noAnswer bool
+}
+
+// publish sets the result of a leader's fetch from what absorb made of it:
+// the entry, or the error status, or a pass.
+func (f *flight) publish(out absorbed) {
+	f.entry = out.entry
+	if out.entry != nil {
+		return
+	}
+	if out.status >= 500 || out.err != nil {
+		f.status = out.status
+		if f.status == 0 {
+			f.status = fasthttp.StatusBadGateway
+		}
+		return
+	}
+	f.pass = true
 }
 
 // flightShards spreads the flight map's lock.

@@ -36,8 +36,8 @@ var storedSkip = []string{
 func (a *absorber) newEntry(url []byte, resp *fasthttp.Response, m meta, body []byte, dec cachepolicy.Decision, resTime time.Time, fv fetchView) (*store.Entry, error) {
 	var key []byte
 	if len(m.varyNames) > 0 {
-		if fv.ctx != nil {
-			key = cachekey.AppendVariant(make([]byte, 0, len(url)+64), url, m.varyNames, &fv.ctx.Request.Header)
+		if fv.h != nil {
+			key = cachekey.AppendVariant(make([]byte, 0, len(url)+64), url, m.varyNames, fv.h)
 		} else {
 			key = cachekey.AppendVariantValues(make([]byte, 0, len(url)+64), url, fv.varyValues)
 		}

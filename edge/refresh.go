@@ -14,22 +14,31 @@ import (
 // interval, not a storm.
 const refreshRetry = time.Second
 
-// refresher runs background refreshes of objects served stale in grace:
-// a bounded queue, a fixed set of workers, at most one refresh per object.
-// What a refresh does (Server.refreshOne, a miss for no client) is given to
+// refresher runs the fetches no client waits for to the end, on a bounded
+// queue and a fixed set of workers (cache.refresh_workers): refreshes of
+// objects served stale in grace (at most one per object), and fetches that
+// go on after their client was served a stale copy (cache.stale_wait).
+// What each does (Server.refreshOne, Server.fetchInBackground) is given to
 // it; dropped counts the refreshes a full queue turned away.
 type refresher struct {
 	refresh func(*store.Entry)
+	fetch   func(*bgFetch)
 	dropped prometheus.Counter
-	queue   chan *store.Entry
+	queue   chan job
 	workers int
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
 }
 
-func newRefresher(refresh func(*store.Entry), dropped prometheus.Counter, workers, queue int) *refresher {
-	return &refresher{refresh: refresh, dropped: dropped, queue: make(chan *store.Entry, queue), workers: workers, stop: make(chan struct{})}
+// job is one piece of background work: a refresh of e, or the fetch bg.
+type job struct {
+	e  *store.Entry
+	bg *bgFetch
+}
+
+func newRefresher(refresh func(*store.Entry), fetch func(*bgFetch), dropped prometheus.Counter, workers, queue int) *refresher {
+	return &refresher{refresh: refresh, fetch: fetch, dropped: dropped, queue: make(chan job, queue), workers: workers, stop: make(chan struct{})}
 }
 
 func (r *refresher) start() {
@@ -52,10 +61,21 @@ func (r *refresher) enqueue(e *store.Entry, now time.Time) {
 		return
 	}
 	select {
-	case r.queue <- e:
+	case r.queue <- job{e: e}:
 	default:
 		r.dropped.Inc()
 		e.EndRefresh(time.Time{})
+	}
+}
+
+// enqueueFetch hands bg to a worker; it reports false, without blocking,
+// when the queue is full.
+func (r *refresher) enqueueFetch(bg *bgFetch) bool {
+	select {
+	case r.queue <- job{bg: bg}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -65,8 +85,12 @@ func (r *refresher) run() {
 		select {
 		case <-r.stop:
 			return
-		case e := <-r.queue:
-			r.refresh(e)
+		case j := <-r.queue:
+			if j.bg != nil {
+				r.fetch(j.bg)
+			} else {
+				r.refresh(j.e)
+			}
 		}
 	}
 }

@@ -50,6 +50,7 @@ const (
 	detailOriginError
 	detailOriginDown
 	detailWaitTimeout
+	detailSlowOrigin
 	// Passes and direct fetches.
 	detailMethod
 	detailRoute
@@ -86,7 +87,7 @@ const (
 var detailNames = func() (n [numDetails]string) {
 	copy(n[:], []string{
 		"", "stored", "collapsed", "not-stored",
-		"grace", "origin-error", "origin-down", "wait-timeout",
+		"grace", "origin-error", "origin-down", "wait-timeout", "slow-origin",
 		"method", "route", "cookie", "authorization", "uncacheable", "no-transform",
 		"only-if-cached", "purge",
 		"cl-and-te", "duplicate-host", "missing-host", "target", "host", "uri-too-long",

@@ -70,7 +70,7 @@ type Server struct {
 	// lingering holds a token per connection in a lingering close.
 	lingering chan struct{}
 	requests  sync.Pool // *request
-	closing  sync.Once
+	closing   sync.Once
 }
 
 // New builds a Server from a configuration that passed
@@ -135,7 +135,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	}
 	s.dir = backend.New(cfg.Backends, s.m.backends, sm.dial, s.now)
 	s.purger = &purger{store: s.store, pol: s.pol, m: s.m, log: logger, now: s.now}
-	s.refresh = newRefresher(s.refreshOne, s.m.refreshes.WithLabelValues("dropped"), cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
+	s.refresh = newRefresher(s.refreshOne, s.fetchInBackground, s.m.refreshes.WithLabelValues("dropped"), cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
 	s.fast = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.handleParseError,

@@ -28,7 +28,8 @@ func newStatsCmd() *cobra.Command {
 		Short: "Show an edge's live counters, like varnishstat",
 		Long: `Stats polls an edge's admin API (/api/stats) and shows request rates by
 cache result, the hit ratio, stale serves, origin fetches and errors, the
-store's fill, and each backend's health with its recent probe results
+store's fill, and each backend's health with its recent probe results,
+its fetches in flight against its adaptive fetch limit and those queued
 (H = healthy probe, - = failed), newest last. The admin token is read from
 LAKKA_ADMIN_TOKEN (not needed from a network in the edge's
 admin.allow_networks).
@@ -207,7 +208,7 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 		if name != b.Address {
 			name += " " + b.Address
 		}
-		fmt.Fprintf(bw, "  %s\t%s\t%s\tfetching %d\tsince %s\n", name, health, probe, b.Fetching, b.Since.Local().Format(time.TimeOnly))
+		fmt.Fprintf(bw, "  %s\t%s\t%s\tfetching %d of %.0f, %d queued\tsince %s\n", name, health, probe, b.Fetching, b.FetchLimit, b.Queued, b.Since.Local().Format(time.TimeOnly))
 	}
 	return bw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -14,14 +15,17 @@ import (
 )
 
 // Backend is one origin server: a keep-alive pool with explicit timeouts
-// per phase, a fetch limit, and its health.
+// per phase, an adaptive fetch limit, and its health.
 type Backend struct {
-	name  string
-	addr  string
-	hc    *fasthttp.HostClient
-	slots chan struct{} // one token per allowed concurrent fetch
+	name    string
+	addr    string
+	hc      *fasthttp.HostClient
+	limiter *limiter
 
 	health *health
+
+	queueFull, queueTimeout prometheus.Counter
+	retries                 prometheus.Counter
 
 	okFetches      prometheus.Counter
 	errFetches     prometheus.Counter
@@ -43,7 +47,7 @@ func (b *Backend) Counters() (ok, errs, timeouts, busy prometheus.Counter) {
 // to 5 times on any error): Director.Fetch retries a request that was not
 // sent because its pooled connection was dirty, and an idempotent request
 // whose reused connection failed before any response byte.
-func newHostClient(addr string, c config.Backends, dial Dialer) *fasthttp.HostClient {
+func newHostClient(addr string, c config.Backends, dial Dialer, dialing *atomic.Int32) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                          addr,
 		NoDefaultUserAgentHeader:      true,
@@ -65,9 +69,11 @@ func newHostClient(addr string, c config.Backends, dial Dialer) *fasthttp.HostCl
 			return false, false
 		},
 		Dial: func(a string) (net.Conn, error) {
+			dialing.Add(1)
 			conn, err := dial(a, c.ConnectTimeout)
+			dialing.Add(-1)
 			if err != nil {
-				return nil, err
+				return nil, &dialError{err}
 			}
 			pc := &phaseConn{Conn: conn, firstByte: c.FirstByteTimeout, betweenBytes: c.BetweenBytesTimeout}
 			pc.addr = &backendAddr{Addr: conn.LocalAddr(), c: pc}
@@ -185,23 +191,35 @@ func (c *phaseConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *Backend) acquire(wait time.Duration) error {
-	select {
-	case b.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	if wait <= 0 {
-		return errBusy
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case b.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		return errBusy
-	}
+// dialError is a failure to connect to a backend: no byte of the request
+// was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// dialFailed reports whether a fetch failed to connect (refused,
+// unreachable, timed out): no byte of its request was sent.
+func dialFailed(err error) bool {
+	var de *dialError
+	return errors.As(err, &de)
 }
 
-func (b *Backend) release() { <-b.slots }
+// isDown reports whether a failed fetch is evidence that the backend is
+// down, not merely slow or busy: a connection refused, unreachable or
+// failing otherwise (but not timing out) while being made, or a fresh
+// connection closed by the backend before any byte of an answer (it
+// accepts connections and drops them). Passive health counts only these.
+func isDown(resp *fasthttp.Response, err error) bool {
+	if dialFailed(err) {
+		// A connection that times out is an overloaded backend's (its
+		// accept queue is full), not a down one's.
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+	if !isReusedConnError(err) {
+		return false
+	}
+	a, ok := resp.LocalAddr().(*backendAddr)
+	return ok && a.c.exchanges == 1 && !a.c.answered
+}

@@ -17,6 +17,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync/atomic"
@@ -29,20 +30,24 @@ import (
 	"github.com/lakka-cache/lakka/config"
 )
 
-// Errors of the backend layer, mapped to statuses by Status.
-var (
-	errNoBackend = errors.New("edge: no healthy backend")
-	errBusy      = errors.New("edge: backend fetch limit reached")
-)
+// errNoBackend means no backend's probes pass. Status maps it to 503 (or a
+// stale copy).
+var errNoBackend = errors.New("edge: no healthy backend")
 
 // Metrics are the backends' Prometheus vectors, made by the edge (which
 // owns the metric names); each backend resolves its children once.
 type Metrics struct {
-	Fetches       *prometheus.CounterVec   // backend, result (ok, error, timeout, busy)
-	FetchDuration *prometheus.HistogramVec // backend
-	Healthy       *prometheus.GaugeVec     // backend
-	Probes        *prometheus.CounterVec   // backend, result (ok, fail)
-	Transitions   *prometheus.CounterVec   // backend
+	Fetches         *prometheus.CounterVec   // backend, result (ok, error, timeout, busy)
+	FetchDuration   *prometheus.HistogramVec // backend
+	Healthy         *prometheus.GaugeVec     // backend
+	Probes          *prometheus.CounterVec   // backend, result (ok, fail)
+	Transitions     *prometheus.CounterVec   // backend
+	FetchLimit      *prometheus.GaugeVec     // backend
+	InFlight        *prometheus.GaugeVec     // backend
+	Queued          *prometheus.GaugeVec     // backend
+	QueueRejections *prometheus.CounterVec   // backend, reason (full, timeout)
+	Retries         *prometheus.CounterVec   // backend
+	Panic           prometheus.Counter       // fetches routed in panic mode
 }
 
 // Dialer opens a connection to a backend address within timeout.
@@ -56,6 +61,11 @@ type Director struct {
 	next         atomic.Uint64
 	queue        time.Duration
 	fetchTimeout time.Duration
+	// overload is backends.overload_latency; panicAt is
+	// backends.panic_threshold.
+	overload time.Duration
+	panicAt  float64
+	panics   prometheus.Counter
 	// now is the clock of Fetched.ReqTime and ResTime: the edge's
 	// freshness clock.
 	now    func() time.Time
@@ -71,16 +81,24 @@ func New(c config.Backends, m Metrics, dial Dialer, now func() time.Time) *Direc
 			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
 		}
 	}
-	d := &Director{fallback: c.Director == "fallback", queue: c.QueueTimeout, fetchTimeout: c.FetchTimeout, now: now}
+	d := &Director{fallback: c.Director == "fallback", queue: c.QueueTimeout, fetchTimeout: c.FetchTimeout, now: now,
+		overload: c.OverloadLatency, panicAt: c.PanicThreshold, panics: m.Panic}
 	for _, s := range c.Servers {
 		name := s.Name
 		if name == "" {
 			name = s.Address
 		}
 		b := &Backend{
-			name:           name,
-			addr:           s.Address,
-			slots:          make(chan struct{}, c.MaxFetches),
+			name: name,
+			addr: s.Address,
+			limiter: newLimiter(c.FetchStart(), c.FetchFloor(), c.MaxFetches, c.QueueLength, limiterGauges{
+				limit:    m.FetchLimit.WithLabelValues(name),
+				inflight: m.InFlight.WithLabelValues(name),
+				queued:   m.Queued.WithLabelValues(name),
+			}),
+			queueFull:      m.QueueRejections.WithLabelValues(name, "full"),
+			queueTimeout:   m.QueueRejections.WithLabelValues(name, "timeout"),
+			retries:        m.Retries.WithLabelValues(name),
 			okFetches:      m.Fetches.WithLabelValues(name, "ok"),
 			errFetches:     m.Fetches.WithLabelValues(name, "error"),
 			timeoutFetches: m.Fetches.WithLabelValues(name, "timeout"),
@@ -88,7 +106,7 @@ func New(c config.Backends, m Metrics, dial Dialer, now func() time.Time) *Direc
 			duration:       m.FetchDuration.WithLabelValues(name),
 		}
 		b.health = newHealth(c, name, m)
-		b.hc = newHostClient(s.Address, c, dial)
+		b.hc = newHostClient(s.Address, c, dial, &b.limiter.dialing)
 		d.backends = append(d.backends, b)
 	}
 	d.probes = newProber(d.backends, c.Probe, time.Now)
@@ -113,22 +131,48 @@ func (d *Director) Snapshots(now time.Time) []Snapshot {
 	return out
 }
 
-// pick returns the backend for the next fetch, or nil when none is healthy.
+// pick returns the backend for the next fetch: round robin (or the first,
+// for the fallback director) among the backends in rotation. When fewer
+// than backends.panic_threshold of them are in rotation, it picks among
+// those whose probes pass instead, ignoring passive health (Envoy's panic
+// routing): a run of failed fetches never empties the pool. It returns nil
+// when no backend's probes pass.
 func (d *Director) pick() *Backend {
 	now := time.Now()
-	n := len(d.backends)
+	ok, usable := 0, 0
+	for _, b := range d.backends {
+		r, p := b.health.state(now)
+		if r {
+			ok++
+		}
+		if p {
+			usable++
+		}
+	}
+	if usable == 0 {
+		return nil
+	}
+	// With none in rotation, panic routing whatever the threshold.
+	panicking := ok == 0 || float64(ok) < d.panicAt*float64(len(d.backends))
+	if panicking {
+		d.panics.Inc()
+	}
+	candidate := func(b *Backend) bool {
+		r, p := b.health.state(now)
+		return r || panicking && p
+	}
 	if d.fallback {
 		for _, b := range d.backends {
-			if b.health.healthy(now) {
+			if candidate(b) {
 				return b
 			}
 		}
 		return nil
 	}
+	n := uint64(len(d.backends))
 	start := d.next.Add(1)
-	for i := range n {
-		b := d.backends[(start+uint64(i))%uint64(n)]
-		if b.health.healthy(now) {
+	for k := range n {
+		if b := d.backends[(start+k)%n]; candidate(b) {
 			return b
 		}
 	}
@@ -142,6 +186,8 @@ type Fetched struct {
 	Resp             *fasthttp.Response
 	ReqTime, ResTime time.Time
 	b                *Backend
+	outcome          outcome
+	latency          time.Duration // to the response headers
 }
 
 // Release returns the response and the fetch slot; it may be called more
@@ -153,7 +199,7 @@ func (f *Fetched) Release() {
 		f.Resp = nil
 	}
 	if f.b != nil {
-		f.b.release()
+		f.b.limiter.release(f.outcome, f.latency)
 		f.b = nil
 	}
 }
@@ -168,26 +214,62 @@ func (d *Director) Fetch(req *fasthttp.Request) (*Fetched, error) {
 	// would store, relay and compress a type the origin never sent.
 	resp.Header.SetNoDefaultContentType(true)
 	f := &Fetched{Resp: resp, ReqTime: d.now()}
-	b, err := d.do(req, resp)
+	b, o, latency, err := d.do(req, resp)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		return nil, err
 	}
-	f.b = b
+	f.b, f.outcome, f.latency = b, o, latency
 	f.ResTime = d.now()
 	return f, nil
 }
 
-// do performs one fetch on a backend the director picks. On success the
-// backend's slot stays taken for the body.
-func (d *Director) do(req *fasthttp.Request, resp *fasthttp.Response) (b *Backend, err error) {
-	b = d.pick()
-	if b == nil {
-		return nil, errNoBackend
+// Retries of a fetch that could not connect (refused, unreachable, timed
+// out): the request never left, so an idempotent one is sent again, to
+// whichever backend pick gives, up to maxDownRetries times after a
+// jittered pause of up to retryPause doubled each time. (A connection the
+// backend accepted and dropped is not retried: the request may have
+// reached the application, and may be what made it fail.)
+const (
+	maxDownRetries = 2
+	retryPause     = 25 * time.Millisecond
+)
+
+// do performs one fetch on a backend the director picks, retrying what is
+// safe to retry. On success the backend's slot stays taken for the body,
+// and the outcome says what the fetch showed about its load.
+func (d *Director) do(req *fasthttp.Request, resp *fasthttp.Response) (*Backend, outcome, time.Duration, error) {
+	idempotent := req.Header.IsGet() || req.Header.IsHead()
+	for attempt := 0; ; attempt++ {
+		b := d.pick()
+		if b == nil {
+			return nil, outcomeNeutral, 0, errNoBackend
+		}
+		o, latency, err := d.attempt(b, req, resp)
+		if err == nil {
+			return b, o, latency, nil
+		}
+		if attempt >= maxDownRetries || !idempotent || !dialFailed(err) {
+			return b, o, latency, err
+		}
+		b.retries.Inc()
+		time.Sleep(rand.N(retryPause << attempt))
+		resp.Reset()
+		resp.Header.SetNoDefaultContentType(true)
 	}
-	if err := b.acquire(d.queue); err != nil {
+}
+
+// attempt sends req to b. It holds one of b's fetch slots, and keeps it
+// only on success (for the body); the outcome adjusts b's fetch limit.
+func (d *Director) attempt(b *Backend, req *fasthttp.Request, resp *fasthttp.Response) (o outcome, latency time.Duration, err error) {
+	if err := b.limiter.acquire(d.queue); err != nil {
 		b.busyFetches.Inc()
-		return b, err
+		if errors.Is(err, errQueueFull) {
+			b.queueFull.Inc()
+		} else {
+			b.queueTimeout.Inc()
+		}
+		return outcomeNeutral, 0, err
 	}
 	kept := false
 	defer func() {
@@ -195,7 +277,7 @@ func (d *Director) do(req *fasthttp.Request, resp *fasthttp.Response) (b *Backen
 		// errors, and when fetching panicked (the handler recovers; a
 		// slot lost per panic would soon leave the backend "busy").
 		if !kept {
-			b.release()
+			b.limiter.release(o, latency)
 		}
 	}()
 	start := time.Now()
@@ -204,19 +286,27 @@ func (d *Director) do(req *fasthttp.Request, resp *fasthttp.Response) (b *Backen
 		err = b.hc.DoDeadline(req, resp, start.Add(d.fetchTimeout))
 	}
 	end := time.Now()
-	b.duration.Observe(end.Sub(start).Seconds())
-	b.health.fetchResult(err != nil && !errors.Is(err, fasthttp.ErrNoFreeConns), end)
+	latency = end.Sub(start)
+	b.duration.Observe(latency.Seconds())
+	b.health.fetchResult(err != nil && isDown(resp, err), end)
 	if err != nil {
 		if Status(err) == fasthttp.StatusGatewayTimeout {
 			b.timeoutFetches.Inc()
+			o = outcomeOverload
 		} else {
 			b.errFetches.Inc()
 		}
-		return b, err
+		return o, latency, err
 	}
 	b.okFetches.Inc()
+	switch status := resp.StatusCode(); {
+	case status == fasthttp.StatusServiceUnavailable || status == fasthttp.StatusTooManyRequests || latency > d.overload:
+		o = outcomeOverload
+	default:
+		o = outcomeOK
+	}
 	kept = true
-	return b, nil
+	return o, latency, nil
 }
 
 // Status maps a fetch error to the status the client gets: timeouts 504,

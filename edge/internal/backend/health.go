@@ -14,7 +14,9 @@ import (
 
 // health tracks one backend's state from active probes (like Varnish's
 // .probe with .window and .threshold) and from real fetches (consecutive
-// connection failures). A backend is in rotation when both agree.
+// fetches that show it is down: isDown). A backend is in rotation when both
+// agree; the director may still use one that only passive health took out
+// (panic routing, Director.pick).
 type health struct {
 	probe   config.Probe
 	passive config.Passive
@@ -90,15 +92,16 @@ func (h *health) recordProbe(ok bool, now time.Time) bool {
 	return h.updateLocked(now)
 }
 
-// fetchResult records the outcome of a real fetch: connection failures
-// count towards passive health; any answer resets the count.
-func (h *health) fetchResult(connFailed bool, now time.Time) {
+// fetchResult records the outcome of a real fetch: fetches that show the
+// backend is down count towards passive health; any other outcome
+// (answers, timeouts, busy) resets the count.
+func (h *health) fetchResult(down bool, now time.Time) {
 	if h.passive.Failures <= 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !connFailed {
+	if !down {
 		h.failures = 0
 		h.updateLocked(now)
 		return
@@ -116,6 +119,14 @@ func (h *health) healthy(now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.updateLocked(now)
+}
+
+// state reports whether the backend is in rotation at now, and whether its
+// probes pass (true without probes).
+func (h *health) state(now time.Time) (inRotation, probeOK bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.updateLocked(now), h.probeOK
 }
 
 func (h *health) updateLocked(now time.Time) bool {
@@ -142,12 +153,17 @@ type Snapshot struct {
 	ProbeWindow  string    `json:"probe_window"` // newest last, like varnishadm backend.list -p
 	PassiveSick  bool      `json:"passive_sick"`
 	Since        time.Time `json:"since"`
-	Fetching     int       `json:"fetching"`
+	// Fetching is the fetches in flight, FetchLimit the adaptive limit on
+	// them, Queued the fetches waiting for a slot.
+	Fetching   int     `json:"fetching"`
+	FetchLimit float64 `json:"fetch_limit"`
+	Queued     int     `json:"queued"`
 }
 
 func (b *Backend) snapshot(now time.Time) Snapshot {
 	h := b.health
 	healthy := h.healthy(now)
+	limit, inflight, queued := b.limiter.state()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	window := ""
@@ -170,7 +186,9 @@ func (b *Backend) snapshot(now time.Time) Snapshot {
 		ProbeWindow:  window,
 		PassiveSick:  now.Before(h.sickUntil),
 		Since:        h.lastChange,
-		Fetching:     len(b.slots),
+		Fetching:     inflight,
+		FetchLimit:   limit,
+		Queued:       queued,
 	}
 }
 
