@@ -55,6 +55,8 @@ func ParseTraceLine(line []byte) (Record, error) {
 //
 //	host ident user [02/Jan/2006:15:04:05 -0700] "GET /path HTTP/1.1" 200 1234 "referer" "agent" [CACHE] [SECONDS]
 //
+// or the same with the virtual host first (Apache's vhost_combined,
+// Lakka's log.access_host), which then sets Host.
 // Trailing fields after the user agent are optional: a cache status word
 // (Lakka's X-Cache, or a varnishncsa format with hit/miss) and the time
 // taken in seconds. Quoted fields may escape quotes as \" (Apache) or
@@ -65,17 +67,30 @@ func ParseCombined(line []byte) (Record, error) {
 	if len(s) > maxLineBytes {
 		return r, badLine("line longer than %d bytes", maxLineBytes)
 	}
+	// Three fields before the [time]: remote, ident, user. Four: the
+	// virtual host first (Apache's vhost_combined, Lakka's
+	// log.access_host).
+	var head [4]string
 	var ok bool
-	if r.Remote, s, ok = cutField(s); !ok {
-		return r, badLine("no remote host")
+	n := 0
+	for ; n < len(head); n++ {
+		s = strings.TrimLeft(s, " ")
+		if s == "" || s[0] == '[' {
+			break
+		}
+		head[n], s, _ = cutField(s)
 	}
-	if _, s, ok = cutField(s); !ok { // ident
-		return r, badLine("no ident field")
-	}
-	if _, s, ok = cutField(s); !ok { // user
-		return r, badLine("no user field")
-	}
-	if !strings.HasPrefix(s, "[") {
+	switch {
+	case n == 3:
+		r.Remote = head[0]
+	case n == 4 && strings.HasPrefix(s, "["):
+		if strings.ContainsAny(head[0], "/\"") || head[0] == "-" {
+			return r, badLine("virtual host %q", truncate(head[0]))
+		}
+		r.Host, r.Remote = head[0], head[1]
+	case n < 3:
+		return r, badLine("%d fields before [time], want remote, ident and user", n)
+	default:
 		return r, badLine("no [time]")
 	}
 	end := strings.IndexByte(s, ']')

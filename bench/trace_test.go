@@ -36,6 +36,10 @@ func TestParseTraceFixtures(t *testing.T) {
 			Time: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), Remote: "127.0.0.1", Method: "GET",
 			URI: "/path?q", Proto: "HTTP/1.1", Status: 200, Bytes: 1234, Referer: "referer", UserAgent: "user agent",
 			Cache: "HIT", Duration: 123 * time.Microsecond}},
+		{file: "lakka-vhost.log", parsed: 2, bad: 1, check: 1, want: Record{
+			Time: time.Date(2026, 11, 27, 12, 0, 1, 0, time.UTC), Remote: "10.0.0.7", Method: "GET", Host: "m.example.com:8080",
+			URI: "/", Proto: "HTTP/1.1", Status: 200, Bytes: 5123, UserAgent: "Mozilla/5.0",
+			Cache: "MISS", Duration: 12500 * time.Microsecond}},
 		{file: "lakka.jsonl", parsed: 4, bad: 3, check: 0, want: Record{
 			Time: time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC), Remote: "127.0.0.1", Method: "GET", Host: "example.com",
 			URI: "/path?q", Proto: "HTTP/1.1", Status: 200, Bytes: 1234, UserAgent: "curl/8",
@@ -101,6 +105,12 @@ func TestParseCombinedCases(t *testing.T) {
 	})
 	f(pre+`"GET /\x41\x2 HTTP/1.1" 200 1`, false, func(r Record) bool { return r.URI == `/A\x2` })
 	f(`1.2.3.4 - - [27/Nov/2026:12:00:00 +0000 "GET / HTTP/1.1" 200 1`, true, nil)
+	f(`www.example.com:8080 `+pre+`"GET /x HTTP/1.1" 200 1`, false, func(r Record) bool {
+		return r.Host == "www.example.com:8080" && r.Remote == "1.2.3.4" && r.URI == "/x"
+	})
+	f(`a b 1.2.3.4 - - [27/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1`, true, nil) // five fields
+	f(`1.2.3.4 - [27/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1`, true, nil)       // two
+	f(`evil/x `+pre+`"GET / HTTP/1.1" 200 1`, true, nil)
 	f(``, true, nil)
 	f(strings.Repeat("x", maxLineBytes+1), true, nil)
 }
@@ -252,7 +262,7 @@ func fuzzParser(f *testing.F, parse func([]byte) (Record, error)) {
 }
 
 func FuzzParseCombined(f *testing.F) {
-	fuzzSeeds(f, "nginx-combined.log", "apache-combined.log", "varnishncsa.log", "lakka-combined.log")
+	fuzzSeeds(f, "nginx-combined.log", "apache-combined.log", "varnishncsa.log", "lakka-combined.log", "lakka-vhost.log")
 	fuzzParser(f, ParseCombined)
 }
 
