@@ -309,6 +309,9 @@ type Log struct {
 	// AccessFormat is combined (NCSA combined plus cache status and time
 	// taken, like varnishncsa) or json.
 	AccessFormat string `yaml:"access_format"`
+	// AccessHost puts the request's Host first in combined lines (as
+	// Apache's vhost_combined does); the json format always has it.
+	AccessHost bool `yaml:"access_host"`
 	// AccessBuffer bounds queued access log lines; when full, lines are
 	// dropped and counted rather than slowing requests.
 	AccessBuffer int `yaml:"access_buffer"`

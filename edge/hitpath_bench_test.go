@@ -91,38 +91,49 @@ func BenchmarkHit(b *testing.B) {
 // connection, beside a bare fasthttp server returning the same bytes
 // through the same loop: the CPU side of "make bench-hit", without the
 // sockets. edge-ns/bare-ns is the ratio to quote (one run, interleaved).
+// The access log is on (the default; to /dev/null) or off.
 func BenchmarkHitConn(b *testing.B) {
 	for _, size := range []int{2 << 10, 40 << 10} {
 		for _, enc := range []string{"gzip", "identity"} {
-			b.Run(fmt.Sprintf("%dKiB/%s", size>>10, enc), func(b *testing.B) {
-				e, _ := primedEdge(b, size, "off")
-				req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept-Encoding: " + enc + "\r\n\r\n")
-				edge := serveLoop(e)
-				for range 3 { // the hits that make the kept header
-					edge.send(req)
-				}
-				if !strings.Contains(string(edge.last), "\r\nX-Cache: HIT\r\n") || e.hitHeaderSets() == 0 {
-					b.Fatalf("not a hit from a kept header:\n%s", edge.last)
-				}
-				bare := bareLoop(b, edge.last)
-				b.ReportAllocs()
-				var te, tb time.Duration
-				b.ResetTimer()
-				for i := 0; b.Loop(); i++ {
-					t0 := time.Now()
-					edge.send(req)
-					t1 := time.Now()
-					bare.send(req)
-					te += t1.Sub(t0)
-					tb += time.Since(t1)
-				}
-				n := float64(b.N)
-				b.ReportMetric(float64(te.Nanoseconds())/n, "edge-ns")
-				b.ReportMetric(float64(tb.Nanoseconds())/n, "bare-ns")
-				b.ReportMetric(float64(tb)/float64(te), "bare/edge")
-			})
+			for _, log := range []string{"on", "off"} {
+				b.Run(fmt.Sprintf("%dKiB/%s/log-%s", size>>10, enc, log), func(b *testing.B) {
+					hitConn(b, size, enc, log)
+				})
+			}
 		}
 	}
+}
+
+func hitConn(b *testing.B, size int, enc, log string) {
+	access := "off"
+	if log == "on" {
+		access = "/dev/null"
+	}
+	e, _ := primedEdge(b, size, access)
+	req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept-Encoding: " + enc + "\r\n\r\n")
+	edge := serveLoop(e)
+	for range 3 { // the hits that make the kept header
+		edge.send(req)
+	}
+	if !strings.Contains(string(edge.last), "\r\nX-Cache: HIT\r\n") || e.hitHeaderSets() == 0 {
+		b.Fatalf("not a hit from a kept header:\n%s", edge.last)
+	}
+	bare := bareLoop(b, edge.last)
+	b.ReportAllocs()
+	var te, tb time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		edge.send(req)
+		t1 := time.Now()
+		bare.send(req)
+		te += t1.Sub(t0)
+		tb += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(te.Nanoseconds())/n, "edge-ns")
+	b.ReportMetric(float64(tb.Nanoseconds())/n, "bare-ns")
+	b.ReportMetric(float64(tb)/float64(te), "bare/edge")
 }
 
 // bareLoop is a bare fasthttp server answering every request with the

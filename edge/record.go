@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
@@ -60,29 +59,55 @@ func (m *metrics) countSent(h *fasthttp.ResponseHeader, n int) {
 	m.bytesSent[enc].Add(float64(n))
 }
 
-// accessLog writes one line per request off the hot path: the handler
-// formats the line into a pooled buffer and hands it to a writer goroutine
-// over a bounded channel; when the writer falls behind, lines are dropped
-// and counted rather than slowing requests down.
+// accessLog writes one line per request off the hot path. The handler
+// formats its line in the request's scratch buffer and appends it to the
+// current batch under a mutex: one lock and one copy per line, no
+// allocation and no hand-off to another goroutine. A writer goroutine swaps
+// the batch for an empty one every flushInterval, or sooner once it holds
+// flushBytes, and writes it with one call. When log.access_buffer lines
+// are waiting, the writer is behind: new lines are dropped and counted,
+// never waited for. Reopen (SIGUSR1) reopens a file log, for logrotate.
 type accessLog struct {
-	json   bool
-	out    io.Writer
-	closer io.Closer
-	lines  chan *[]byte
-	// free recycles line buffers. Unlike a sync.Pool it is not emptied by
-	// garbage collection, so the hit path stays free of allocations once
-	// enough buffers circulate; created bounds how many ever exist.
-	free    chan *[]byte
-	created atomic.Int64
-	done    chan struct{}
-	m       *metrics
-	once    sync.Once
+	json bool
+	host bool   // combined format: the Host first (log.access_host)
+	path string // the file written, "" for stdout and stderr
+	max  int    // log.access_buffer
+	m    *metrics
+
+	mu      sync.Mutex // guards batch and pending
+	batch   []byte
+	pending int // lines in batch
+
+	// out, file and spare belong to the writer goroutine.
+	out   io.Writer
+	file  *os.File
+	spare []byte
+
+	stamp  atomic.Pointer[logStamp]
+	wake   chan struct{}   // the batch is large
+	reopen chan chan error // Reopen's requests
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+const (
+	flushInterval = 100 * time.Millisecond
+	flushBytes    = 64 << 10
+)
+
+// logStamp is the time of one second as the two formats write it.
+type logStamp struct {
+	sec      int64
+	combined []byte // "27/Nov/2026:12:00:00 +0000"
+	iso      []byte // "2026-11-27T12:00:00" (UTC)
 }
 
 // newAccessLog opens the access log; it returns nil (logging off) for
 // "off".
 func newAccessLog(c config.Log, m *metrics) (*accessLog, error) {
-	a := &accessLog{json: c.AccessFormat == "json", m: m}
+	a := &accessLog{json: c.AccessFormat == "json", host: c.AccessHost, max: c.AccessBuffer, m: m,
+		wake: make(chan struct{}, 1), reopen: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{})}
 	switch c.Access {
 	case "off":
 		return nil, nil
@@ -91,76 +116,92 @@ func newAccessLog(c config.Log, m *metrics) (*accessLog, error) {
 	case "stderr":
 		a.out = os.Stderr
 	default:
-		f, err := os.OpenFile(c.Access, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("log.access: %w", err)
+		a.path = c.Access
+		if err := a.openFile(); err != nil {
+			return nil, err
 		}
-		a.out, a.closer = f, f
 	}
-	a.lines = make(chan *[]byte, c.AccessBuffer)
-	a.free = make(chan *[]byte, c.AccessBuffer+1)
-	a.done = make(chan struct{})
 	go a.run()
 	return a, nil
 }
 
+// openFile opens (or reopens) the log file. Writer goroutine only, once
+// running.
+func (a *accessLog) openFile() error {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("log.access: %w", err)
+	}
+	if a.file != nil {
+		_ = a.file.Close()
+	}
+	a.out, a.file = f, f
+	return nil
+}
+
 func (a *accessLog) run() {
 	defer close(a.done)
-	w := bufio.NewWriterSize(a.out, 64<<10)
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
 	for {
-		b, ok := <-a.lines
-		if !ok {
-			_ = w.Flush()
+		select {
+		case <-a.stop:
+			a.flush()
+			if a.file != nil {
+				_ = a.file.Close()
+			}
 			return
-		}
-		_, _ = w.Write(*b) // a failing log writer must not stop the edge
-		a.put(b)
-		if len(a.lines) == 0 {
-			_ = w.Flush()
+		case <-t.C:
+			a.flush()
+		case <-a.wake:
+			a.flush()
+		case done := <-a.reopen:
+			a.flush()
+			if a.path == "" {
+				done <- nil
+				continue
+			}
+			done <- a.openFile()
 		}
 	}
 }
 
-func (a *accessLog) put(b *[]byte) {
-	if cap(*b) > 16<<10 {
-		a.created.Add(-1)
-		return
+// flush writes the current batch. Writer goroutine only.
+func (a *accessLog) flush() {
+	a.mu.Lock()
+	b := a.batch
+	a.batch, a.pending = a.spare[:0], 0
+	a.mu.Unlock()
+	if len(b) > 0 {
+		_, _ = a.out.Write(b) // a failing log writer must not stop the edge
 	}
-	*b = (*b)[:0]
-	select {
-	case a.free <- b:
-	default:
-		a.created.Add(-1)
-	}
+	a.spare = b
 }
 
-// get returns a line buffer, or nil when every buffer is in use (the
-// writer is behind: the line is dropped).
-func (a *accessLog) get() *[]byte {
-	select {
-	case b := <-a.free:
-		return b
-	default:
-	}
-	if a.created.Add(1) > int64(cap(a.free)) {
-		a.created.Add(-1)
+// Reopen reopens the access log file (after logrotate moved it), writing
+// what is pending to the old one first. A log on stdout or stderr is
+// left as it is.
+func (a *accessLog) Reopen() error {
+	if a == nil {
 		return nil
 	}
-	b := make([]byte, 0, 512)
-	return &b
+	done := make(chan error, 1)
+	select {
+	case a.reopen <- done:
+		return <-done
+	case <-a.done:
+		return nil
+	}
 }
 
-// close flushes what is queued and stops the writer.
+// close writes what is pending and stops the writer.
 func (a *accessLog) close() {
 	if a == nil {
 		return
 	}
 	a.once.Do(func() {
-		close(a.lines)
+		close(a.stop)
 		<-a.done
-		if a.closer != nil {
-			_ = a.closer.Close()
-		}
 	})
 }
 
@@ -169,32 +210,72 @@ func (a *accessLog) log(ctx *fasthttp.RequestCtx, r *request, status, n int, ela
 	if a == nil {
 		return
 	}
-	bp := a.get()
-	if bp == nil {
+	if a.json {
+		r.scratch = a.appendJSON(r.scratch[:0], ctx, r, status, n, elapsed)
+	} else {
+		r.scratch = a.appendCombined(r.scratch[:0], ctx, r, status, n, elapsed)
+	}
+	a.mu.Lock()
+	if a.pending >= a.max {
+		a.mu.Unlock()
 		a.m.accessLogDropped.Inc()
 		return
 	}
-	if a.json {
-		*bp = a.appendJSON(*bp, ctx, r, status, n, elapsed)
-	} else {
-		*bp = a.appendCombined(*bp, ctx, r, status, n, elapsed)
+	a.batch = append(a.batch, r.scratch...)
+	a.pending++
+	large := len(a.batch) >= flushBytes
+	a.mu.Unlock()
+	if large {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
 	}
-	select {
-	case a.lines <- bp:
-	default:
-		a.m.accessLogDropped.Inc()
-		a.put(bp)
+}
+
+// stampOf returns the formatted second of t, made once per second.
+func (a *accessLog) stampOf(t time.Time) *logStamp {
+	sec := t.Unix()
+	if s := a.stamp.Load(); s != nil && s.sec == sec {
+		return s
 	}
+	s := &logStamp{
+		sec:      sec,
+		combined: t.AppendFormat(nil, "02/Jan/2006:15:04:05 -0700"),
+		iso:      t.UTC().AppendFormat(nil, "2006-01-02T15:04:05"),
+	}
+	a.stamp.Store(s)
+	return s
+}
+
+// appendFraction appends v/unit with digits decimals (v ≥ 0), as
+// strconv.AppendFloat would, without floating point.
+func appendFraction(b []byte, v, unit int64, digits int) []byte {
+	b = strconv.AppendInt(b, v/unit, 10)
+	b = append(b, '.')
+	frac := v % unit
+	for d := unit / 10; d > 0 && digits > 0; d /= 10 {
+		b = append(b, byte('0'+frac/d%10))
+		digits--
+	}
+	return b
 }
 
 // appendCombined formats NCSA combined plus the X-Cache value and the
 // seconds taken, like varnishncsa with those two fields added:
 //
 //	127.0.0.1 - - [27/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1234 "-" "curl/8" HIT 0.000123
+//
+// With log.access_host the Host comes first, as in Apache's
+// vhost_combined: "www.example.com 127.0.0.1 - - [...".
 func (a *accessLog) appendCombined(b []byte, ctx *fasthttp.RequestCtx, r *request, status, n int, elapsed time.Duration) []byte {
+	if a.host {
+		b = appendLogField(b, ctx.Request.Header.Host())
+		b = append(b, ' ')
+	}
 	b = appendIP(b, ctx)
 	b = append(b, " - - ["...)
-	b = r.began.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, a.stampOf(r.began).combined...)
 	b = append(b, "] \""...)
 	b = appendLogSafe(b, ctx.Method())
 	b = append(b, ' ')
@@ -216,14 +297,17 @@ func (a *accessLog) appendCombined(b []byte, ctx *fasthttp.RequestCtx, r *reques
 	b = append(b, "\" "...)
 	b = append(b, resultNames[r.result]...)
 	b = append(b, ' ')
-	b = strconv.AppendFloat(b, elapsed.Seconds(), 'f', 6, 64)
+	b = appendFraction(b, max(int64(elapsed/time.Microsecond), 0), 1e6, 6)
 	return append(b, '\n')
 }
 
 // appendJSON formats one JSON object per line (docs/CONTRACTS.md).
 func (a *accessLog) appendJSON(b []byte, ctx *fasthttp.RequestCtx, r *request, status, n int, elapsed time.Duration) []byte {
 	b = append(b, `{"time":"`...)
-	b = r.began.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
+	b = append(b, a.stampOf(r.began).iso...)
+	b = append(b, '.')
+	b = appendPadded(b, int64(r.began.Nanosecond()/1000), 6)
+	b = append(b, 'Z')
 	b = append(b, `","remote":"`...)
 	b = appendIP(b, ctx)
 	b = append(b, `","method":`...)
@@ -245,8 +329,18 @@ func (a *accessLog) appendJSON(b []byte, ctx *fasthttp.RequestCtx, r *request, s
 	b = append(b, `,"cache":"`...)
 	b = append(b, resultNames[r.result]...)
 	b = append(b, `","duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(elapsed)/1e6, 'f', 3, 64)
+	b = appendFraction(b, max(int64(elapsed/time.Microsecond), 0), 1e3, 3)
 	return append(b, "}\n"...)
+}
+
+// appendPadded appends v (≥ 0) in at least width digits, zeros first.
+func appendPadded(b []byte, v int64, width int) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], v, 10)
+	for range width - len(d) {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 func appendIP(b []byte, ctx *fasthttp.RequestCtx) []byte {

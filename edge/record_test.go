@@ -64,7 +64,46 @@ func TestAccessLog(t *testing.T) {
 				v.Remote != "127.0.0.1" || (v.Cache != "MISS" && v.Cache != "HIT") || v.Time == "" {
 				t.Errorf("json line %d: %+v", i, v)
 			}
+			if when, err := time.Parse("2006-01-02T15:04:05.000000Z", v.Time); err != nil || time.Since(when) > time.Minute {
+				t.Errorf("json line %d: time %q (%v)", i, v.Time, err)
+			}
 		}
+	}
+}
+
+// TestAccessLogReopenAndHost: Reopen (SIGUSR1) makes the edge write to a
+// new file at the log's path after logrotate moved the old one, with the
+// lines before it in the old file; log.access_host puts the Host first.
+func TestAccessLogReopenAndHost(t *testing.T) {
+	o := startOrigin(t, fixed("hello", "Cache-Control", "max-age=60"))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	c := testConfig(o.addr())
+	c.Log.Access = path
+	c.Log.AccessHost = true
+	e := startEdge(t, c)
+	e.get("/before", "Host", "www.Example.com")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ReopenLog(); err != nil {
+		t.Fatal(err)
+	}
+	e.get("/after", "Host", "news.example.com")
+	e.access.close() // writes what is pending
+	old, err := os.ReadFile(path + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^www\.Example\.com 127\.0\.0\.1 - - \[.*\] "GET /before HTTP/1\.1" 200 5 `).Match(old) || strings.Count(string(old), "\n") != 1 {
+		t.Errorf("the rotated file: %q", old)
+	}
+	if !regexp.MustCompile(`^news\.example\.com 127\.0\.0\.1 - - \[.*\] "GET /after HTTP/1\.1" 200 5 `).Match(cur) || strings.Count(string(cur), "\n") != 1 {
+		t.Errorf("the reopened file: %q", cur)
 	}
 }
 

@@ -276,6 +276,11 @@ func (s *Server) closeBackground() {
 	})
 }
 
+// ReopenLog reopens the access log file, writing what is pending to the
+// old one first (after logrotate moved it: SIGUSR1). A log on stdout or
+// stderr, or none, is left as it is.
+func (s *Server) ReopenLog() error { return s.access.Reopen() }
+
 // now is the time of freshness decisions.
 func (s *Server) now() time.Time {
 	return s.clock.at(time.Now())

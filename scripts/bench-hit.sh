@@ -27,7 +27,11 @@ fi
 bare=127.0.0.1:19100
 edge=127.0.0.1:19180
 admin=127.0.0.1:19181
-for a in "$bare" "$edge" "$admin"; do
+# A second edge with the access log on, as it is by default (written to
+# /dev/null: the cost measured is making and writing the lines).
+logged=127.0.0.1:19182
+ladmin=127.0.0.1:19183
+for a in "$bare" "$edge" "$admin" "$logged" "$ladmin"; do
 	# Anything but "could not connect" (curl's 7) means something listens.
 	rc=0
 	curl -s -o /dev/null --max-time 1 "http://$a/" || rc=$?
@@ -52,8 +56,18 @@ YAML
 GOMAXPROCS=1 $server_cpu "$bin" edge --config "$cfg" &
 edge_pid=$!
 pids="$pids $edge_pid"
+lcfg=$(mktemp)
+cat >"$lcfg" <<YAML
+edge: {listen: "$logged", admin: "$ladmin", drain_delay: 0s}
+backends: {servers: [{address: "$bare"}]}
+log: {level: "warn"}
+YAML
+GOMAXPROCS=1 $server_cpu "$bin" edge --config "$lcfg" >/dev/null &
+logged_pid=$!
+pids="$pids $logged_pid"
 for i in $(seq 1 100); do
-	curl -fsS -o /dev/null --max-time 1 "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null --max-time 1 "http://$bare/2k" 2>/dev/null && break
+	curl -fsS -o /dev/null --max-time 1 "http://$edge/2k" 2>/dev/null && curl -fsS -o /dev/null --max-time 1 "http://$logged/2k" 2>/dev/null &&
+		curl -fsS -o /dev/null --max-time 1 "http://$bare/2k" 2>/dev/null && break
 	sleep 0.1
 done
 for p in $pids; do
@@ -62,10 +76,12 @@ for p in $pids; do
 		exit 1
 	fi
 done
-# Prime the cache (both encodings).
-for p in /2k /40k; do
-	curl -fsS -o /dev/null "http://$edge$p"
-	curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://$edge$p"
+# Prime the caches (both encodings).
+for e in "$edge" "$logged"; do
+	for p in /2k /40k; do
+		curl -fsS -o /dev/null "http://$e$p"
+		curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://$e$p"
+	done
 done
 
 # cputicks PID: the process's user and system CPU time so far, in clock
@@ -100,38 +116,49 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # It also prints each server's CPU time per request (from /proc, median of
 # the rounds) and their ratio: how much more CPU a hit costs the edge than
 # the bare server, whatever else the machine was doing meanwhile.
+#
+# The edge runs twice: with the access log off, and with it on as it is
+# by default. The last two columns are the logged edge's requests/s
+# (median) and the median of the rounds' logged/unlogged ratios: what the
+# access log costs.
 rounds=${ROUNDS:-5}
-printf '%-14s %11s %11s %13s %15s   %s\n' "case" "bare req/s" "edge req/s" "ratio of" "median of the" "CPU µs/request"
-printf '%-14s %11s %11s %13s %15s   %s\n' "" "(median)" "(median)" "the medians" "rounds' ratios" "bare, edge (bare/edge)"
+printf '%-14s %11s %11s %13s %15s   %-36s %11s %9s\n' "case" "bare req/s" "edge req/s" "ratio of" "median of the" "CPU µs/request" "log on" "log on/"
+printf '%-14s %11s %11s %13s %15s   %-36s %11s %9s\n' "" "(median)" "(median)" "the medians" "rounds' ratios" "bare, edge (bare/edge)" "req/s" "log off"
 for p in /2k /40k; do
 	for enc in gzip identity; do
 		hdr=""
 		[ "$enc" = gzip ] && hdr="Accept-Encoding: gzip"
-		bs="" es="" rs="" bc="" ec=""
+		bs="" es="" rs="" bc="" ec="" ls="" lr=""
 		for r in $(seq 1 "$rounds"); do
 			# Alternate which goes first: the first run of a pair tends
 			# to be faster on a shared machine.
 			if [ $((r % 2)) = 1 ]; then
 				bo=$(run "http://$bare$p" "$bare_pid" "$hdr")
 				eo=$(run "http://$edge$p" "$edge_pid" "$hdr")
+				lo=$(run "http://$logged$p" "$logged_pid" "$hdr")
 			else
+				lo=$(run "http://$logged$p" "$logged_pid" "$hdr")
 				eo=$(run "http://$edge$p" "$edge_pid" "$hdr")
 				bo=$(run "http://$bare$p" "$bare_pid" "$hdr")
 			fi
-			br=${bo% *} er=${eo% *}
-			bs="$bs $br" es="$es $er" bc="$bc ${bo#* }" ec="$ec ${eo#* }"
+			br=${bo% *} er=${eo% *} lgr=${lo% *}
+			bs="$bs $br" es="$es $er" bc="$bc ${bo#* }" ec="$ec ${eo#* }" ls="$ls $lgr"
 			rs="$rs $(echo "$er $br" | awk '{printf "%.4f", $1/$2}')"
+			lr="$lr $(echo "$lgr $er" | awk '{printf "%.4f", $1/$2}')"
 		done
 		b=$(echo $bs | tr ' ' '\n' | median)
 		e=$(echo $es | tr ' ' '\n' | median)
 		ratio=$(echo $rs | tr ' ' '\n' | median)
 		bcpu=$(echo $bc | tr ' ' '\n' | median)
 		ecpu=$(echo $ec | tr ' ' '\n' | median)
+		l=$(echo $ls | tr ' ' '\n' | median)
+		lratio=$(echo $lr | tr ' ' '\n' | median)
 		# Check the edge served hits, not misses.
 		xc=$(curl -fsS -o /dev/null -D - ${hdr:+-H "$hdr"} "http://$edge$p" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache" {print $2}')
-		printf '%-14s %11.0f %11.0f %12.1f%% %14.1f%%   %5.2f, %5.2f (%.1f%%)  (X-Cache: %s)\n' "${p#/} $enc" "$b" "$e" \
+		printf '%-14s %11.0f %11.0f %12.1f%% %14.1f%%   %5.2f, %5.2f (%5.1f%%) X-Cache: %-5s %11.0f %8.1f%%\n' "${p#/} $enc" "$b" "$e" \
 			"$(echo "$e $b" | awk '{printf "%.1f", 100*$1/$2}')" "$(echo "$ratio" | awk '{printf "%.1f", 100*$1}')" \
-			"$bcpu" "$ecpu" "$(echo "$bcpu $ecpu" | awk '{printf "%.1f", ($2 > 0 ? 100*$1/$2 : 0)}')" "$xc"
+			"$bcpu" "$ecpu" "$(echo "$bcpu $ecpu" | awk '{printf "%.1f", ($2 > 0 ? 100*$1/$2 : 0)}')" "$xc" \
+			"$l" "$(echo "$lratio" | awk '{printf "%.1f", 100*$1}')"
 	done
 done
-rm -f "$cfg"
+rm -f "$cfg" "$lcfg"

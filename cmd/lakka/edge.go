@@ -34,7 +34,8 @@ refreshed. The admin listener serves /healthz to anyone, and /metrics,
 LAKKA_ADMIN_TOKEN; the purge API also takes LAKKA_PURGE_TOKEN) or to the
 networks admin.allow_networks lists.
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
-requests finish) and exits 0.
+requests finish) and exits 0. SIGUSR1 reopens the access log file (for
+logrotate).
 
 Flags override the configuration file; see "lakka config default" for
 every key.`,
@@ -112,5 +113,23 @@ func runEdge(cmd *cobra.Command, cfg config.Config) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGUSR1 reopens the access log file (logrotate).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				if err := srv.ReopenLog(); err != nil {
+					logger.Error("reopen the access log", "err", err)
+				} else {
+					logger.Info("access log reopened")
+				}
+			}
+		}
+	}()
 	return srv.Run(ctx)
 }

@@ -13,7 +13,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -204,4 +206,73 @@ func TestExitStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	f(2, []string{"LAKKA_ORIGIN_TOKEN="}, "bench", "spike", "--target", "http://127.0.0.1:1", "--origin", "http://127.0.0.1:1", "--urls", urls, "--duration", "1s", "--spike-at", "0s")
+}
+
+// TestEdgeLogrotate: after logrotate moves the access log and sends
+// SIGUSR1, the edge writes to a new file at the old path; the lines from
+// before stay in the moved one.
+func TestEdgeLogrotate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("signals")
+	}
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "from origin")
+	}))
+	defer o.Close()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	cfg := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfg, []byte("log: {access: "+logPath+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, cmd, logs := startBinary(t, listening, nil, "edge", "--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--backend", strings.TrimPrefix(o.URL, "http://"))
+	get := func(path string) {
+		t.Helper()
+		resp, err := http.Get("http://" + a[0] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// waitFor polls until file holds a line with want.
+	waitFor := func(file, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			b, _ := os.ReadFile(file)
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no line with %q after 5 s; it holds:\n%s\nedge log:\n%s", file, want, b, logs())
+			}
+		}
+	}
+	get("/before")
+	waitFor(logPath, "GET /before ")
+	rotated := logPath + ".1"
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	get("/between") // still written to the moved file
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs(), "access log reopened"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reopen after SIGUSR1:\n%s", logs())
+		}
+	}
+	get("/after")
+	waitFor(logPath, "GET /after ")
+	waitFor(rotated, "GET /between ")
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "/before") || strings.Contains(string(b), "/between") {
+		t.Errorf("the new file holds lines from before the reopen:\n%s", b)
+	}
+	stopBinary(t, cmd, logs)
 }
