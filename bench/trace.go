@@ -190,7 +190,9 @@ func (r *Record) setURI(uri string) error {
 	}
 	r.Host = u.Host
 	r.URI = u.RequestURI()
-	if !strings.HasPrefix(r.URI, "/") || strings.ContainsAny(r.URI, " \t\r\n") {
+	// "http://host//x" has the path "//x", which a client would send as
+	// a scheme-relative reference: refused like "//x" itself.
+	if !strings.HasPrefix(r.URI, "/") || strings.HasPrefix(r.URI, "//") || strings.ContainsAny(r.URI, " \t\r\n") {
 		return badLine("uri %q", truncate(uri))
 	}
 	return nil
