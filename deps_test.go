@@ -20,11 +20,12 @@ var allowed = map[string][]string{
 	"purge":       {},
 	"edge":        {"cachepolicy", "config", "purge"},
 	// edge's parts with invariants of their own import only downward:
-	// cachekey and coding are leaves, store builds on cachekey, and none
-	// of them knows edge itself.
+	// cachekey, coding and slab are leaves, store builds on cachekey and
+	// slab, and none of them knows edge itself.
 	"edge/internal/cachekey": {"cachepolicy"},
 	"edge/internal/coding":   {},
-	"edge/internal/store":    {"cachepolicy", "config", "edge/internal/cachekey"},
+	"edge/internal/slab":     {},
+	"edge/internal/store":    {"cachepolicy", "config", "edge/internal/cachekey", "edge/internal/slab"},
 	"edge/internal/backend":  {"cachepolicy", "config"},
 	"origin":                 {"config", "purge"},
 	"origin/surrogate":       {},
@@ -42,6 +43,7 @@ var thirdParty = map[string][]string{
 	"edge":                   {"github.com/valyala/fasthttp", "github.com/klauspost/compress", "github.com/prometheus/client_golang", "github.com/prometheus/client_model"},
 	"edge/internal/cachekey": {"github.com/valyala/fasthttp"},
 	"edge/internal/coding":   {"github.com/klauspost/compress"},
+	"edge/internal/slab":     {},
 	"edge/internal/store":    {"github.com/dgraph-io/ristretto/v2", "github.com/prometheus/client_golang", "github.com/valyala/fasthttp"},
 	"edge/internal/backend":  {"github.com/valyala/fasthttp", "github.com/prometheus/client_golang"},
 	"origin":                 {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},
