@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/bits"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fasthttp"
@@ -63,8 +66,11 @@ type fetchView struct {
 
 // absorbed is the outcome of absorbing a backend response.
 type absorbed struct {
-	entry  *store.Entry // the object (nil when not storable or on error)
-	stored bool         // entry went to the store
+	// entry is the object (nil when not storable or on error); absorb's
+	// caller holds its builder's reference and releases it (a request
+	// through request.hold).
+	entry  *store.Entry
+	stored bool // entry went to the store
 	// body is the fully read body when the response was not turned into an
 	// entry; tooLarge says the body is still streaming.
 	body     []byte
@@ -99,13 +105,19 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 	}
 	if status == fasthttp.StatusNotModified && stale != nil {
 		e := a.refreshed(stale, fr)
+		sealed := a.seal(e, true)
 		out.entry, out.notMod = e, true
-		// Same body: the decoded copy carries over (read it before the
-		// store replaces, and so drops, the stale entry).
-		copied := stale.Identity()
-		out.stored = !reqCC.NoStore && a.put(e, startGen)
+		// Same body: the decoded copy carries over. Take it (and a
+		// reference on it) before the store replaces, and so drops, the
+		// stale entry.
+		var copied *store.Copy
+		if it := stale.Identity(); it != nil && it.Value().Acquire() {
+			copied = it.Value()
+			defer copied.Release()
+		}
+		out.stored = !reqCC.NoStore && sealed && a.put(e, startGen)
 		if copied != nil && out.stored {
-			a.store.Identity.Keep(e, copied.Value(), int64(len(copied.Value())))
+			a.store.Identity.Keep(e, copied, copied.Size())
 		}
 		return out
 	}
@@ -164,8 +176,48 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 		return out
 	}
 	out.entry = e
-	out.stored = a.put(e, startGen)
+	var sealed bool
+	sealed, out.stored = a.storeNew(e, body, startGen)
+	if sealed {
+		out.body = nil // recycled
+	}
 	return out
+}
+
+// storeNew seals e, which newEntry built from body (read by readBody), and
+// stores it unless a purge raced its fetch. Once sealed, e has its own
+// copy: the buffers body was read into and compressed into are recycled
+// (the caller must not use body any more).
+func (a *absorber) storeNew(e *store.Entry, body []byte, startGen uint64) (sealed, stored bool) {
+	built := e.Body // body, or what storeBody compressed it into
+	if !a.seal(e, false) {
+		return false, false
+	}
+	stored = a.put(e, startGen)
+	putBodyBuf(body)
+	if len(built) > 0 && len(body) > 0 && unsafe.SliceData(built) != unsafe.SliceData(body) {
+		putBodyBuf(built)
+	}
+	return true, stored
+}
+
+// seal moves e's stored bytes out of the Go heap (store.Seal); its caller
+// then holds e's first reference (absorbed.entry says who releases it).
+// When the pool is full, e is counted as not stored and stays on the heap;
+// borrowed says its body is still the stale entry's it revalidated, which
+// e must not outlive: it is copied.
+func (a *absorber) seal(e *store.Entry, borrowed bool) bool {
+	if a.store.Seal(e) {
+		return true
+	}
+	a.m.notStored.WithLabelValues("memory").Inc()
+	if borrowed {
+		e.Body = bytes.Clone(e.Body)
+		if e.Zstd != nil {
+			e.Zstd.Body = bytes.Clone(e.Zstd.Body)
+		}
+	}
+	return false
 }
 
 // rules returns the caching rules of the route matching a URL key.
@@ -198,7 +250,7 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 		if int64(len(b)) > limit {
 			return b, errBodyTooLarge
 		}
-		return append([]byte(nil), b...), nil
+		return append(getBodyBuf(len(b))[:0], b...), nil
 	}
 	cl := int64(resp.Header.ContentLength())
 	if cl > limit {
@@ -207,7 +259,7 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 	if cl >= 0 {
 		// Exactly cl bytes: a bytes.Buffer would double its capacity
 		// looking for the end.
-		buf := make([]byte, cl)
+		buf := getBodyBuf(int(cl))
 		n, err := io.ReadFull(resp.BodyStream(), buf)
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -313,4 +365,49 @@ func (a *absorber) corruptHook(url []byte) func(error) {
 func (a *absorber) corruptGzip(url []byte, err error) {
 	a.m.gzipErrors.Inc()
 	a.log.Warn("origin sent a gzip body that does not decode", "url", string(url), "err", err)
+}
+
+// Body buffers: a fetched body is read into one (and a compressible one
+// compressed into another) until the entry is sealed into a slot, then
+// they are used again for the next fetch. Without them every miss would
+// leave its body's size of garbage on the Go heap, and the collector,
+// which no longer has the cache's bytes in its heap to pace it, would run
+// many times as often (BenchmarkChurnGC). Sizes are powers of two from 4
+// KiB to 8 MiB; larger buffers are left to the collector.
+const (
+	minBodyShift = 12
+	bodyClasses  = 12
+)
+
+var bodyBufs [bodyClasses]sync.Pool // *[]byte of cap 1<<(minBodyShift+class)
+
+// bodyClass returns the class of buffers that hold n bytes, or -1.
+func bodyClass(n int) int {
+	c := max(bits.Len(uint(max(n, 1)-1))-minBodyShift, 0)
+	if c >= bodyClasses {
+		return -1
+	}
+	return c
+}
+
+// getBodyBuf returns a buffer of length n, recycled when one is free.
+func getBodyBuf(n int) []byte {
+	c := bodyClass(n)
+	if c < 0 {
+		return make([]byte, n)
+	}
+	if p, _ := bodyBufs[c].Get().(*[]byte); p != nil {
+		return (*p)[:n]
+	}
+	return make([]byte, n, 1<<(minBodyShift+c))
+}
+
+// putBodyBuf recycles a buffer getBodyBuf made; nothing may use it after.
+func putBodyBuf(b []byte) {
+	c := bodyClass(cap(b))
+	if c < 0 || cap(b) != 1<<(minBodyShift+c) {
+		return // not one of ours
+	}
+	b = b[:0]
+	bodyBufs[c].Put(&b)
 }

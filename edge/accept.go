@@ -25,6 +25,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	r.result, r.detail = resError, detailNone
 	r.began = ctx.Time()
 	r.now = s.clock.at(r.began)
+	r.sent = -1
 	defer func() {
 		if p := recover(); p != nil {
 			s.logPanic(p)
@@ -35,6 +36,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetConnectionClose()
 		}
 		s.record(r)
+		r.releaseHeld()
 		r.ctx = nil
 		if cap(r.key) <= maxRetainedScratch && cap(r.vkey) <= maxRetainedScratch && cap(r.scratch) <= maxRetainedScratch {
 			s.requests.Put(r)
@@ -98,6 +100,9 @@ func (r *request) serve() {
 			r.reject(fasthttp.StatusGatewayTimeout, detailOnlyIfCached)
 		case foundNothing:
 			if r.fetchShared(fkey, stale, attempt < 2) {
+				// Nothing was served: what this attempt held is
+				// looked up again.
+				r.releaseHeld()
 				continue
 			}
 		}

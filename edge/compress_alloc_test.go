@@ -27,7 +27,7 @@ func TestCompressedHitsDoNoWork(t *testing.T) {
 		{"If-None-Match", `"abc"`},
 		{"Range", "bytes=100-199", "Accept-Encoding", "gzip"},
 	} {
-		ctx := hitCtx("/page", hdrs...)
+		ctx := hitCtx(t, "/page", hdrs...)
 		serveHit(e, ctx)
 		work := func() float64 {
 			return counter(e.m.compressions[cachepolicy.Gzip]) + counter(e.m.compressions[cachepolicy.Zstd]) + counter(e.m.decompressions)

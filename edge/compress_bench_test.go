@@ -30,7 +30,7 @@ func BenchmarkCompressedHit(b *testing.B) {
 					body = page(size)
 				}
 				e := primedEdgeBody(b, body, true)
-				ctx := hitCtx("/page", "Accept-Encoding", ae)
+				ctx := hitCtx(b, "/page", "Accept-Encoding", ae)
 				serveHit(e, ctx) // the decoded copy, for identity
 				wantCE := map[string]string{"gzip": "gzip", "zstd": "zstd", "identity": ""}[ae]
 				if got := string(ctx.Response.Header.ContentEncoding()); got != wantCE {
@@ -41,7 +41,7 @@ func BenchmarkCompressedHit(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
-					ctx := hitCtx("/page", "Accept-Encoding", ae)
+					ctx := hitCtx(b, "/page", "Accept-Encoding", ae)
 					for pb.Next() {
 						serveHit(e, ctx)
 						if ctx.Response.Header.Peek("X-Cache")[0] != 'H' {
@@ -123,7 +123,7 @@ func BenchmarkMissStoresOnce(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		ctx := hitCtx("/p/"+strconv.Itoa(i), "Accept-Encoding", "gzip")
+		ctx := hitCtx(b, "/p/"+strconv.Itoa(i), "Accept-Encoding", "gzip")
 		e.handle(ctx)
 		if ctx.Response.StatusCode() != http.StatusOK {
 			b.Fatalf("status %d", ctx.Response.StatusCode())
@@ -137,8 +137,8 @@ func BenchmarkMissStoresOnce(b *testing.B) {
 // alike, and reports their ratio: issue 7 wants identity within 1.2x.
 func BenchmarkIdentityVsGzipHit(b *testing.B) {
 	e := primedEdgeBody(b, newsPage(40<<10), false)
-	gz := hitCtx("/page", "Accept-Encoding", "gzip")
-	id := hitCtx("/page", "Accept-Encoding", "identity")
+	gz := hitCtx(b, "/page", "Accept-Encoding", "gzip")
+	id := hitCtx(b, "/page", "Accept-Encoding", "identity")
 	serveHit(e, id) // the decoded copy
 	const batch = 32
 	var tg, ti time.Duration
@@ -201,7 +201,7 @@ func primedEdgeBody(b *testing.B, body string, zstd bool) *testEdge {
 	c.Log.Access = "off"
 	c.Compression.Zstd = zstd
 	e := startEdge(b, c)
-	ctx := hitCtx("/page")
+	ctx := hitCtx(b, "/page")
 	e.handle(ctx)
 	if ctx.Response.StatusCode() != http.StatusOK {
 		b.Fatalf("priming: status %d", ctx.Response.StatusCode())

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
 // origin is a real HTTP origin on 127.0.0.1 for tests: it counts requests
@@ -107,8 +108,40 @@ func startEdgeWith(t testing.TB, c config.Config, sm seams) *testEdge {
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		checkSlots(t, s)
 	})
 	return te
+}
+
+// stored returns the entry stored under key, acquired until the test
+// ends (its bytes may be read), or nil.
+func (te *testEdge) stored(key []byte) *store.Entry {
+	e := te.store.Get(key)
+	if e != nil {
+		te.t.Cleanup(e.Release) // before the edge stops: cleanups run last first
+	}
+	return e
+}
+
+// checkSlots fails the test if, once the edge stopped, a slot of its
+// store's pool is still in use: a reference taken and never released
+// (its memory would never be reused). Bodies written to connections that
+// were just closed are released as fasthttp lets go of them: allow a
+// moment.
+func checkSlots(t testing.TB, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st := s.store.SlabStats()
+		if st.Slots == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d slots (%d bytes) still in use after the edge stopped: a reference leaked", st.Slots, st.Live)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type testWriter struct{ t testing.TB }

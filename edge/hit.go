@@ -2,7 +2,9 @@ package edge
 
 import (
 	"bytes"
+	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -44,12 +46,17 @@ func (r *request) lookup() (f found, fkey []byte, stale *store.Entry) {
 	s := r.s
 	now := r.now
 	fkey = r.key
-	e := s.store.Get(r.key)
+	// Entries from the store are acquired: their stored bytes stay valid
+	// while the request holds them.
+	e := s.store.Peek(r.key)
 	if e != nil && e.Kind == store.KindVary {
 		r.vkey = cachekey.AppendVariant(r.vkey[:0], r.key, e.VaryNames, &r.ctx.Request.Header)
 		fkey = r.vkey
 		e = s.store.Get(fkey)
+	} else if e != nil && !e.Acquire() {
+		e = nil
 	}
+	r.hold(e)
 	if e != nil && e.Kind == store.KindHitForMiss {
 		if e.Age(now) < e.TTL && !e.Dead() {
 			s.m.hitForMiss.Inc()
@@ -157,13 +164,15 @@ func (r *request) serveEntry(e *store.Entry) bool {
 	}
 	switch enc {
 	case cachepolicy.Gzip:
-		r.setBody(e.Body)
+		r.setBody(e, e.Body)
 		return true
 	case cachepolicy.Zstd:
-		r.setBody(e.Zstd.Body)
+		r.setBody(e, e.Zstd.Body)
 		return true
 	}
-	body := e.Body
+	// owner holds body's bytes: the entry, or its decoded copy.
+	var body []byte = e.Body
+	var owner heldBytes = e
 	if e.Enc == cachepolicy.Gzip {
 		if r.isHEAD {
 			// The decoded length is known: HEAD decodes nothing.
@@ -171,25 +180,28 @@ func (r *request) serveEntry(e *store.Entry) bool {
 			ctx.Response.SkipBody = true
 			return true
 		}
-		body = r.s.identityOf(e)
-		if body == nil {
-			// Too large to keep decoded: decode while sending.
+		c := r.s.identityOf(e)
+		if c == nil {
+			// Too large to keep decoded: decode while sending, holding
+			// the stored body until done.
 			st, err := coding.NewGunzipStream(e.Body)
 			if err != nil {
 				panic("BUG: stored gzip body does not decode: " + err.Error())
 			}
 			r.s.m.decompressions.Inc()
-			ctx.SetBodyStream(st, int(e.IdentityLen))
+			ctx.SetBodyStream(&heldStream{GunzipStream: st, e: r.keep(e)}, int(e.IdentityLen))
 			return true
 		}
+		r.holdBytes(c)
+		body, owner = c.Bytes(), c
 	}
 	if rangeReq {
 		h.SetBytesKV(hdrAcceptRanges, valBytes)
-		if r.serveRange(e, body) {
+		if r.serveRange(e, owner, body) {
 			return true
 		}
 	}
-	r.setBody(body)
+	r.setBody(owner, body)
 	return true
 }
 
@@ -262,44 +274,142 @@ func (r *request) startFrom(e *store.Entry) {
 	}
 }
 
-// setBody sets a stored (immutable) body without copying it.
-func (r *request) setBody(body []byte) {
+// setBody sets a stored (immutable) body without copying it. A body in
+// the slot of owner (nil: the body is on the heap) is sent through an
+// entryBody, which keeps the request's reference on owner until fasthttp
+// has written it: the slot is not reused under a slow client.
+func (r *request) setBody(owner heldBytes, body []byte) {
 	if r.isHEAD {
 		r.ctx.Response.Header.SetContentLength(len(body))
 		r.ctx.Response.SkipBody = true
 		return
 	}
-	r.ctx.Response.SetBodyRaw(body)
+	r.sent = len(body)
+	if owner == nil || !owner.Sealed() || len(body) == 0 {
+		r.ctx.Response.SetBodyRaw(body)
+		return
+	}
+	if len(body) <= copyBodyBytes {
+		// Copying a small body into the response's own buffer costs
+		// less than holding the slot until it is written.
+		r.ctx.Response.SetBody(body)
+		return
+	}
+	eb := entryBodies.Get().(*entryBody)
+	eb.e, eb.b = r.keep(owner), body
+	r.ctx.Response.SetBodyStream(eb, len(body))
 }
 
-// identityOf returns the decoded body of a gzip entry: the kept copy (a
-// hit: one atomic load, no allocation), or decoded now and offered to the
-// identity pool. It returns nil when the body is too large to keep
-// decoded.
-func (s *Server) identityOf(e *store.Entry) []byte {
-	if c := e.Identity(); c != nil {
-		return c.Use()
+// copyBodyBytes is the largest stored body a hit copies rather than
+// sends from its slot (setBody).
+const copyBodyBytes = 8 << 10
+
+// keep hands over the request's reference on e (taken when the request
+// acquired it) to something that outlives the handler, a body being
+// written; e stays readable until that releases it. When the request
+// holds e more than once only one reference moves.
+func (r *request) keep(e heldBytes) heldBytes {
+	for i := range r.nheld {
+		if r.held[i] == e {
+			r.nheld--
+			r.held[i], r.held[r.nheld] = r.held[r.nheld], nil
+			return e
+		}
 	}
-	if e.IdentityLen > s.store.Identity.MaxSize() {
-		return nil
+	panic("BUG: sending the body of an entry the request does not hold")
+}
+
+// entryBody is a stored body being written to a client. fasthttp writes
+// it with WriteTo (no copy: the slot's bytes go to the connection's
+// buffer or socket) and closes it when done or failed, which releases the
+// entry's slot. Pooled: a hit allocates nothing.
+type entryBody struct {
+	e heldBytes
+	b []byte
+}
+
+var entryBodies = sync.Pool{New: func() any { return new(entryBody) }}
+
+func (eb *entryBody) Read(p []byte) (int, error) {
+	if len(eb.b) == 0 {
+		return 0, io.EOF
 	}
-	b, err := coding.GunzipExact(e.Body, e.IdentityLen)
+	n := copy(p, eb.b)
+	eb.b = eb.b[n:]
+	return n, nil
+}
+
+// WriteTo writes what is left of the body to w.
+func (eb *entryBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(eb.b)
+	eb.b = eb.b[n:]
+	return int64(n), err
+}
+
+// Close releases the entry and returns the reader to its pool.
+func (eb *entryBody) Close() error {
+	if eb.e != nil {
+		eb.e.Release()
+	}
+	eb.e, eb.b = nil, nil
+	entryBodies.Put(eb)
+	return nil
+}
+
+// heldStream is a stream made from a stored body (its decoding) that
+// releases the entry when fasthttp closes it.
+type heldStream struct {
+	*coding.GunzipStream
+	e heldBytes
+}
+
+func (h *heldStream) Close() error {
+	err := h.GunzipStream.Close()
+	h.e.Release()
+	return err
+}
+
+// identityOf returns the decoded copy of a gzip entry's body, with a
+// reference the caller holds: the kept copy (a hit: no allocation), or
+// decoded now (into a slot of the store's pool when there is room) and
+// offered to the identity pool. It returns nil when the body is too
+// large to keep decoded.
+func (s *Server) identityOf(e *store.Entry) *store.Copy {
+	if it := e.Identity(); it != nil {
+		if c := it.Use(); c.Acquire() {
+			return c
+		}
+	}
+	if s.store.ClassSize(e.IdentityLen) > s.store.Identity.MaxSize() {
+		return nil // the pool would not keep it: decoded while sent
+	}
+	c := s.store.NewCopy(e.IdentityLen)
+	var err error
+	if c != nil {
+		err = coding.GunzipInto(c.Bytes(), e.Body)
+	} else {
+		var b []byte
+		b, err = coding.GunzipExact(e.Body, e.IdentityLen)
+		c = store.HeapCopy(b)
+	}
 	if err != nil {
+		c.Release()
 		panic("BUG: stored gzip body does not decode: " + err.Error())
 	}
 	s.m.decompressions.Inc()
-	if e.InStore() {
+	if e.InStore() && c.Sealed() {
 		// Only objects in the store: one served once and never stored
 		// would hold its copy (and itself) until the pool cycles.
-		s.store.Identity.Keep(e, b, int64(len(b)))
+		s.store.Identity.Keep(e, c, c.Size())
 	}
-	return b
+	return c
 }
 
-// serveRange answers a single satisfiable byte range with 206, an
-// unsatisfiable one with 416; it reports false to send the whole body
-// (other ranges, or an If-Range that does not match).
-func (r *request) serveRange(e *store.Entry, body []byte) bool {
+// serveRange answers a single satisfiable byte range of body (held by
+// owner) with 206, an unsatisfiable one
+// with 416; it reports false to send the whole body (other ranges, or an
+// If-Range that does not match).
+func (r *request) serveRange(e *store.Entry, owner heldBytes, body []byte) bool {
 	ctx := r.ctx
 	if ir := ctx.Request.Header.Peek(strIfRange); len(ir) > 0 {
 		etag := e.ETagFor(cachepolicy.Identity)
@@ -332,7 +442,7 @@ func (r *request) serveRange(e *store.Entry, body []byte) bool {
 	r.scratch = strconv.AppendInt(r.scratch, size, 10)
 	h.SetBytesKV(hdrContentRange, r.scratch)
 	setStatus(h, fasthttp.StatusPartialContent)
-	ctx.Response.SetBodyRaw(body[start : end+1])
+	r.setBody(owner, body[start:end+1])
 	return true
 }
 

@@ -131,13 +131,13 @@ func TestCopiedHitHeaderSameBytes(t *testing.T) {
 				t.Errorf("status line %q, want %q", bytes.SplitN(copied, []byte("\n"), 2)[0], tc.line)
 			}
 			key := []byte("example.com" + path)
-			en := e.store.Get(key)
+			en := e.stored(key)
 			if en != nil && en.Kind == store.KindVary {
 				var h fasthttp.RequestHeader
 				for i := 0; i+1 < len(tc.headers); i += 2 {
 					h.Add(tc.headers[i], tc.headers[i+1])
 				}
-				en = e.store.Get(cachekey.AppendVariant(nil, key, en.VaryNames, &h))
+				en = e.stored(cachekey.AppendVariant(nil, key, en.VaryNames, &h))
 			}
 			if en == nil || en.Headers() == nil {
 				t.Fatalf("the hit kept no header")
@@ -187,7 +187,7 @@ func TestHitHeaderFollowsTheClock(t *testing.T) {
 	req := []byte("GET /story HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: gzip\r\n\r\n")
 	lc.send(req) // the miss
 	e.settle()
-	en := e.store.Get([]byte("example.com/story"))
+	en := e.stored([]byte("example.com/story"))
 	if en == nil {
 		t.Fatal("not stored")
 	}
@@ -297,7 +297,7 @@ func TestHitHeadersCounted(t *testing.T) {
 	get("/html", "gzip") // the misses
 	get("/png", "gzip")
 	e.settle()
-	html, png := e.store.Get([]byte("example.com/html")), e.store.Get([]byte("example.com/png"))
+	html, png := e.stored([]byte("example.com/html")), e.stored([]byte("example.com/png"))
 	if html == nil || png == nil || html.Enc != cachepolicy.Gzip || png.Enc != cachepolicy.Identity {
 		t.Fatalf("want /html stored gzip and /png identity")
 	}

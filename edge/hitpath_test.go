@@ -27,7 +27,7 @@ func TestHitAllocatesNothing(t *testing.T) {
 				// slow log writer drops lines instead of allocating.
 				c.Log.AccessBuffer = 16
 			})
-			ctx := hitCtx("/page", hdrs...)
+			ctx := hitCtx(t, "/page", hdrs...)
 			for range 1000 { // warm the pools and the decoded copy
 				serveHit(e, ctx)
 			}

@@ -20,7 +20,7 @@ func TestVaryHitAllocatesNothing(t *testing.T) {
 		{"Accept-Language", "fi", "Connection", "keep-alive"},
 		{"Accept-Language", "en", "Connection", "keep-alive, X-Debug", "X-Debug", "1"},
 	} {
-		ctx := hitCtx("/page", hdrs...)
+		ctx := hitCtx(t, "/page", hdrs...)
 		e.handle(ctx)
 		if ctx.Response.StatusCode() != http.StatusOK {
 			t.Fatalf("priming %v: status %d", hdrs, ctx.Response.StatusCode())

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lakka-cache/lakka/cachepolicy"
 	"github.com/lakka-cache/lakka/edge/internal/backend"
+	"github.com/lakka-cache/lakka/edge/internal/slab"
 	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
@@ -62,7 +63,9 @@ const (
 
 var purgeKindNames = [numPurgeKinds]string{"url", "tag", "all"}
 
-func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (*metrics, error) {
+// newMetrics makes and registers the edge's metrics; st returns the store
+// (made after the metrics, which it uses) when a gauge is read.
+func newMetrics(reg prometheus.Registerer, st func() *store.Store) (*metrics, error) {
 	m := &metrics{}
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_requests_total",
@@ -280,11 +283,26 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 	objects := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lakka_edge_cache_objects",
 		Help: "Objects in the store (responses, variants and markers).",
-	}, func() float64 { o, _ := st(); return o })
+	}, func() float64 { o, _ := st().Size(); return float64(o) })
 	bytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lakka_edge_cache_bytes",
 		Help: "Bytes the stored objects count against cache.size_bytes.",
-	}, func() float64 { _, b := st(); return b })
+	}, func() float64 { _, b := st().Size(); return float64(b) })
+	slabBytes := func(state string, v func(slab.Stats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "lakka_edge_slab_bytes",
+			Help:        "Memory of stored bodies, headers and decoded copies, kept outside the Go heap, by state: live (slots in use, by slot size), resident (pages not given back to the kernel), retained (resident pages of free slots, kept so that reuse does not fault them in again), mapped (address space).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 { return float64(v(st().SlabStats())) })
+	}
+	slabLive := slabBytes("live", func(s slab.Stats) int64 { return s.Live })
+	slabResident := slabBytes("resident", func(s slab.Stats) int64 { return s.Resident })
+	slabRetained := slabBytes("retained", func(s slab.Stats) int64 { return s.Retained })
+	slabMapped := slabBytes("mapped", func(s slab.Stats) int64 { return s.Mapped })
+	slabRefused := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lakka_edge_slab_refusals_total",
+		Help: "Objects and decoded copies not kept because the slots were full (bodies still being sent to slow clients hold slots after their objects left).",
+	}, func() float64 { return float64(st().SlabStats().Failed) })
 
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, badRequest, m.backends.Fetches, m.backends.FetchDuration,
@@ -292,6 +310,7 @@ func newMetrics(reg prometheus.Registerer, st func() (objects, bytes float64)) (
 		m.store.Evictions, m.store.Rejections, m.invalidations, m.store.IdentityBytes, m.store.IdentityDropped,
 		m.store.HeaderBytes, m.store.HeadersDropped, m.headersMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
+		slabLive, slabResident, slabRetained, slabMapped, slabRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,

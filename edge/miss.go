@@ -61,6 +61,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 		return false
 	}
 	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{h: &r.ctx.Request.Header})
+	r.hold(out.entry) // the builder's reference
 	f.publish(out)
 	finished = true
 	s.flights.finish(fkey, f)
@@ -99,8 +100,18 @@ func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool
 
 // fetched answers a waiter with what the finished fetch f brought.
 func (r *request) fetched(f *flight, stale *store.Entry, mayRetry bool) (retry bool) {
+	selected := f.entry != nil && selects(&r.ctx.Request.Header, f.entry)
+	if selected && !r.acquire(f.entry) {
+		// Its last reference went before this waiter woke (not stored,
+		// or evicted at once): look up again, or fetch alone.
+		if mayRetry {
+			return true
+		}
+		r.fetchDirect(detailNotStored)
+		return false
+	}
 	switch {
-	case f.entry != nil && selects(&r.ctx.Request.Header, f.entry):
+	case selected:
 		r.result, r.detail = resMiss, detailCollapsed
 		r.serveOrPass(f.entry)
 	case f.entry != nil && mayRetry:
@@ -168,7 +179,12 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 	}
 	r.upstream(modeCache, stale, bg.req)
 	r.ctx.Request.Header.CopyTo(&bg.h)
+	// The background fetch revalidates stale after this request may have
+	// ended: a reference of its own (the request holds one, so this one
+	// cannot fail).
+	stale.Acquire()
 	if !s.refresh.enqueueFetch(bg) {
+		stale.Release()
 		fasthttp.ReleaseRequest(bg.req)
 		return false
 	}
@@ -197,6 +213,7 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 
 // answer answers a client with the outcome of the background fetch it led.
 func (r *request) answer(res bgResult, stale *store.Entry) {
+	r.hold(res.out.entry) // the builder's reference, handed over
 	if res.err != nil {
 		r.s.logFetchError(r.key, res.err)
 		if !r.serveStale(stale, detailOriginDown) {
@@ -213,7 +230,9 @@ func (r *request) answer(res bgResult, stale *store.Entry) {
 func (s *Server) fetchInBackground(bg *bgFetch) {
 	f := bg.f
 	var fr *backend.Fetched
+	var built *store.Entry // absorb's, until handed to the client
 	finished := false
+	defer bg.stale.Release()
 	defer func() {
 		if p := recover(); p != nil {
 			if !finished {
@@ -222,6 +241,9 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 			}
 			if fr != nil {
 				fr.Release()
+			}
+			if built != nil {
+				built.Release()
 			}
 			s.logPanic(p)
 			bg.hand(bgResult{err: errBackgroundPanic})
@@ -239,14 +261,40 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		return
 	}
 	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{h: &bg.h})
+	built = out.entry
 	f.publish(out)
 	finished = true
 	s.flights.finish(bg.fkey, f)
 	if !bg.hand(bgResult{fr: fr, out: out}) {
 		fr.Release()
+		if out.entry != nil {
+			out.entry.Release() // the builder's: nobody took it
+		}
 	}
-	fr = nil // released, or the client's
+	fr, built = nil, nil // released, or the client's
 }
+
+// dropJob undoes a background job that will not run (the edge is
+// stopping): a refresh gives back its entry, a fetch fails its flight and
+// its client and gives back its stale copy.
+func (s *Server) dropJob(j job) {
+	if j.e != nil {
+		j.e.EndRefresh(time.Time{})
+		j.e.Release()
+		return
+	}
+	bg := j.bg
+	bg.f.status, bg.f.noAnswer = fasthttp.StatusServiceUnavailable, true
+	s.flights.finish(bg.fkey, bg.f)
+	fasthttp.ReleaseRequest(bg.req)
+	bg.req = nil
+	bg.stale.Release()
+	bg.hand(bgResult{err: errStopping})
+}
+
+// errStopping is what a client hears of a background fetch dropped
+// because the edge is stopping.
+var errStopping = errors.New("edge: stopping")
 
 // errBackgroundPanic is what a client hears of a background fetch that
 // panicked.
@@ -290,6 +338,9 @@ func (r *request) serveOrPass(e *store.Entry) {
 // absorb made of the origin's response: the stored (or storable) object,
 // stale content when the origin failed, an error, or the origin's answer
 // relayed as it is.
+//
+// The request takes over the builder's reference on out.entry (from a
+// background fetch, answer has already).
 func (r *request) deliver(fr *backend.Fetched, out absorbed, stale *store.Entry) {
 	switch {
 	case out.entry != nil:
@@ -361,6 +412,7 @@ func (r *request) fetchDirect(why detail) {
 		h:             &r.ctx.Request.Header,
 		authorization: len(r.ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0,
 	})
+	r.hold(out.entry) // the builder's reference
 	if out.entry == nil || !out.stored {
 		r.result = resPass
 	}
@@ -435,7 +487,10 @@ func (s *Server) logFetchError(url []byte, err error) {
 // refreshOne fetches e again for the cache, for no client (a background
 // refresh: refresh.go), conditionally when it has a validator, sharing the
 // fetch with client misses of the same object.
+//
+// It releases e's reference, taken when the refresh was queued.
 func (s *Server) refreshOne(e *store.Entry) {
+	defer e.Release()
 	var f *flight
 	var fr *backend.Fetched
 	finished := false
@@ -476,6 +531,9 @@ func (s *Server) refreshOne(e *store.Entry) {
 	}
 	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{varyValues: cachekey.Values(e.Key, len(e.VaryNames))})
 	fr.Release()
+	if out.entry != nil {
+		defer out.entry.Release() // the builder's: waiters take their own
+	}
 	f.publish(out)
 	finished = true
 	s.flights.finish(e.Key, f)
@@ -502,9 +560,11 @@ type flight struct {
 	done chan struct{}
 
 	// Result, written by the leader before close(done):
-	// entry is the fetched object (nil on error or when uncacheable). It
-	// may be served to the waiters even when a purge raced the fetch and
-	// it was not stored (docs/RELIABILITY.md, promise 7 allows that).
+	// entry is the fetched object (nil on error or when uncacheable).
+	// Waiters acquire it; when it was not stored (a purge raced the
+	// fetch: docs/RELIABILITY.md, promise 7 would allow serving it) its
+	// last reference may be gone by then, and they look up again or fetch
+	// alone.
 	entry *store.Entry
 	// pass says the answer cannot be shared: each waiter fetches on its own.
 	pass bool

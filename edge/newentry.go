@@ -195,9 +195,12 @@ func (a *absorber) storeBody(e *store.Entry, m meta, body []byte) error {
 			a.addZstd(e, plain)
 		}
 	case a.compressible(e.ContentType(), body, m.noTransform):
-		gz := coding.Gzip(body, a.compression.GzipLevel)
+		// Into a body buffer: sealing copies it into the entry's slot.
+		gz := coding.GzipAppend(getBodyBuf(len(body))[:0], body, a.compression.GzipLevel)
 		a.m.compressions[cachepolicy.Gzip].Inc()
-		if len(gz) < len(body) {
+		if len(gz) >= len(body) {
+			putBodyBuf(gz)
+		} else {
 			e.Body, e.Enc = gz, cachepolicy.Gzip
 			a.m.compressedIn.Add(float64(len(body)))
 			a.m.compressedOut[cachepolicy.Gzip].Add(float64(len(gz)))
@@ -246,7 +249,9 @@ func setETags(e *store.Entry) {
 // encodings are different representations and need different tags).
 func suffixETag(etag []byte, enc cachepolicy.Encoding) []byte {
 	if len(etag) < 2 || etag[len(etag)-1] != '"' {
-		return etag
+		// A copy: etag is in the entry's header buffer, which is sealed
+		// into a slot; this one lives on the heap with the entry.
+		return bytes.Clone(etag)
 	}
 	out := make([]byte, 0, len(etag)+10)
 	out = append(out, etag[:len(etag)-1]...)

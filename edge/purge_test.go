@@ -293,7 +293,7 @@ func TestTagIndexConsistentUnderPressure(t *testing.T) {
 	// too).
 	live := 0
 	for i := range 600 {
-		if e.store.Get(appendTestKey(e, fmt.Sprintf("/obj%d", i))) != nil {
+		if e.stored(appendTestKey(e, fmt.Sprintf("/obj%d", i))) != nil {
 			live++
 		}
 	}

@@ -31,11 +31,16 @@ func (s *Server) record(r *request) {
 	s.m.durations[r.result].Observe(elapsed.Seconds())
 	// Body on a streamed response would read the whole stream into memory
 	// before it is sent (and turn a read error into the body): a stream
-	// counts its announced length, if any.
+	// counts its announced length, if any; a stored body sent as a stream
+	// (setBody) counts as sent.
 	var n int
-	if ctx.Response.IsBodyStream() {
+	switch {
+	case r.sent >= 0 && ctx.Response.IsBodyStream():
+		n = r.sent
+		s.m.countSent(&ctx.Response.Header, n)
+	case ctx.Response.IsBodyStream():
 		n = max(ctx.Response.Header.ContentLength(), 0)
-	} else {
+	default:
 		n = len(ctx.Response.Body())
 		s.m.countSent(&ctx.Response.Header, n)
 	}

@@ -29,6 +29,10 @@ type refresher struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
+	// mu guards stopped against the sends: once stopAndWait has set it,
+	// no job is queued any more, so the ones it drops are all there are.
+	mu      sync.RWMutex
+	stopped bool
 }
 
 // job is one piece of background work: a refresh of e, or the fetch bg.
@@ -48,36 +52,61 @@ func (r *refresher) start() {
 	}
 }
 
-func (r *refresher) stopAndWait() {
+// stopAndWait stops the workers, waits for the jobs they run, and drops
+// the jobs still queued (drop undoes what queueing them took: references,
+// flights).
+func (r *refresher) stopAndWait(drop func(job)) {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 	r.once.Do(func() { close(r.stop) })
 	r.wg.Wait()
+	for {
+		select {
+		case j := <-r.queue:
+			drop(j)
+		default:
+			return
+		}
+	}
 }
 
 // enqueue schedules a refresh of e unless one is queued or running, or the
 // last one failed less than refreshRetry ago. It never blocks: with the
 // queue full, the object is refreshed by a later reader.
+//
+// The caller holds e (store.Entry.Acquire); the job takes a reference of
+// its own, which the refresh releases.
 func (r *refresher) enqueue(e *store.Entry, now time.Time) {
 	if !e.BeginRefresh(now) {
 		return
 	}
-	select {
-	case r.queue <- job{e: e}:
-	default:
+	e.Acquire()
+	if !r.send(job{e: e}) {
 		r.dropped.Inc()
 		e.EndRefresh(time.Time{})
+		e.Release()
 	}
 }
 
-// enqueueFetch hands bg to a worker; it reports false, without blocking,
-// when the queue is full.
-func (r *refresher) enqueueFetch(bg *bgFetch) bool {
+// send queues j unless the queue is full or the refresher stopped.
+func (r *refresher) send(j job) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.stopped {
+		return false
+	}
 	select {
-	case r.queue <- job{bg: bg}:
+	case r.queue <- j:
 		return true
 	default:
 		return false
 	}
 }
+
+// enqueueFetch hands bg to a worker; it reports false, without blocking,
+// when the queue is full (or the edge is stopping).
+func (r *refresher) enqueueFetch(bg *bgFetch) bool { return r.send(job{bg: bg}) }
 
 func (r *refresher) run() {
 	defer r.wg.Done()

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/store"
 )
 
 // request is one client request on its way through the stages: the
@@ -38,6 +39,61 @@ type request struct {
 	began     time.Time // fasthttp's time of the request
 	// now is the request's time on the freshness clock.
 	now time.Time
+	// held are the entries (and decoded copies) whose stored bytes this
+	// request may read (store.Entry.Acquire): released when the handler
+	// ends, except the one whose body is sent, which the body reader
+	// releases once written (setBody).
+	held  [maxHeld]heldBytes
+	nheld int
+	// sent is the length of a stored body being sent (for the bytes-sent
+	// metric), or -1.
+	sent int
+}
+
+// maxHeld bounds what one request holds: a Vary marker and the object
+// served or revalidated, its decoded copy, and what a fetch brought.
+const maxHeld = 6
+
+// heldBytes is stored bytes a request holds a reference on: an entry
+// (store.Entry) or a decoded copy (store.Copy).
+type heldBytes interface {
+	Release()
+	Sealed() bool // in a slot of the store's pool, not on the heap
+}
+
+// hold records a reference the request took on e (nil: nothing), to be
+// released when the handler ends.
+func (r *request) hold(e *store.Entry) {
+	if e != nil {
+		r.holdBytes(e)
+	}
+}
+
+func (r *request) holdBytes(b heldBytes) {
+	if r.nheld == maxHeld {
+		panic("BUG: a request holds too many entries")
+	}
+	r.held[r.nheld] = b
+	r.nheld++
+}
+
+// acquire takes a reference on e for the request; it reports false when e
+// left the store and nobody reads it any more (treat it as not found).
+func (r *request) acquire(e *store.Entry) bool {
+	if e == nil || !e.Acquire() {
+		return false
+	}
+	r.hold(e)
+	return true
+}
+
+// releaseHeld gives back every reference the request holds.
+func (r *request) releaseHeld() {
+	for i := range r.nheld {
+		r.held[i].Release()
+		r.held[i] = nil
+	}
+	r.nheld = 0
 }
 
 // maxRetainedScratch bounds buffers kept in the pool.

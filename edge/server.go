@@ -115,10 +115,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if s.pol, err = newPolicy(&cfg); err != nil {
 		return nil, err
 	}
-	s.m, err = newMetrics(reg, func() (float64, float64) {
-		objects, bytes := s.store.Size()
-		return float64(objects), float64(bytes)
-	})
+	s.m, err = newMetrics(reg, func() *store.Store { return s.store })
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
@@ -269,7 +266,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // closeBackground stops the server's goroutines and releases the store.
 func (s *Server) closeBackground() {
 	s.closing.Do(func() {
-		s.refresh.stopAndWait()
+		s.refresh.stopAndWait(s.dropJob)
 		s.dir.Stop()
 		s.access.close()
 		s.store.Close()

@@ -39,18 +39,24 @@ var gzipWriters [10]sync.Pool // *gzip.Writer, by level
 // Gzip compresses body at level (1-9); the result has no spare capacity
 // (it is stored, and counted by length).
 func Gzip(body []byte, level int) []byte {
-	var buf bytes.Buffer
-	buf.Grow(len(body)/3 + 64)
+	return bytes.Clone(GzipAppend(make([]byte, 0, len(body)/3+64), body, level))
+}
+
+// GzipAppend compresses body at level (1-9) and appends it to dst, which
+// it grows only when the compressed form does not fit.
+func GzipAppend(dst, body []byte, level int) []byte {
+	buf := bytes.NewBuffer(dst)
 	w, _ := gzipWriters[level].Get().(*gzip.Writer)
 	if w == nil {
-		w, _ = gzip.NewWriterLevel(&buf, level) // level is validated: 1-9
+		w, _ = gzip.NewWriterLevel(buf, level) // level is validated: 1-9
 	} else {
-		w.Reset(&buf)
+		w.Reset(buf)
 	}
 	_, _ = w.Write(body) // writes to a bytes.Buffer do not fail
 	_ = w.Close()
+	w.Reset(io.Discard) // the writer goes back to the pool without buf
 	gzipWriters[level].Put(w)
-	return bytes.Clone(buf.Bytes())
+	return buf.Bytes()
 }
 
 // NewZstdEncoder returns the encoder of stored zstd forms. Its level is
@@ -113,20 +119,29 @@ func GunzipLen(body []byte, limit int64) (int64, error) {
 // GunzipExact decodes a gzip body known to decode to exactly n bytes (a
 // stored body, checked by GunzipLen) into a slice of that size.
 func GunzipExact(body []byte, n int64) ([]byte, error) {
-	zr, err := acquireGzipReader(bytes.NewReader(body))
-	if err != nil {
+	out := make([]byte, n)
+	if err := GunzipInto(out, body); err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// GunzipInto decodes a gzip body known to decode to exactly len(dst)
+// bytes into dst.
+func GunzipInto(dst, body []byte) error {
+	zr, err := acquireGzipReader(bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
 	defer releaseGzipReader(zr)
-	out := make([]byte, n)
-	if _, err := io.ReadFull(zr, out); err != nil {
-		return nil, err
+	if _, err := io.ReadFull(zr, dst); err != nil {
+		return err
 	}
 	var one [1]byte
 	if m, err := zr.Read(one[:]); m != 0 || err != io.EOF {
-		return nil, fmt.Errorf("decoded body longer than %d bytes (%v)", n, err)
+		return fmt.Errorf("decoded body longer than %d bytes (%v)", len(dst), err)
 	}
-	return out, nil
+	return nil
 }
 
 // GunzipStream decodes a stored gzip body while fasthttp sends it: memory

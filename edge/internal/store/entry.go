@@ -92,7 +92,7 @@ type Entry struct {
 	// ident is the decoded copy of a gzip body while identity clients ask
 	// for it (IdentityPool); nil otherwise. Set and cleared only under the
 	// pool's lock.
-	ident atomic.Pointer[Item[[]byte]]
+	ident atomic.Pointer[Item[*Copy]]
 	// headers holds the whole response headers of this entry's hits, one
 	// per encoding and second (HeaderSet), made on hits in the store and
 	// copied by the later ones while they come (HeaderPool); nil
@@ -126,6 +126,11 @@ type Entry struct {
 	dead atomic.Bool
 	// exited says the store has accounted for the entry leaving.
 	exited atomic.Bool
+	// ref is the slot holding Hdr, Body and the zstd body once the entry
+	// is sealed (Store.Seal), and who may read them: the builder, the
+	// store while the entry is in it, requests serving it, bodies being
+	// written to clients, background jobs.
+	ref slotRef
 	// variants counts the variants admitted under a KindVary marker, and
 	// variantList holds them (copy on write), for URL purges.
 	variants    atomic.Int32
@@ -291,7 +296,7 @@ func (e *Entry) Dead() bool { return e.dead.Load() }
 func (e *Entry) InStore() bool { return e.inStore.Load() }
 
 // Identity returns the decoded copy the identity pool keeps, or nil.
-func (e *Entry) Identity() *Item[[]byte] { return e.ident.Load() }
+func (e *Entry) Identity() *Item[*Copy] { return e.ident.Load() }
 
 // Headers returns the hit headers the header pool keeps, or nil.
 func (e *Entry) Headers() *Item[*HeaderSet] { return e.headers.Load() }
@@ -337,3 +342,31 @@ func (m *Entry) addVariant(v *Entry, limit int) {
 		}
 	}
 }
+
+// Acquire takes a reference on the entry's stored bytes (Hdr, Body, the
+// zstd body): they stay valid until the matching Release. It reports
+// false when the entry's last reference is already gone (it left the
+// store and nobody is serving it): the caller must not read them, and
+// treats the entry as not found. Markers and entries kept on the heap
+// (not sealed) are always acquired.
+func (e *Entry) Acquire() bool { return e.ref.acquire() }
+
+// Release gives back a reference taken by Acquire (or the builder's, or
+// the store's); the last one returns the entry's slot to its pool.
+func (e *Entry) Release() {
+	if !e.ref.release() {
+		return
+	}
+	if poisonFreed {
+		poison(e.Hdr)
+		poison(e.Body)
+		if e.Zstd != nil {
+			poison(e.Zstd.Body)
+		}
+	}
+	e.ref.free()
+}
+
+// Sealed reports whether the entry's bytes live in a slot of the store's
+// pool: only sealed objects are stored.
+func (e *Entry) Sealed() bool { return e.ref.pool != nil }

@@ -33,10 +33,25 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 	tb.Cleanup(st.Close)
 	now := time.Now()
 	keyOf := func(id int) []byte { return strconv.AppendInt([]byte("news.example/a/"), int64(id), 10) }
-	get = func(id int) bool { return st.Get(keyOf(id)) != nil }
+	get = func(id int) bool { return st.Peek(keyOf(id)) != nil }
+	var body []byte
 	put = func(id int, size int64) {
-		e := &Entry{Key: keyOf(id), ID: st.NextID(), StoredAt: now, TTL: time.Hour, Cost: size}
-		st.Put(e, st.Generation())
+		if int64(len(body)) < size {
+			body = make([]byte, size)
+		}
+		// A body of size bytes: the entry costs its slot.
+		putSealed(tb, st, &Entry{Key: keyOf(id), ID: st.NextID(), StoredAt: now, TTL: time.Hour, Body: body[:size], Cost: size})
 	}
 	return get, put, st.Wait, st
+}
+
+// putSealed seals e (an entry without stored bytes takes the smallest
+// slot), stores it and lets go of the builder's reference, as the edge
+// does.
+func putSealed(tb testing.TB, st *Store, e *Entry) bool {
+	if !st.Seal(e) {
+		tb.Fatalf("no slot for %s", e.Key)
+	}
+	defer e.Release()
+	return st.Put(e, st.Generation())
 }

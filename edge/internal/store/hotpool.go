@@ -36,6 +36,11 @@ type HotPool[T any] struct {
 	dropped prometheus.Counter
 	// onDrop, if set, is told of each extra dropped to make room.
 	onDrop func(*Entry)
+	// hold and release, if set, take and give back the pool's reference
+	// on an extra whose bytes are counted (a Copy in a slot): hold when it
+	// is kept (false: it is gone already), release when it leaves.
+	hold    func(T) bool
+	release func(T)
 
 	mu             sync.Mutex // guards used, n, oldest, newest, every slot transition and the items' links
 	used           int64
@@ -70,14 +75,16 @@ func (c *Item[T]) Value() T { return c.v }
 
 type (
 	// IdentityPool keeps decoded copies of gzip-stored bodies.
-	IdentityPool = HotPool[[]byte]
+	IdentityPool = HotPool[*Copy]
 	// HeaderPool keeps the hit headers of hot entries.
 	HeaderPool = HotPool[*HeaderSet]
 )
 
 func newIdentityPool(budget int64, m Metrics) *IdentityPool {
 	return &IdentityPool{budget: budget, bytes: m.IdentityBytes, dropped: m.IdentityDropped,
-		slot: func(e *Entry) *atomic.Pointer[Item[[]byte]] { return &e.ident }}
+		slot:    func(e *Entry) *atomic.Pointer[Item[*Copy]] { return &e.ident },
+		hold:    (*Copy).Acquire,
+		release: (*Copy).Release}
 }
 
 func newHeaderPool(budget int64, m Metrics) *HeaderPool {
@@ -102,6 +109,9 @@ func (p *HotPool[T]) Keep(e *Entry, v T, size int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if slot.Load() != nil || e.exited.Load() {
+		return false
+	}
+	if p.hold != nil && !p.hold(v) {
 		return false
 	}
 	p.makeRoom(size)
@@ -200,10 +210,15 @@ func (p *HotPool[T]) detach(e *Entry, c *Item[T]) {
 	p.n--
 }
 
-// unlink removes e and its extra. Caller holds mu.
+// unlink removes e and its extra, giving back the pool's reference on it.
+// Caller holds mu.
 func (p *HotPool[T]) unlink(e *Entry) {
-	p.detach(e, p.slot(e).Load())
+	c := p.slot(e).Load()
+	p.detach(e, c)
 	p.slot(e).Store(nil)
+	if p.release != nil {
+		p.release(c.v)
+	}
 }
 
 // moveToBack moves a listed e to the back, keeping its extra in place (a

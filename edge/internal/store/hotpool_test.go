@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lakka-cache/lakka/edge/internal/slab"
 )
 
 func testPool(t testing.TB, budget int64) *IdentityPool {
@@ -61,7 +63,19 @@ func (p *HotPool[T]) check(all []*Entry) error {
 	return nil
 }
 
-func sz(b []byte) int64 { return int64(len(b)) }
+func sz(c *Copy) int64 { return int64(len(c.Bytes())) }
+
+// slabCopy makes a copy of n bytes in a slot of sp, as Store.NewCopy
+// does; the caller holds its first reference.
+func slabCopy(t testing.TB, sp *slab.Pool, n int) *Copy {
+	slot, b, ok := sp.Alloc(n)
+	if !ok {
+		t.Fatalf("no slot for %d bytes", n)
+	}
+	c := &Copy{b: b}
+	c.ref.set(slot, sp)
+	return c
+}
 
 func poolEntry(id uint64) *Entry {
 	e := &Entry{ID: id}
@@ -87,7 +101,7 @@ func TestIdentityPool(t *testing.T) {
 	for i := range es {
 		es[i] = poolEntry(uint64(i))
 	}
-	body := make([]byte, 200)
+	body := HeapCopy(make([]byte, 200))
 	step := func(what string, want string) {
 		t.Helper()
 		if err := p.check(es); err != nil {
@@ -122,7 +136,7 @@ func TestIdentityPool(t *testing.T) {
 	p.Keep(es[0], body, sz(body))
 	step("all used: one pass clears the bits, then the oldest goes", "11000111")
 
-	if p.Keep(poolEntry(99), make([]byte, 251), 251) {
+	if p.Keep(poolEntry(99), HeapCopy(make([]byte, 251)), 251) {
 		t.Errorf("kept a copy over a quarter of the budget")
 	}
 	p.drop(es[1])
@@ -145,8 +159,15 @@ func TestIdentityPool(t *testing.T) {
 // TestIdentityPoolChurn races copies being made, used, grown, dropped for
 // room and dropped by exits (run with -race): the accounting stays exact and
 // within budget, and no exited entry keeps a copy.
+//
+// The copies are in slots, as the edge's are: once every entry has left,
+// every slot is free again (the pool took and gave back its references).
 func TestIdentityPoolChurn(t *testing.T) {
 	p := testPool(t, 64<<10)
+	sp, err := slab.New(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const workers, rounds = 8, 3000
 	var mu sync.Mutex // guards all
 	var all []*Entry
@@ -170,8 +191,9 @@ func TestIdentityPoolChurn(t *testing.T) {
 					if c := e.Identity(); c != nil {
 						c.ref.Store(true)
 					} else {
-						b := make([]byte, 1+r.IntN(16<<10))
-						p.Keep(e, b, sz(b))
+						c := slabCopy(t, sp, 1+r.IntN(16<<10))
+						p.Keep(e, c, c.Size())
+						c.Release() // the maker's
 					}
 				case 1: // an extra grows (as a header set does)
 					if c := e.Identity(); c != nil {
@@ -200,6 +222,15 @@ func TestIdentityPoolChurn(t *testing.T) {
 	}
 	if used, _ := p.Stats(); used == 0 {
 		t.Errorf("no copies kept at all")
+	}
+	for _, e := range all {
+		if e.exited.CompareAndSwap(false, true) {
+			p.drop(e)
+		}
+	}
+	flushQuarantine(sp)
+	if st := sp.Stats(); st.Slots != 0 {
+		t.Errorf("%d slots still in use once every entry left: the pool kept a reference", st.Slots)
 	}
 }
 
@@ -239,7 +270,7 @@ func TestHotPoolGrow(t *testing.T) {
 	for i := range 5 {
 		e := poolEntry(uint64(i + 1))
 		all = append(all, e)
-		if !p.Keep(e, make([]byte, 700), 700) {
+		if !p.Keep(e, HeapCopy(make([]byte, 700)), 700) {
 			t.Fatalf("entry %d not kept", e.ID)
 		}
 	}

@@ -66,7 +66,7 @@ func (s *Store) Purge(p Purge, now time.Time) int {
 // urlEntries appends the entries stored for a URL key: the object, or a
 // Vary marker and its variants.
 func (s *Store) urlEntries(dst []*Entry, url []byte) []*Entry {
-	e := s.Get(url)
+	e := s.Peek(url)
 	if e == nil {
 		return dst
 	}

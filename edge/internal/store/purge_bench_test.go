@@ -44,7 +44,7 @@ func BenchmarkPurgeTag100k(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				for _, e := range taggedEntries(st, 100_000, 50) {
-					st.Put(e, st.Generation())
+					putSealed(b, st, e)
 				}
 				b.StartTimer()
 				if n := st.Purge(Purge{Tags: []string{"front"}, Soft: soft}, time.Now()); n != 100_000 {
@@ -60,7 +60,7 @@ func BenchmarkPurgeTag1(b *testing.B) {
 	st := benchStore(b)
 	es := taggedEntries(st, 100_000, 50)
 	for _, e := range es {
-		st.Put(e, st.Generation())
+		putSealed(b, st, e)
 	}
 	b.ReportAllocs()
 	i := 0

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/slab"
 )
 
 // wallMargin is added to ristretto's wall-clock TTL: freshness decisions use
@@ -44,6 +45,14 @@ const wallMargin = time.Minute
 // Cost.
 const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 320
 
+// heapCost is what n bytes kept on the Go heap cost the process: twice
+// n, since at the default GOGC of 100 the heap grows to twice what it
+// keeps before it collects. An entry's bytes in a slot cost their slot;
+// the rest of the entry (the Entry, its key, tags and bookkeeping) costs
+// this, so that the cache's budget bounds the process's memory and not
+// only what it keeps.
+func heapCost(n int64) int64 { return 2 * n }
+
 // Metrics are the store's Prometheus children, made by the edge (which
 // owns the metric names).
 type Metrics struct {
@@ -56,11 +65,17 @@ type Metrics struct {
 type Store struct {
 	c *ristretto.Cache[[]byte, *Entry]
 	m Metrics
+	// pool holds the stored objects' header buffers and bodies, outside
+	// the Go heap (Seal).
+	pool *slab.Pool
 
 	nextID atomic.Uint64
 
 	objects atomic.Int64 // entries currently held
 	bytes   atomic.Int64 // their Cost
+
+	// closed is set by Close: Put refuses from then on.
+	closed atomic.Bool
 
 	// maxVariants bounds the variants of one URL (cache.max_variants).
 	maxVariants int
@@ -87,6 +102,11 @@ type Store struct {
 // stops its goroutine.
 func New(b config.Budget, maxVariants int, m Metrics) (*Store, error) {
 	s := &Store{m: m, maxVariants: maxVariants, idx: newIndex(), reapWake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	pool, err := slab.New(SlabLimit(b))
+	if err != nil {
+		return nil, err
+	}
+	s.pool = pool
 	s.Identity = newIdentityPool(b.Identity, m)
 	s.Headers = newHeaderPool(b.Headers, m)
 	s.win = newWindow(b.Window)
@@ -110,6 +130,7 @@ func New(b config.Budget, maxVariants int, m Metrics) (*Store, error) {
 		ShouldUpdate: func(cur, prev *Entry) bool { return cur.ID >= prev.ID },
 	})
 	if err != nil {
+		pool.Close()
 		return nil, err
 	}
 	s.c = c
@@ -124,11 +145,31 @@ func (s *Store) NextID() uint64 { return s.nextID.Add(1) }
 // it starts and hands it to Put.
 func (s *Store) Generation() uint64 { return s.idx.generation() }
 
-// Get returns the entry stored under key, or nil. It compares the full key:
-// ristretto identifies items by two 64-bit hashes only. The ristretto
-// lookup comes first (it also counts the access for admission); the
-// window is searched only when ristretto has nothing.
+// SlabLimit is the most the slots of the store's pool may hold: what
+// ristretto, the admission window and the identity pool are given (their
+// entries' Costs and copies' sizes count their slots), plus a sixteenth of the store's share for bodies
+// that left the cache while slow clients still read them and for entries
+// built and not yet stored. When it is full, new objects are served and
+// not stored.
+func SlabLimit(b config.Budget) int64 { return b.Store + b.Window + b.Identity + b.Store/16 }
+
+// Get returns the entry stored under key, acquired (Entry.Acquire: the
+// caller releases it), or nil. It compares the full key: ristretto
+// identifies items by two 64-bit hashes only. The ristretto lookup comes
+// first (it also counts the access for admission); the window is searched
+// only when ristretto has nothing.
 func (s *Store) Get(key []byte) *Entry {
+	e := s.Peek(key)
+	if e == nil || !e.Acquire() {
+		return nil
+	}
+	return e
+}
+
+// Peek returns the entry stored under key without acquiring it: for
+// reading what lives on the heap (the key, kind, freshness, Vary names,
+// tags), never Hdr or the bodies.
+func (s *Store) Peek(key []byte) *Entry {
 	e, ok := s.c.Get(key)
 	if ok && e != nil && bytes.Equal(e.Key, key) {
 		return e
@@ -136,12 +177,43 @@ func (s *Store) Get(key []byte) *Entry {
 	return s.win.get(key)
 }
 
+// Seal moves e's header buffer and bodies into one slot of the store's
+// pool, outside the Go heap, and counts the slot's size in e.Cost instead
+// of theirs; what stays on the heap (e.Cost without them) counts as
+// heapCost. The caller, e's builder, then holds e's first reference and
+// releases it when done with e. It reports false when the pool is full
+// (slow clients still hold bodies that left the cache): e keeps its heap
+// copies, may be served, and is not stored.
+func (s *Store) Seal(e *Entry) bool {
+	n := len(e.Hdr) + len(e.Body)
+	if e.Zstd != nil {
+		n += len(e.Zstd.Body)
+	}
+	slot, b, ok := s.pool.Alloc(n)
+	if !ok {
+		return false
+	}
+	b = b[:0]
+	b = append(b, e.Hdr...)
+	h := len(b)
+	b = append(b, e.Body...)
+	e.Hdr, e.Body = b[:h:h], b[h:len(b):len(b)]
+	if e.Zstd != nil {
+		z := len(b)
+		b = append(b, e.Zstd.Body...)
+		e.Zstd.Body = b[z:len(b):len(b)]
+	}
+	e.Cost = int64(s.pool.ClassSize(n)) + heapCost(e.Cost-int64(n))
+	e.ref.set(slot, s.pool)
+	return true
+}
+
 // AdmitVariant reports whether one more variant with key may be stored
 // under the Vary marker of url (cache.max_variants); a variant already
 // stored under key is always admitted.
 func (s *Store) AdmitVariant(url, key []byte) bool {
-	marker := s.Get(url)
-	if marker == nil || marker.Kind != KindVary || s.Get(key) != nil {
+	marker := s.Peek(url)
+	if marker == nil || marker.Kind != KindVary || s.Peek(key) != nil {
 		return true
 	}
 	if int(marker.variants.Add(1)) > s.maxVariants {
@@ -158,7 +230,13 @@ func (s *Store) AdmitVariant(url, key []byte) bool {
 // enters the admission window, where it is visible at once; from there
 // ristretto's admission policy decides, with the accesses it got meanwhile
 // counted.
+//
+// Only sealed entries are stored (Seal); the store takes its own
+// reference on e, given back when e leaves.
 func (s *Store) Put(e *Entry, startGen uint64) bool {
+	if !e.Sealed() || s.closed.Load() {
+		return false // after Close nothing would release the store's reference
+	}
 	var marker *Entry
 	if len(e.VaryNames) > 0 {
 		marker = s.varyMarker(e)
@@ -167,6 +245,7 @@ func (s *Store) Put(e *Entry, startGen uint64) bool {
 	if !ok {
 		return false
 	}
+	e.ref.take() // the store's, released by onExit
 	s.insert(e)
 	s.idx.recheck(e, checked, e.StoredAt)
 	e.inStore.Store(true)
@@ -180,7 +259,7 @@ func (s *Store) Put(e *Entry, startGen uint64) bool {
 // variants, unless an equivalent one is there, and returns it.
 func (s *Store) varyMarker(e *Entry) *Entry {
 	url := e.URL()
-	if m := s.Get(url); m != nil && m.Kind == KindVary && slices.Equal(m.VaryNames, e.VaryNames) && !m.dead.Load() {
+	if m := s.Peek(url); m != nil && m.Kind == KindVary && slices.Equal(m.VaryNames, e.VaryNames) && !m.dead.Load() {
 		return m
 	}
 	m := &Entry{
@@ -191,7 +270,7 @@ func (s *Store) varyMarker(e *Entry) *Entry {
 		StoredAt:  e.StoredAt,
 		TTL:       e.TTL + e.Grace + e.Keep,
 	}
-	m.Cost = int64(len(m.Key)) + EntryOverhead
+	m.Cost = heapCost(int64(len(m.Key)) + EntryOverhead)
 	m.variants.Store(1) // e
 	s.putMarker(m)
 	return m
@@ -203,7 +282,7 @@ func (s *Store) RememberUncacheable(url []byte, now time.Time, ttl time.Duration
 	if ttl <= 0 {
 		return
 	}
-	if m := s.Get(url); m != nil && m.Kind == KindVary {
+	if m := s.Peek(url); m != nil && m.Kind == KindVary {
 		return
 	}
 	e := &Entry{
@@ -213,7 +292,7 @@ func (s *Store) RememberUncacheable(url []byte, now time.Time, ttl time.Duration
 		StoredAt: now,
 		TTL:      ttl,
 	}
-	e.Cost = int64(len(e.Key)) + EntryOverhead
+	e.Cost = heapCost(int64(len(e.Key)) + EntryOverhead)
 	s.putMarker(e)
 }
 
@@ -284,6 +363,7 @@ func (s *Store) onExit(e *Entry) {
 	s.idx.remove(e)
 	s.Identity.drop(e)
 	s.Headers.drop(e)
+	e.Release()
 }
 
 // reap queues dead entries for deletion.
@@ -345,12 +425,24 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Close stops the reaper and lets go of every entry.
+// Close stops the reaper and lets go of every entry. The pool's memory
+// stays mapped while slots are in use (bodies still being written); every
+// slot comes back once their holders release them.
 func (s *Store) Close() {
+	s.closed.Store(true)
 	close(s.stop)
 	<-s.done
 	for _, e := range s.win.drain() {
 		s.onExit(e)
 	}
 	s.c.Close()
+}
+
+// ClassSize is what n bytes cost in a slot of the store's pool.
+func (s *Store) ClassSize(n int64) int64 { return int64(s.pool.ClassSize(int(n))) }
+
+// SlabStats returns what the pool of stored bytes holds.
+func (s *Store) SlabStats() slab.Stats {
+	flushQuarantine(s.pool)
+	return s.pool.Stats()
 }
