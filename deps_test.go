@@ -45,7 +45,7 @@ var thirdParty = map[string][]string{
 	"edge/internal/coding":   {"github.com/klauspost/compress"},
 	"edge/internal/slab":     {},
 	"edge/internal/store":    {"github.com/dgraph-io/ristretto/v2", "github.com/prometheus/client_golang", "github.com/valyala/fasthttp"},
-	"edge/internal/backend":  {"github.com/valyala/fasthttp", "github.com/prometheus/client_golang"},
+	"edge/internal/backend":  {"github.com/valyala/fasthttp", "github.com/prometheus/client_golang", "golang.org/x/sync"},
 	"origin":                 {"github.com/jackc/pgx/v5", "github.com/prometheus/client_golang"},
 	"bench":                  {"github.com/HdrHistogram/hdrhistogram-go", "github.com/valyala/fasthttp", "github.com/prometheus/client_golang", "github.com/prometheus/common", "github.com/prometheus/client_model"},
 	"cmd/lakka":              {"*"},

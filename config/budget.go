@@ -17,6 +17,11 @@ type Budget struct {
 	// Headers holds the whole response headers of hot objects' hits: a
 	// 64th (about 1.2 KiB per object and encoding served).
 	Headers int64
+	// Bodies bounds origin bodies held in the heap at once, outside the
+	// cache size: cache.inflight_bytes, or by default twice
+	// cache.max_object_bytes or a sixteenth of the cache, whichever is
+	// larger (a storable body counts twice: as read and compressed).
+	Bodies int64
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
 	// edge.memory_limit_bytes, or twice the cache plus 64 MiB.
 	MemoryLimit int64
@@ -46,13 +51,17 @@ func (b *Backends) FetchStart() int {
 const windowShare = 50
 
 // Budget divides c.Cache.SizeBytes: Store+Window+Identity+Headers is
-// exactly the cache size.
+// exactly the cache size. Bodies is beside it.
 func (c *Config) Budget() Budget {
 	size := int64(c.Cache.SizeBytes)
 	b := Budget{Identity: size / 8, Headers: size / 64}
 	rest := size - b.Identity - b.Headers
 	b.Window = max(rest/windowShare, min(1<<20, rest/4))
 	b.Store = rest - b.Window
+	b.Bodies = int64(c.Cache.InflightBytes)
+	if b.Bodies == 0 {
+		b.Bodies = max(2*int64(c.Cache.MaxObjectBytes), size/16)
+	}
 	b.MemoryLimit = int64(c.Edge.MemoryLimitBytes)
 	if b.MemoryLimit == 0 {
 		b.MemoryLimit = 2*size + 64<<20

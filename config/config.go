@@ -180,6 +180,15 @@ type Cache struct {
 	// MaxObjectBytes is the largest body stored; larger bodies are streamed
 	// through to the client uncached.
 	MaxObjectBytes ByteSize `yaml:"max_object_bytes"`
+	// InflightBytes bounds the origin bodies the edge holds in memory at
+	// once while it reads them to store them or relays them after reading;
+	// 0 means twice max_object_bytes or a sixteenth of size_bytes,
+	// whichever is larger. A body that does not fit is streamed through to
+	// its client and not stored.
+	InflightBytes ByteSize `yaml:"inflight_bytes"`
+	// InflightWait is how long a fetched body waits for room in
+	// inflight_bytes before it is streamed through unstored instead.
+	InflightWait time.Duration `yaml:"inflight_wait"`
 	// DefaultTTL is the freshness of a cacheable response that carries no
 	// explicit lifetime (no max-age, s-maxage, Surrogate-Control, Expires).
 	DefaultTTL time.Duration `yaml:"default_ttl"`
@@ -427,6 +436,7 @@ func Default() Config {
 		Cache: Cache{
 			SizeBytes:      256 * MiB,
 			MaxObjectBytes: 8 * MiB,
+			InflightWait:   100 * time.Millisecond,
 			DefaultTTL:     120 * time.Second,
 			Grace:          10 * time.Second,
 			Keep:           0,

@@ -149,6 +149,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	f("compression:\n  types: [video/mp4, application/zip, font/woff2]\n", "compression.types[0]", "compression.types[1]", "compression.types[2]")
 	f("log:\n  level: loud\n", "log.level")
 	f("cache:\n  size_bytes: 64MiB\n  max_object_bytes: 40MiB\n", "cache.max_object_bytes")
+	f("cache:\n  max_object_bytes: 8MiB\n  inflight_bytes: 10MiB\n", "cache.inflight_bytes")
+	f("cache:\n  inflight_wait: -1s\n", "cache.inflight_wait")
 	f("origin:\n  purge_retry_min: 1m\n  purge_retry_max: 1s\n", "origin.purge_retry_max: must not be less than")
 	f("origin:\n  purge_max_backlog: 0\n", "origin.purge_max_backlog")
 	f("origin:\n  token: 'a b'\n", "origin.token: must not contain whitespace")

@@ -222,6 +222,10 @@ func (c *Config) validateCache(v *validator) {
 	if k.MaxObjectBytes > k.SizeBytes/2 {
 		v.errorf("cache.max_object_bytes", "must be at most half of cache.size_bytes (%s), got %s", k.SizeBytes, k.MaxObjectBytes)
 	}
+	if k.InflightBytes != 0 && k.InflightBytes < 2*k.MaxObjectBytes {
+		v.errorf("cache.inflight_bytes", "must be 0 (automatic) or at least twice cache.max_object_bytes (%s), got %s", 2*k.MaxObjectBytes, k.InflightBytes)
+	}
+	v.duration("cache.inflight_wait", k.InflightWait, true)
 	v.duration("cache.default_ttl", k.DefaultTTL, true)
 	v.duration("cache.grace", k.Grace, true)
 	v.duration("cache.keep", k.Keep, true)

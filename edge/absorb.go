@@ -37,14 +37,20 @@ type absorber struct {
 	zstd           *zstd.Encoder
 	maxObjectBytes int64
 	hitForMissTTL  time.Duration
+	// bodies is the body budget (cache.inflight_bytes), bodyWait how long
+	// a body waits for room in it.
+	bodies   *backend.BodyBudget
+	bodyWait time.Duration
 }
 
-func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, m *metrics, log *slog.Logger, now func() time.Time) (*absorber, error) {
+func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, bodies *backend.BodyBudget, m *metrics, log *slog.Logger, now func() time.Time) (*absorber, error) {
 	a := &absorber{
 		pol: pol, store: st, m: m, log: log, now: now,
 		compression:    cfg.Compression,
 		maxObjectBytes: int64(cfg.Cache.MaxObjectBytes),
 		hitForMissTTL:  cfg.Cache.HitForMissTTL,
+		bodies:         bodies,
+		bodyWait:       cfg.Cache.InflightWait,
 	}
 	if cfg.Compression.Enabled && cfg.Compression.Zstd {
 		var err error
@@ -88,6 +94,10 @@ var errUnasked304 = errors.New("edge: 304 from backend to an unconditional reque
 
 // errBodyTooLarge means the response body exceeds what may be buffered.
 var errBodyTooLarge = errors.New("edge: response body over the object limit")
+
+// errBodyBudget means the body budget (cache.inflight_bytes) had no room
+// for the response body within cache.inflight_wait.
+var errBodyBudget = errors.New("edge: no room in the body budget")
 
 // absorb reads a backend response for the cache: a 304 refreshes stale; a
 // storable response becomes an entry and is stored (unless a purge that
@@ -138,13 +148,19 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 		dec.Store, dec.Reason, dec.HitForMiss = false, cachepolicy.ReasonStatus, true
 	}
 	out.detail = policyDetail(dec.Reason)
-	body, err := readBody(resp, a.maxObjectBytes)
+	body, err := a.readBody(fr, a.maxObjectBytes, dec.Store)
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		out.body, out.tooLarge = body, true
 		out.detail = policyDetail(cachepolicy.ReasonTooLarge)
 		a.m.notStored.WithLabelValues(cachepolicy.ReasonTooLarge.String()).Inc()
 		a.store.RememberUncacheable(url, a.now(), a.hitForMissTTL)
+		return out
+	case errors.Is(err, errBodyBudget):
+		// Not remembered: the next reader may find room.
+		out.body, out.tooLarge = body, true
+		out.detail = detailBodyBudget
+		a.m.notStored.WithLabelValues("body-budget").Inc()
 		return out
 	case err != nil:
 		out.err = err
@@ -240,11 +256,16 @@ func (a *absorber) put(e *store.Entry, startGen uint64) bool {
 	return true
 }
 
-// readBody reads the whole body if it is at most limit bytes. Otherwise it
-// returns what it read so far and errBodyTooLarge; the rest is still in the
-// stream. The returned slice has (about) no spare capacity: stored bodies
-// are counted by length against the cache budget.
-func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
+// readBody reads the whole body of fr if it is at most limit bytes, into
+// buffers whose bytes it takes from the body budget first (storable: twice,
+// for the compressed form newEntry may make). A body over limit gives what
+// was read so far and errBodyTooLarge; a body that finds no room in the
+// budget within its wait gives what was read so far and errBodyBudget.
+// Either way the rest is still in the stream, and the bytes taken stay
+// with fr until it is released. A body fasthttp read with the header (at
+// most 8 KiB) is copied without counting.
+func (a *absorber) readBody(fr *backend.Fetched, limit int64, storable bool) ([]byte, error) {
+	resp := fr.Resp
 	if !resp.IsBodyStream() {
 		b := resp.Body()
 		if int64(len(b)) > limit {
@@ -256,7 +277,14 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 	if cl > limit {
 		return nil, errBodyTooLarge
 	}
+	share := int64(1)
+	if storable {
+		share = 2
+	}
 	if cl >= 0 {
+		if !a.bodies.Take(fr, share*bodyBufSize(int(cl)), a.bodyWait) {
+			return nil, errBodyBudget
+		}
 		// Exactly cl bytes: a bytes.Buffer would double its capacity
 		// looking for the end.
 		buf := getBodyBuf(int(cl))
@@ -266,20 +294,44 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 		}
 		return buf[:n], err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
-	n, err := buf.ReadFrom(io.LimitReader(resp.BodyStream(), limit+1))
-	if err != nil {
-		return buf.Bytes(), err
+	// Chunked: the buffer doubles as it fills, each size taken before it
+	// is used; the storable share of the final size is taken at the end.
+	rd := io.LimitReader(resp.BodyStream(), limit+1)
+	if !a.bodies.Take(fr, firstChunkedBuf, a.bodyWait) {
+		return nil, errBodyBudget
 	}
-	if n > limit {
-		return buf.Bytes(), errBodyTooLarge
+	buf := getBodyBuf(firstChunkedBuf)[:0]
+	for {
+		if len(buf) == cap(buf) {
+			next := 2 * cap(buf)
+			if !a.bodies.Take(fr, int64(next), a.bodyWait) {
+				return buf, errBodyBudget
+			}
+			nb := append(getBodyBuf(next)[:0], buf...)
+			putBodyBuf(buf)
+			a.bodies.Give(fr, int64(cap(buf)))
+			buf = nb
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, errBodyTooLarge
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return buf, err
+		}
 	}
-	b := buf.Bytes()
-	if cap(b)-len(b) > len(b)/8 {
-		b = bytes.Clone(b)
+	if storable && !a.bodies.Take(fr, int64(cap(buf)), a.bodyWait) {
+		return buf, errBodyBudget
 	}
-	return b, nil
+	return buf, nil
 }
+
+// firstChunkedBuf is the first buffer of a body of unknown length.
+const firstChunkedBuf = 16 << 10
 
 // meta is what the edge reads from a backend response's headers.
 type meta struct {
@@ -388,6 +440,14 @@ func bodyClass(n int) int {
 		return -1
 	}
 	return c
+}
+
+// bodyBufSize is the capacity getBodyBuf gives a buffer of n bytes.
+func bodyBufSize(n int) int64 {
+	if c := bodyClass(n); c >= 0 {
+		return 1 << (minBodyShift + c)
+	}
+	return int64(n)
 }
 
 // getBodyBuf returns a buffer of length n, recycled when one is free.

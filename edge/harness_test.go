@@ -124,8 +124,9 @@ func (te *testEdge) stored(key []byte) *store.Entry {
 }
 
 // checkSlots fails the test if, once the edge stopped, a slot of its
-// store's pool is still in use: a reference taken and never released
-// (its memory would never be reused). Bodies written to connections that
+// store's pool is still in use, or bytes of the body budget are still
+// taken: a reference taken and never released (its memory would never be
+// reused). Bodies written to connections that
 // were just closed are released as fasthttp lets go of them: allow a
 // moment.
 func checkSlots(t testing.TB, s *Server) {
@@ -133,11 +134,17 @@ func checkSlots(t testing.TB, s *Server) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		st := s.store.SlabStats()
-		if st.Slots == 0 {
+		held := s.abs.bodies.Used()
+		if st.Slots == 0 && held == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%d slots (%d bytes) still in use after the edge stopped: a reference leaked", st.Slots, st.Live)
+			if st.Slots != 0 {
+				t.Errorf("%d slots (%d bytes) still in use after the edge stopped: a reference leaked", st.Slots, st.Live)
+			}
+			if held != 0 {
+				t.Errorf("%d bytes of cache.inflight_bytes still taken after the edge stopped: a fetch was never released", held)
+			}
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -65,7 +65,7 @@ var purgeKindNames = [numPurgeKinds]string{"url", "tag", "all"}
 
 // newMetrics makes and registers the edge's metrics; st returns the store
 // (made after the metrics, which it uses) when a gauge is read.
-func newMetrics(reg prometheus.Registerer, st func() *store.Store) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backend.BodyBudget) (*metrics, error) {
 	m := &metrics{}
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_requests_total",
@@ -303,6 +303,18 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store) (*metrics, er
 		Name: "lakka_edge_slab_refusals_total",
 		Help: "Objects and decoded copies not kept because the slots were full (bodies still being sent to slow clients hold slots after their objects left).",
 	}, func() float64 { return float64(st().SlabStats().Failed) })
+	bodiesUsed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_inflight_body_bytes",
+		Help: "Bytes of origin bodies held in memory now while they are read to be stored or relayed after reading (cache.inflight_bytes bounds them).",
+	}, func() float64 { return float64(bodies.Used()) })
+	bodiesLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_inflight_body_limit_bytes",
+		Help: "The bound on origin bodies held in memory at once (cache.inflight_bytes, or its default).",
+	}, func() float64 { return float64(bodies.Size()) })
+	bodiesRefused := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lakka_edge_inflight_body_refusals_total",
+		Help: "Origin bodies (or decoded forms of them) that found no room in cache.inflight_bytes within cache.inflight_wait: streamed through to the client, not stored.",
+	}, func() float64 { return float64(bodies.Refused()) })
 
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, badRequest, m.backends.Fetches, m.backends.FetchDuration,
@@ -310,7 +322,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store) (*metrics, er
 		m.store.Evictions, m.store.Rejections, m.invalidations, m.store.IdentityBytes, m.store.IdentityDropped,
 		m.store.HeaderBytes, m.store.HeadersDropped, m.headersMade,
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
-		slabLive, slabResident, slabRetained, slabMapped, slabRefused,
+		slabLive, slabResident, slabRetained, slabMapped, slabRefused, bodiesUsed, bodiesLimit, bodiesRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,

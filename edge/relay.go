@@ -42,7 +42,16 @@ func (r *request) relayBuffered(fr *backend.Fetched, body []byte) bool {
 	ctx := r.ctx
 	gz := isGzip(&fr.Resp.Header) && len(body) > 0
 	noTransform := gz && hasNoTransform(&fr.Resp.Header)
+	// The origin's connection and fetch slot go back now; the body's
+	// budget bytes stay counted until the client has the body.
+	held := fr.Detach()
 	fr.Release()
+	handed := false
+	defer func() {
+		if !handed {
+			held.Give()
+		}
+	}()
 	if gz {
 		h := &ctx.Response.Header
 		addVaryAcceptEncoding(h)
@@ -60,7 +69,8 @@ func (r *request) relayBuffered(fr *backend.Fetched, body []byte) bool {
 				ctx.Response.SkipBody = true
 				return true
 			}
-			ctx.SetBodyStream(coding.NewGzipCheck(bytes.NewReader(body), r.s.abs.corruptHook(r.key)), len(body))
+			ctx.SetBodyStream(&heldReader{r: coding.NewGzipCheck(bytes.NewReader(body), r.s.abs.corruptHook(r.key)), held: held}, len(body))
+			handed = true
 			return true
 		}
 		if err != nil {
@@ -69,12 +79,28 @@ func (r *request) relayBuffered(fr *backend.Fetched, body []byte) bool {
 			return true
 		}
 		if !takesGzip {
-			if body, err = coding.GunzipExact(body, n); err != nil {
-				panic("BUG: checked gzip body does not decode: " + err.Error())
-			}
 			h.Del(fasthttp.HeaderContentEncoding)
 			if etag := h.Peek(fasthttp.HeaderETag); len(etag) > 0 {
 				h.SetBytesV(fasthttp.HeaderETag, suffixETag(etag, cachepolicy.Identity))
+			}
+			if r.isHEAD {
+				ctx.Response.Header.SetContentLength(int(n))
+				ctx.Response.SkipBody = true
+				return true
+			}
+			if !held.Take(r.s.abs.bodies, bodyBufSize(int(n))) {
+				// No room for the decoded form: decode on the way out.
+				zr, err := coding.NewGunzipRelay(bytes.NewReader(body), r.s.abs.corruptHook(r.key))
+				if err != nil {
+					panic("BUG: checked gzip body does not decode: " + err.Error())
+				}
+				r.s.m.decompressions.Inc()
+				ctx.SetBodyStream(&heldReader{r: zr, held: held}, int(n))
+				handed = true
+				return true
+			}
+			if body, err = coding.GunzipExact(body, n); err != nil {
+				panic("BUG: checked gzip body does not decode: " + err.Error())
 			}
 		}
 	}
@@ -83,8 +109,28 @@ func (r *request) relayBuffered(fr *backend.Fetched, body []byte) bool {
 		ctx.Response.SkipBody = true
 		return true
 	}
-	ctx.Response.SetBodyRaw(body)
+	if held.Bytes() == 0 {
+		ctx.Response.SetBodyRaw(body)
+		return true
+	}
+	ctx.SetBodyStream(&heldReader{r: bytes.NewReader(body), held: held}, len(body))
+	handed = true
 	return true
+}
+
+// heldReader sends a buffered body whose bytes count in the body budget,
+// and gives them back when fasthttp closes it (written, or the client gone).
+type heldReader struct {
+	r    io.Reader
+	held backend.Held
+}
+
+func (h *heldReader) Read(p []byte) (int, error) { return h.r.Read(p) }
+
+func (h *heldReader) Close() error {
+	h.held.Give()
+	h.held = backend.Held{}
+	return nil
 }
 
 // relayStream streams an origin body too large to store: what was read

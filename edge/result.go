@@ -58,6 +58,7 @@ const (
 	detailAuthorization
 	detailUncacheable
 	detailNoTransform
+	detailBodyBudget
 	// Edge-generated answers.
 	detailOnlyIfCached
 	detailPurge
@@ -88,7 +89,7 @@ var detailNames = func() (n [numDetails]string) {
 	copy(n[:], []string{
 		"", "stored", "collapsed", "not-stored",
 		"grace", "origin-error", "origin-down", "wait-timeout", "slow-origin",
-		"method", "route", "cookie", "authorization", "uncacheable", "no-transform",
+		"method", "route", "cookie", "authorization", "uncacheable", "no-transform", "body-budget",
 		"only-if-cached", "purge",
 		"cl-and-te", "duplicate-host", "missing-host", "target", "host", "uri-too-long",
 		"header-too-large", "body-too-large", "timeout", "parse", "variant",

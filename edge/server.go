@@ -115,14 +115,15 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if s.pol, err = newPolicy(&cfg); err != nil {
 		return nil, err
 	}
-	s.m, err = newMetrics(reg, func() *store.Store { return s.store })
+	bodies := backend.NewBodyBudget(cfg.Budget().Bodies)
+	s.m, err = newMetrics(reg, func() *store.Store { return s.store }, bodies)
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
 	if s.store, err = store.New(cfg.Budget(), cfg.Cache.MaxVariants, s.m.store); err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
 	}
-	if s.abs, err = newAbsorber(&cfg, s.pol, s.store, s.m, logger, s.now); err != nil {
+	if s.abs, err = newAbsorber(&cfg, s.pol, s.store, bodies, s.m, logger, s.now); err != nil {
 		s.store.Close()
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func TestFloodRSS(t *testing.T) {
 		wg.Wait()
 		sent := min(next.Load()-1, int64(wave.requests))
 		hwm := readStatus(t, pid, "VmHWM")
-		t.Logf("wave %d: %d requests of %d B in %v, %d failed; RSS %.1f MiB, peak %.1f MiB (limit %.1f MiB, %.2fx the cache + 48 MiB)",
+		t.Logf("wave %d: %d requests of %d B in %v, %d failed; RSS %.1f MiB, peak %.1f MiB (limit %.1f MiB; peak = %.2f x the cache + 48 MiB)",
 			w, sent, wave.size, time.Since(start).Round(time.Millisecond), failed.Load(),
 			mib(readStatus(t, pid, "VmRSS")), mib(hwm), mib(limit), float64(hwm-48<<20)/float64(cache))
 		t.Logf("wave %d: %s", w, memoryMetrics(t, client, a[1]))
@@ -191,6 +191,7 @@ func memoryMetrics(t *testing.T, client *http.Client, admin string) string {
 		`lakka_edge_slab_bytes{state="resident"}`: "slots resident",
 		"lakka_edge_cache_bytes":                  "cache counted",
 		`lakka_edge_slab_refusals_total`:          "slot refusals",
+		`lakka_edge_inflight_body_refusals_total`: "bodies streamed for want of cache.inflight_bytes",
 	}
 	var out []string
 	sc := bufio.NewScanner(resp.Body)

@@ -188,10 +188,14 @@ type Fetched struct {
 	b                *Backend
 	outcome          outcome
 	latency          time.Duration // to the response headers
+	// budget and held are the body bytes this fetch took (BodyBudget.Take),
+	// given back by Release.
+	budget *BodyBudget
+	held   int64
 }
 
-// Release returns the response and the fetch slot; it may be called more
-// than once.
+// Release returns the response, the fetch slot and the body bytes the
+// fetch took (BodyBudget.Take); it may be called more than once.
 func (f *Fetched) Release() {
 	if f.Resp != nil {
 		_ = f.Resp.CloseBodyStream()
@@ -201,6 +205,10 @@ func (f *Fetched) Release() {
 	if f.b != nil {
 		f.b.limiter.release(f.outcome, f.latency)
 		f.b = nil
+	}
+	if f.held > 0 {
+		f.budget.give(f.held)
+		f.held = 0
 	}
 }
 
