@@ -18,7 +18,7 @@ import (
 	"github.com/lakka-cache/lakka/purge"
 )
 
-// The admin listener: /healthz, /metrics, /api/stats, /readyz, the purge
+// The admin listener: /healthz, /readyz, /metrics, /api/stats, the purge
 // API and (when configured) profiles, on an address of its own
 // (docs/CONTRACTS.md). Everything but /healthz is closed by default
 // (docs/RELIABILITY.md, promise 14): it needs the admin token or a client
@@ -41,6 +41,7 @@ func newAdmin(s *Server, reg *prometheus.Registry) *http.Server {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.guard(doorMetrics, metrics.ServeHTTP))
 	mux.HandleFunc("GET /api/stats", s.guard(doorAdmin, s.handleStats))
+	mux.HandleFunc("GET /readyz", s.guard(doorAdmin, s.handleReady))
 	mux.HandleFunc("POST "+purge.APIPath, s.guard(doorPurge, s.handlePurgeAPI))
 	if s.pol.pprof {
 		mux.HandleFunc("GET /debug/pprof/", s.guard(doorAdmin, pprof.Index))
@@ -66,6 +67,52 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Readiness is the JSON answer of GET /readyz: the origin's side of the
+// edge, for operators and their monitors. /healthz says whether the edge
+// serves (a load balancer's question); this says whether its misses can
+// reach an origin.
+type Readiness struct {
+	// Serving is false while the edge drains.
+	Serving bool `json:"serving"`
+	// Origin is "up" (every backend in rotation), "degraded" (some out of
+	// rotation, or only passive health keeps them out: panic routing) or
+	// "down" (no backend's probes pass: misses get stale copies or 503).
+	Origin     string             `json:"origin"`
+	InRotation int                `json:"in_rotation"`
+	Backends   []backend.Snapshot `json:"backends"`
+}
+
+// handleReady answers /readyz: 200 when the edge serves and an origin
+// can be reached, 503 otherwise, with the backends' states either way.
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	out := Readiness{Serving: !s.draining.Load(), Backends: s.dir.Snapshots(time.Now())}
+	probed := 0
+	for _, b := range out.Backends {
+		if b.Healthy {
+			out.InRotation++
+		}
+		if b.ProbeHealthy {
+			probed++
+		}
+	}
+	switch {
+	case probed == 0:
+		out.Origin = "down"
+	case out.InRotation < len(out.Backends):
+		out.Origin = "degraded"
+	default:
+		out.Origin = "up"
+	}
+	status := http.StatusOK
+	if !out.Serving || out.Origin == "down" {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // guard lets a request through door d, or refuses it: 403 when the door

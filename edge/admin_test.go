@@ -48,10 +48,11 @@ func TestAdminSurfaceClosed(t *testing.T) {
 		{get, "/healthz", "", 200},
 		{get, "/metrics", "", 403},
 		{get, "/api/stats", "", 403},
+		{get, "/readyz", "", 403},
 		{post, "/api/purge", "", 403},
 		{get, "/debug/pprof/", "", 404},
 	})
-	if got := counter(closed.m.adminRefusals.WithLabelValues("closed")); got != 2 {
+	if got := counter(closed.m.adminRefusals.WithLabelValues("closed")); got != 3 {
 		t.Errorf("closed refusals counted %v, want 2", got)
 	}
 	if got := counter(closed.m.purgeRefusals.WithLabelValues("closed")); got != 1 {
@@ -68,13 +69,15 @@ func TestAdminSurfaceClosed(t *testing.T) {
 		{get, "/metrics", testAdminToken, 200},
 		{get, "/api/stats", testAdminToken + "x", 401},
 		{get, "/api/stats", testAdminToken, 200},
+		{get, "/readyz", "", 401},
+		{get, "/readyz", testAdminToken, 200},
 		{get, "/debug/pprof/", "", 401},
 		{get, "/debug/pprof/", testAdminToken, 200},
 		{post, "/api/purge", "", 401},
 		{post, "/api/purge", testAdminToken, 200},
 	})
-	if got := counter(tok.m.adminRefusals.WithLabelValues("token")); got != 4 {
-		t.Errorf("token refusals counted %v, want 4", got)
+	if got := counter(tok.m.adminRefusals.WithLabelValues("token")); got != 5 {
+		t.Errorf("token refusals counted %v, want 5", got)
 	}
 
 	c = testConfig(o.addr())

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -393,4 +394,46 @@ func TestFetchLimitPrefersStale(t *testing.T) {
 	}
 	close(gate)
 	<-done
+}
+
+// TestReadyzShowsTheOriginSide: /readyz (behind the admin token) reports
+// the backends' states and answers 503 only when no backend's probes pass,
+// while /healthz keeps answering 200: an edge with stale copies still
+// serves, and a load balancer must not take it out for its origin.
+func TestReadyzShowsTheOriginSide(t *testing.T) {
+	a, aHealth := healthOrigin(t, "a")
+	b, bHealth := healthOrigin(t, "b")
+	c := probeConfig(a.addr(), b.addr())
+	c.Admin.Token = testAdminToken
+	e := startEdge(t, c)
+	admin := "http://" + e.AdminAddr()
+	auth := []string{"Authorization", "Bearer " + testAdminToken}
+	ready := func() (int, Readiness) {
+		t.Helper()
+		r := doURL(t, http.MethodGet, admin+"/readyz", "", auth...)
+		var out Readiness
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+			t.Fatalf("/readyz: %d %q: %v", r.status, r.body, err)
+		}
+		return r.status, out
+	}
+	if r := doURL(t, http.MethodGet, admin+"/readyz", ""); r.status != http.StatusUnauthorized {
+		t.Errorf("/readyz without the token: %d, want 401", r.status)
+	}
+	if st, out := ready(); st != 200 || out.Origin != "up" || out.InRotation != 2 || len(out.Backends) != 2 || !out.Serving {
+		t.Errorf("both up: %d %+v, want 200, up, 2 in rotation", st, out)
+	}
+	bHealth.Store(500)
+	eventually(t, "b out of rotation", func() bool { return !e.backendHealthy(1) })
+	if st, out := ready(); st != 200 || out.Origin != "degraded" || out.InRotation != 1 || out.Backends[1].Healthy {
+		t.Errorf("b sick: %d %+v, want 200, degraded, 1 in rotation", st, out)
+	}
+	aHealth.Store(500)
+	eventually(t, "a out of rotation", func() bool { return !e.backendHealthy(0) })
+	if st, out := ready(); st != http.StatusServiceUnavailable || out.Origin != "down" || out.InRotation != 0 {
+		t.Errorf("both sick: %d %+v, want 503, down", st, out)
+	}
+	if r := doURL(t, http.MethodGet, admin+"/healthz", ""); r.status != 200 {
+		t.Errorf("/healthz with every origin down: %d, want 200 (the edge still serves)", r.status)
+	}
 }
