@@ -73,6 +73,13 @@ type Edge struct {
 	ViaName string `yaml:"via_name"`
 	// DebugHeaders passes Surrogate-Key and Surrogate-Control to clients.
 	DebugHeaders bool `yaml:"debug_headers"`
+	// NodeID names this edge in the fleet: its purge bus consumer, its
+	// membership entry, its acknowledgements. Letters, digits, "-" and "_";
+	// empty means the host name (other characters replaced by "-").
+	NodeID string `yaml:"node_id"`
+	// Zone is the availability zone the edge runs in, as the fleet reports
+	// it; empty means none.
+	Zone string `yaml:"zone"`
 }
 
 // Backends configures the origin servers the edge fetches from.
@@ -286,6 +293,49 @@ type Purge struct {
 	// to the client listener. Behind a trusted proxy (edge.trusted_proxies)
 	// the client it reports in X-Forwarded-For is checked, not the proxy.
 	AllowNetworks []string `yaml:"allow_networks"`
+	// Bus is the purge bus on NATS JetStream: every purge published there
+	// reaches every edge. Without a URL, purges travel over HTTP only.
+	Bus Bus `yaml:"bus"`
+}
+
+// Bus configures the purge bus (NATS JetStream) that edges consume and
+// origins, "lakka purge" and edges publish to.
+type Bus struct {
+	// URL is the NATS server (nats://host:4222; several, comma-separated,
+	// for a cluster); empty means no bus.
+	URL string `yaml:"url"`
+	// Stream and Subject name the JetStream stream of purge messages and
+	// its subject.
+	Stream  string `yaml:"stream"`
+	Subject string `yaml:"subject"`
+	// MaxAge is how long the stream keeps a purge: an edge away for longer
+	// soft-purges everything it stored before the gap.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Replicas is the stream's replica count (at most the NATS cluster's
+	// size).
+	Replicas int `yaml:"replicas"`
+	// DuplicateWindow is how long JetStream remembers message ids to drop
+	// a purge published twice.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// MembersBucket is the key-value bucket edges announce themselves and
+	// their last applied purge in.
+	MembersBucket string `yaml:"members_bucket"`
+	// CatchUpTimeout bounds how long a starting edge stays not ready
+	// (/healthz 503) while it cannot reach the bus to catch up.
+	CatchUpTimeout time.Duration `yaml:"catch_up_timeout"`
+	// CredsFile is a NATS credentials file (JWT and NKey); User and
+	// Password, or Token (LAKKA_BUS_TOKEN overrides it), authenticate
+	// otherwise.
+	CredsFile string `yaml:"creds_file"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	Token     string `yaml:"token"`
+	// CAFile, CertFile and KeyFile configure TLS to NATS (a tls:// URL, or
+	// a server that requires it); CertFile and KeyFile for client
+	// certificates.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Admin closes the edge's admin listener (edge.admin): every endpoint but
@@ -463,6 +513,15 @@ func Default() Config {
 			},
 		},
 		Purge: Purge{
+			Bus: Bus{
+				Stream:          "LAKKA_PURGE",
+				Subject:         "lakka.purge",
+				MaxAge:          24 * time.Hour,
+				Replicas:        1,
+				DuplicateWindow: 2 * time.Minute,
+				MembersBucket:   "LAKKA_EDGES",
+				CatchUpTimeout:  30 * time.Second,
+			},
 			AllowNetworks: []string{"127.0.0.1/32", "::1/128"},
 		},
 		Admin: Admin{

@@ -314,6 +314,7 @@ func (c *Config) validatePurge(v *validator) {
 		v.errorf("purge.token", "must not contain whitespace")
 	}
 	v.networks("purge.allow_networks", c.Purge.AllowNetworks)
+	c.validateBus(v)
 }
 
 func (c *Config) validateAdmin(v *validator) {
@@ -375,5 +376,62 @@ func (c *Config) validateOrigin(v *validator) {
 		v.duration(key+".max_age", p.f.MaxAge, true)
 		v.duration(key+".stale_while_revalidate", p.f.StaleWhileRevalidate, true)
 		v.duration(key+".stale_if_error", p.f.StaleIfError, true)
+	}
+}
+
+// natsName matches what NATS accepts in stream, consumer and bucket names
+// and in key-value keys, and what Lakka accepts as a node id.
+func natsName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateBus(v *validator) {
+	b := &c.Purge.Bus
+	if c.Edge.NodeID != "" && !natsName(c.Edge.NodeID) {
+		v.errorf("edge.node_id", "must be 1 to 64 letters, digits, - or _, got %q", c.Edge.NodeID)
+	}
+	if strings.ContainsAny(c.Edge.Zone, " \t\r\n") || len(c.Edge.Zone) > 64 {
+		v.errorf("edge.zone", "must be at most 64 characters without spaces, got %q", c.Edge.Zone)
+	}
+	if b.URL != "" {
+		for _, u := range strings.Split(b.URL, ",") {
+			u = strings.TrimSpace(u)
+			scheme, rest, ok := strings.Cut(u, "://")
+			if !ok || (scheme != "nats" && scheme != "tls") || rest == "" {
+				v.errorf("purge.bus.url", "must be nats://host:port or tls://host:port (comma-separated for a cluster), got %q", u)
+			}
+		}
+	}
+	if !natsName(b.Stream) {
+		v.errorf("purge.bus.stream", "must be 1 to 64 letters, digits, - or _, got %q", b.Stream)
+	}
+	if !natsName(b.MembersBucket) {
+		v.errorf("purge.bus.members_bucket", "must be 1 to 64 letters, digits, - or _, got %q", b.MembersBucket)
+	}
+	if b.Subject == "" || strings.ContainsAny(b.Subject, " \t*>") || strings.HasPrefix(b.Subject, ".") || strings.HasSuffix(b.Subject, ".") || strings.Contains(b.Subject, "..") {
+		v.errorf("purge.bus.subject", "must be a literal NATS subject (tokens separated by dots, no wildcards), got %q", b.Subject)
+	}
+	v.duration("purge.bus.max_age", b.MaxAge, false)
+	if b.Replicas < 1 || b.Replicas > 5 {
+		v.errorf("purge.bus.replicas", "must be 1 to 5, got %d", b.Replicas)
+	}
+	v.duration("purge.bus.duplicate_window", b.DuplicateWindow, false)
+	if b.DuplicateWindow > b.MaxAge && b.MaxAge > 0 {
+		v.errorf("purge.bus.duplicate_window", "must not exceed purge.bus.max_age (%s), got %s", b.MaxAge, b.DuplicateWindow)
+	}
+	v.duration("purge.bus.catch_up_timeout", b.CatchUpTimeout, false)
+	if (b.User == "") != (b.Password == "") {
+		v.errorf("purge.bus.user", "user and password go together")
+	}
+	if (b.CertFile == "") != (b.KeyFile == "") {
+		v.errorf("purge.bus.cert_file", "cert_file and key_file go together")
 	}
 }
