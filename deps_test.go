@@ -18,7 +18,11 @@ var allowed = map[string][]string{
 	"config":      {},
 	"cachepolicy": {},
 	"purge":       {},
-	"edge":        {"cachepolicy", "config", "purge"},
+	// The bus is how purges travel over NATS: it knows the message and the
+	// configuration, nothing of edges or origins.
+	"purge/bus":         {"config", "purge"},
+	"internal/natstest": {},
+	"edge":              {"cachepolicy", "config", "purge"},
 	// edge's parts with invariants of their own import only downward:
 	// cachekey, coding and slab are leaves, store builds on cachekey and
 	// slab, and none of them knows edge itself.
@@ -39,6 +43,8 @@ var thirdParty = map[string][]string{
 	"config":                 {"go.yaml.in/yaml/v3"},
 	"cachepolicy":            {},
 	"purge":                  {},
+	"purge/bus":              {"github.com/nats-io/nats.go"},
+	"internal/natstest":      {},
 	"origin/surrogate":       {},
 	"edge":                   {"github.com/valyala/fasthttp", "github.com/klauspost/compress", "github.com/prometheus/client_golang", "github.com/prometheus/client_model"},
 	"edge/internal/cachekey": {"github.com/valyala/fasthttp"},

@@ -1,0 +1,269 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/internal/natstest"
+	"github.com/lakka-cache/lakka/purge"
+)
+
+func testBusConfig(url string) config.Bus {
+	c := config.Default().Purge.Bus
+	c.URL = url
+	return c
+}
+
+func connect(t *testing.T, c config.Bus) *Bus {
+	t.Helper()
+	b, err := Connect(c, Options{Name: t.Name(), Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := b.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// recorder is an edge's side for tests: the purges applied, in order, and
+// the gaps.
+type recorder struct {
+	mu      sync.Mutex
+	applied []string
+	gaps    []string
+}
+
+func (r *recorder) hooks() Hooks {
+	return Hooks{
+		Apply: func(m purge.Message) error {
+			r.mu.Lock()
+			r.applied = append(r.applied, m.ID)
+			r.mu.Unlock()
+			return nil
+		},
+		Gap: func(reason string) {
+			r.mu.Lock()
+			r.gaps = append(r.gaps, reason)
+			r.mu.Unlock()
+		},
+	}
+}
+
+func (r *recorder) snapshot() (applied, gaps []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied), slices.Clone(r.gaps)
+}
+
+// waitApplied waits until r applied want, exactly and in order.
+func (r *recorder) waitApplied(t *testing.T, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _ := r.snapshot()
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) || len(got) > len(want) {
+			t.Fatalf("applied %d purges %v\nwant %d %v", len(got), got, len(want), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func publish(t *testing.T, b *Bus, ids ...string) []Published {
+	t.Helper()
+	var out []Published
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		p, err := b.Publish(ctx, purge.Message{ID: id, Tags: []string{"t-" + id}, IssuedAt: time.Now(), Issuer: "test"})
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func ids(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return out
+}
+
+func consume(t *testing.T, b *Bus, node string, r *recorder) (*Consumer, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := b.Consume(ctx, Member{NodeID: node, Zone: "a", Admin: "127.0.0.1:1"}, r.hooks(), nil)
+	t.Cleanup(func() { cancel(); c.Wait() })
+	select {
+	case <-c.CaughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s not caught up after 10s", node)
+	}
+	return c, func() { cancel(); c.Wait() }
+}
+
+// TestPurgesAppliedInOrderAndAnnounced: purges published by two
+// publishers reach two consumers, each in stream order; a purge published
+// again with the same id is stored once; each edge announces itself and
+// the last purge it applied.
+func TestPurgesAppliedInOrderAndAnnounced(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub1, pub2 := connect(t, c), connect(t, c)
+	var r1, r2 recorder
+	consume(t, connect(t, c), "e1", &r1)
+	consume(t, connect(t, c), "e2", &r2)
+
+	want := ids("p", 0, 100)
+	var last Published
+	for i, id := range want {
+		b := pub1
+		if i%2 == 1 {
+			b = pub2
+		}
+		last = publish(t, b, id)[0]
+	}
+	again := publish(t, pub2, want[len(want)-1])[0]
+	if !again.Duplicate || again.Seq != last.Seq {
+		t.Errorf("the same id published again: %+v, want a duplicate of seq %d", again, last.Seq)
+	}
+	r1.waitApplied(t, want)
+	r2.waitApplied(t, want)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ms, err := pub1.Members(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := len(ms) == 2
+		for _, m := range ms {
+			done = done && m.Live(time.Now()) && m.Applied == last.Seq && m.AppliedID == want[len(want)-1] && m.Ready && m.Zone == "a"
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members %+v: want e1 and e2 live, ready, applied seq %d", ms, last.Seq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServerRestartLosesNothing: nats-server killed and restarted on the
+// same store while purges flow: every purge published before and after
+// is applied once, in order, without a gap.
+func TestServerRestartLosesNothing(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub := connect(t, c)
+	var r recorder
+	cons, _ := consume(t, connect(t, c), "e1", &r)
+	want := ids("a", 0, 30)
+	publish(t, pub, want...)
+	r.waitApplied(t, want)
+	ns.Restart()
+	more := ids("b", 0, 30)
+	publish(t, pub, more...) // the publisher reconnects
+	r.waitApplied(t, append(want, more...))
+	if _, gaps := r.snapshot(); len(gaps) != 0 {
+		t.Errorf("gaps %v after a restart that lost nothing", gaps)
+	}
+	if st := cons.Status(); !st.Connected || st.Applied != 60 {
+		t.Errorf("status %+v, want connected and applied 60", st)
+	}
+}
+
+// TestConsumerRestartResumes: an edge process that stops and starts again
+// (the same node id) applies what was published while it was away, from
+// its durable consumer's position, and is caught up only after that.
+func TestConsumerRestartResumes(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub := connect(t, c)
+	var r recorder
+	_, stop := consume(t, connect(t, c), "e1", &r)
+	first := ids("a", 0, 10)
+	publish(t, pub, first...)
+	r.waitApplied(t, first)
+	stop()
+	away := ids("b", 0, 200)
+	publish(t, pub, away...)
+	var r2 recorder
+	cons, _ := consume(t, connect(t, c), "e1", &r2) // returns once caught up
+	if got, _ := r2.snapshot(); !slices.Equal(got, away) {
+		t.Fatalf("caught up having applied %d purges, want the %d published while away", len(got), len(away))
+	}
+	if st := cons.Status(); st.Gaps != 0 || st.Pending != 0 || !st.CaughtUp {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestGapSoftPurges: purges that left the stream (max_age) before an edge
+// applied them are a gap: the edge is told before it applies anything
+// after, and counts it.
+func TestGapSoftPurges(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	c.MaxAge = time.Second
+	c.DuplicateWindow = time.Second
+	pub := connect(t, c)
+	var r recorder
+	_, stop := consume(t, connect(t, c), "e1", &r)
+	publish(t, pub, "a0")
+	r.waitApplied(t, []string{"a0"})
+	stop()
+	publish(t, pub, "b0", "b1", "b2")
+	time.Sleep(2500 * time.Millisecond) // they expire
+	var r2 recorder
+	cons, _ := consume(t, connect(t, c), "e1", &r2)
+	if _, gaps := r2.snapshot(); len(gaps) != 1 {
+		t.Fatalf("gaps %v, want one for the expired purges", gaps)
+	}
+	publish(t, pub, "c0")
+	r2.waitApplied(t, []string{"c0"})
+	if st := cons.Status(); st.Gaps != 1 {
+		t.Errorf("status %+v, want 1 gap", st)
+	}
+}
+
+// TestLostConsumerRecreated: a consumer deleted under a running edge is
+// recreated after the last purge applied; nothing is applied twice or
+// missed.
+func TestLostConsumerRecreated(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub := connect(t, c)
+	var r recorder
+	consume(t, connect(t, c), "e1", &r)
+	first := ids("a", 0, 5)
+	publish(t, pub, first...)
+	r.waitApplied(t, first)
+	s, err := pub.js.Stream(t.Context(), c.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteConsumer(t.Context(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	more := ids("b", 0, 5)
+	publish(t, pub, more...)
+	r.waitApplied(t, append(first, more...))
+	if _, gaps := r.snapshot(); len(gaps) != 0 {
+		t.Errorf("gaps %v: nothing left the stream", gaps)
+	}
+}

@@ -1,0 +1,388 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lakka-cache/lakka/purge"
+)
+
+// Hooks are what a consumer does with the stream.
+type Hooks struct {
+	// Apply applies one purge. It must be idempotent: a purge may come
+	// twice. An error is logged and counted; the message is acknowledged
+	// all the same (retrying a purge the edge refuses would stop the
+	// stream for every later one).
+	Apply func(purge.Message) error
+	// Gap soft-purges everything stored: purges were missed. It is called
+	// before anything after the gap is applied.
+	Gap func(reason string)
+	// Applied observes each applied purge and its lag (applied time minus
+	// issued time); nil to ignore.
+	Applied func(m purge.Message, lag time.Duration)
+	// Failed observes a purge that could not be applied (bad message, or
+	// Apply failed); nil to ignore.
+	Failed func(err error)
+}
+
+// Status is a consumer's state.
+type Status struct {
+	// Connected says the bus connection is up.
+	Connected bool `json:"connected"`
+	// CaughtUp says the consumer has applied everything the stream held
+	// when it looked last.
+	CaughtUp bool `json:"caught_up"`
+	// Applied is the stream sequence of the last purge applied (or of the
+	// position the consumer started from).
+	Applied uint64 `json:"applied"`
+	// Pending is the purges known still to apply.
+	Pending uint64 `json:"pending"`
+	// Gaps counts the gaps found.
+	Gaps uint64 `json:"gaps"`
+}
+
+// Consumer applies the stream's purges on one edge, in stream order, as
+// the durable consumer named by its node id, and keeps its entry in the
+// members bucket fresh.
+type Consumer struct {
+	b     *Bus
+	self  Member
+	h     Hooks
+	log   *slog.Logger
+	kick  chan struct{} // write the member entry now
+	done  chan struct{}
+	ready chan struct{} // closed once caught up the first time
+
+	mu sync.Mutex
+	st Status
+	// positioned says st.Applied is known: from the consumer found at
+	// start, or the stream's end when there was none.
+	positioned bool
+	member     Member // self, with the last applied purge
+	readyOne   sync.Once
+}
+
+// Consume starts consuming for the edge self (NodeID set) until ctx ends;
+// Wait waits for it to let go (its member entry removed).
+func (b *Bus) Consume(ctx context.Context, self Member, h Hooks, log *slog.Logger) *Consumer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{
+		b: b, self: self, h: h, log: log,
+		kick:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		ready: make(chan struct{}),
+	}
+	c.member = self
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.run(ctx) }()
+	go func() { defer wg.Done(); c.announce(ctx) }()
+	go func() { wg.Wait(); close(c.done) }()
+	return c
+}
+
+// Wait returns once the consumer stopped (after its context ended).
+func (c *Consumer) Wait() { <-c.done }
+
+// CaughtUp is closed once the consumer has applied every purge the stream
+// held when it started (or found the stream empty).
+func (c *Consumer) CaughtUp() <-chan struct{} { return c.ready }
+
+// Status returns the consumer's state now.
+func (c *Consumer) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.st
+	st.Connected = c.b.Connected()
+	return st
+}
+
+// durable is the consumer's name on the stream.
+func (c *Consumer) durable() string { return c.self.NodeID }
+
+func (c *Consumer) run(ctx context.Context) {
+	wait := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("purge bus consumer", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+		if err == nil {
+			wait = 250 * time.Millisecond
+		}
+	}
+}
+
+// session consumes until an error (the connection or the consumer lost).
+func (c *Consumer) session(ctx context.Context) error {
+	s, err := c.b.stream(ctx)
+	if err != nil {
+		return err
+	}
+	cons, err := c.consumer(ctx, s)
+	if err != nil {
+		return err
+	}
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 && info.NumAckPending == 0 {
+		if err := c.checkGap(ctx, s); err != nil {
+			return err
+		}
+		c.caughtUp()
+	}
+	lastCheck := time.Time{}
+	for ctx.Err() == nil {
+		if time.Since(lastCheck) >= 2*time.Second {
+			if err := c.checkGap(ctx, s); err != nil {
+				return err
+			}
+			lastCheck = time.Now()
+		}
+		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			c.handle(msg)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		if n == 0 {
+			c.mu.Lock()
+			c.st.Pending = 0
+			c.mu.Unlock()
+			c.caughtUp()
+		}
+	}
+	return nil
+}
+
+// consumer returns the durable consumer, creating it when it does not
+// exist: at the stream's end for a consumer new to this process (nothing
+// stored yet can be stale), after the last applied purge for one lost
+// while the process ran. A consumer with purges delivered but not
+// acknowledged (its previous process died) is recreated at its
+// acknowledged position, so they come again now rather than after the
+// acknowledgement wait.
+func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
+	cons, err := s.Consumer(ctx, c.durable())
+	c.mu.Lock()
+	positioned, applied := c.positioned, c.st.Applied
+	c.mu.Unlock()
+	switch {
+	case err == nil:
+		info := cons.CachedInfo()
+		if !positioned {
+			applied = info.AckFloor.Stream
+			c.setPosition(applied)
+		}
+		if info.NumAckPending == 0 {
+			return cons, nil
+		}
+		if err := s.DeleteConsumer(ctx, c.durable()); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("consumer %s: %w", c.durable(), err)
+		}
+		return c.create(ctx, s, applied+1)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if positioned {
+			c.log.Warn("purge bus consumer was lost: recreating it after the last purge applied", "consumer", c.durable(), "applied", applied)
+			return c.create(ctx, s, applied+1)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", c.b.cfg.Stream, err)
+		}
+		c.setPosition(info.State.LastSeq)
+		return c.create(ctx, s, info.State.LastSeq+1)
+	default:
+		return nil, fmt.Errorf("consumer %s: %w", c.durable(), err)
+	}
+}
+
+// setPosition sets where the consumer starts, the first time it knows.
+func (c *Consumer) setPosition(applied uint64) {
+	c.mu.Lock()
+	c.st.Applied, c.positioned = applied, true
+	c.mu.Unlock()
+}
+
+func (c *Consumer) create(ctx context.Context, s jetstream.Stream, start uint64) (jetstream.Consumer, error) {
+	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       c.durable(),
+		Description:   "Lakka edge " + c.self.NodeID,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   max(start, 1),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Second,
+		MaxAckPending: 1024,
+		FilterSubject: c.b.cfg.Subject,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", c.durable(), err)
+	}
+	return cons, nil
+}
+
+// checkGap compares the applied position with the stream: purges after it
+// that already left the stream (retention) are a gap.
+func (c *Consumer) checkGap(ctx context.Context, s jetstream.Stream) error {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.b.cfg.Stream, err)
+	}
+	c.mu.Lock()
+	applied := c.st.Applied
+	c.mu.Unlock()
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if first > applied+1 && last > applied {
+		c.gap(fmt.Sprintf("purges %d to %d left the stream before they were applied", applied+1, first-1), first-1)
+	}
+	return nil
+}
+
+// gap reports missed purges and moves the position past them.
+func (c *Consumer) gap(reason string, to uint64) {
+	c.log.Warn("purge bus gap: soft-purging everything stored", "node", c.self.NodeID, "reason", reason)
+	if c.h.Gap != nil {
+		c.h.Gap(reason)
+	}
+	c.mu.Lock()
+	c.st.Gaps++
+	if c.st.Applied < to {
+		c.st.Applied = to
+	}
+	c.member.Gaps = c.st.Gaps
+	c.mu.Unlock()
+}
+
+// handle applies one delivered message, in order, then acknowledges it.
+func (c *Consumer) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		c.fail(fmt.Errorf("message without metadata: %w", err))
+		_ = msg.Term()
+		return
+	}
+	seq := md.Sequence.Stream
+	c.mu.Lock()
+	applied := c.st.Applied
+	c.mu.Unlock()
+	if seq <= applied {
+		_ = msg.Ack() // delivered again: applied already
+		return
+	}
+	if seq > applied+1 {
+		c.gap(fmt.Sprintf("purges %d to %d were not delivered", applied+1, seq-1), seq-1)
+	}
+	var m purge.Message
+	if err := json.Unmarshal(msg.Data(), &m); err != nil {
+		c.fail(fmt.Errorf("purge %d: bad message: %w", seq, err))
+	} else if err := m.Check(); err != nil {
+		c.fail(fmt.Errorf("purge %d (%s): %w", seq, m.ID, err))
+	} else if err := c.h.Apply(m); err != nil {
+		c.fail(fmt.Errorf("purge %d (%s): %w", seq, m.ID, err))
+	}
+	_ = msg.Ack()
+	now := time.Now()
+	issued := m.IssuedAt
+	if issued.IsZero() {
+		issued = md.Timestamp
+	}
+	lag := max(now.Sub(issued), 0)
+	c.mu.Lock()
+	c.st.Applied = seq
+	c.st.Pending = md.NumPending
+	c.member.AppliedID = m.ID
+	c.member.AppliedAt = now
+	c.member.Lag = lag
+	c.mu.Unlock()
+	if c.h.Applied != nil && m.ID != "" {
+		c.h.Applied(m, lag)
+	}
+	if md.NumPending == 0 {
+		c.caughtUp()
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Consumer) fail(err error) {
+	c.log.Error("purge bus: purge not applied", "err", err)
+	if c.h.Failed != nil {
+		c.h.Failed(err)
+	}
+}
+
+func (c *Consumer) caughtUp() {
+	c.mu.Lock()
+	first := !c.st.CaughtUp
+	c.st.CaughtUp = true
+	c.mu.Unlock()
+	c.readyOne.Do(func() { close(c.ready) })
+	if first {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// announce keeps the member entry fresh: every RefreshEvery, and at once
+// after purges were applied. It removes the entry when ctx ends.
+func (c *Consumer) announce(ctx context.Context) {
+	var kv jetstream.KeyValue
+	tick := time.NewTicker(RefreshEvery)
+	defer tick.Stop()
+	for {
+		if kv == nil && c.b.Connected() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			kv, _ = c.b.members(cctx)
+			cancel()
+		}
+		if kv != nil {
+			c.mu.Lock()
+			m := c.member
+			m.Applied, m.Pending, m.Gaps, m.Ready = c.st.Applied, c.st.Pending, c.st.Gaps, c.st.CaughtUp
+			c.mu.Unlock()
+			b, _ := json.Marshal(m)
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if _, err := kv.Put(cctx, c.self.NodeID, b); err != nil && ctx.Err() == nil && c.b.Connected() {
+				c.log.Debug("purge bus: member entry not written", "err", err)
+				kv = nil // the bucket may have gone: make it again
+			}
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			if kv != nil {
+				dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = kv.Delete(dctx, c.self.NodeID)
+				cancel()
+			}
+			return
+		case <-tick.C:
+		case <-c.kick:
+		}
+	}
+}
