@@ -16,6 +16,7 @@ import (
 
 	"github.com/lakka-cache/lakka/edge/internal/backend"
 	"github.com/lakka-cache/lakka/purge"
+	"github.com/lakka-cache/lakka/purge/bus"
 )
 
 // The admin listener: /healthz, /readyz, /metrics, /api/stats, the purge
@@ -64,6 +65,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	if s.draining.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	if !s.busReady() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("catching up on purges\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
@@ -179,8 +185,9 @@ func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := s.purger.apply(p, msg.ID, msg.Issuer)
+	res := purge.Result{Purged: n, Soft: p.Soft, Bus: s.publish(msg)}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(purge.Result{Purged: n, Soft: p.Soft})
+	_ = json.NewEncoder(w).Encode(res)
 }
 
 func apiError(w http.ResponseWriter, status int, msg string) {
@@ -212,6 +219,11 @@ type Stats struct {
 	IdentityBytes  int64              `json:"identity_bytes"`
 	HitHeaderBytes int64              `json:"hit_header_bytes"`
 	Backends       []backend.Snapshot `json:"backends"`
+	// Node and Zone name the edge in the fleet; Bus is its purge bus
+	// consumer (nil without a bus).
+	Node string      `json:"node"`
+	Zone string      `json:"zone,omitempty"`
+	Bus  *bus.Status `json:"bus,omitempty"`
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -233,6 +245,12 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 		IdentityBytes:  st.IdentityBytes,
 		HitHeaderBytes: st.HeaderBytes,
 		Backends:       s.dir.Snapshots(now),
+		Node:           bus.NodeName(s.cfg.Edge.NodeID),
+		Zone:           s.cfg.Edge.Zone,
+	}
+	if s.bus != nil {
+		st := s.bus.cons.Status()
+		out.Bus = &st
 	}
 	for r := range numResults {
 		out.Requests[r.String()] = value(s.m.requests[r])

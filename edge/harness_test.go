@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/edge/internal/store"
@@ -50,6 +52,7 @@ type testEdge struct {
 	url   string
 	reg   *prometheus.Registry
 	clock *testClock
+	stop  func() // shuts the edge down, once
 }
 
 // testClock is a freshness clock that tests move forward (advance).
@@ -99,7 +102,7 @@ func startEdgeWith(t testing.TB, c config.Config, sm seams) *testEdge {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
 	te := &testEdge{Server: s, t: t, url: "http://" + s.Addr(), reg: reg, clock: clock}
-	t.Cleanup(func() {
+	te.stop = sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
@@ -110,7 +113,24 @@ func startEdgeWith(t testing.TB, c config.Config, sm seams) *testEdge {
 		}
 		checkSlots(t, s)
 	})
+	t.Cleanup(te.stop)
 	return te
+}
+
+// stopEdge shuts te down before the test ends (as the cleanup would).
+func stopEdge(t testing.TB, te *testEdge) {
+	t.Helper()
+	te.stop()
+}
+
+// testCount is the number of observations in a histogram.
+func testCount(t testing.TB, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // stored returns the entry stored under key, acquired until the test

@@ -12,11 +12,18 @@ import (
 // metrics are the edge's Prometheus metrics. Children with labels from
 // closed sets are resolved at construction.
 type metrics struct {
-	requests  [numResults]prometheus.Counter
-	durations [numResults]prometheus.Observer
-	statuses  [6]prometheus.Counter                // 1xx..5xx, index 0 unused
-	bytesSent [numSentEncodings]prometheus.Counter // by sentEncoding
-	panics    prometheus.Counter
+	// The purge bus (edge/bus.go).
+	busConnected       prometheus.Gauge
+	busLag             prometheus.Histogram
+	busGaps            prometheus.Counter
+	busApplyErrors     prometheus.Counter
+	busCatchUpTimeouts prometheus.Counter
+	busPublishes       *prometheus.CounterVec
+	requests           [numResults]prometheus.Counter
+	durations          [numResults]prometheus.Observer
+	statuses           [6]prometheus.Counter                // 1xx..5xx, index 0 unused
+	bytesSent          [numSentEncodings]prometheus.Counter // by sentEncoding
+	panics             prometheus.Counter
 	// badRequest is indexed by bad-request detail (detail.badRequest).
 	badRequest [numDetails]prometheus.Counter
 
@@ -219,6 +226,34 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Buckets: prometheus.ExponentialBuckets(0.000005, 4, 10),
 	})
 	m.purgeDuration = purgeDur
+	m.busConnected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lakka_edge_purge_bus_connected",
+		Help: "1 while the connection to the purge bus (purge.bus.url) is up, 0 otherwise (and without a bus).",
+	})
+	m.busLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "lakka_edge_purge_bus_lag_seconds",
+		Help:    "Purge lag: when this edge applied a purge from the bus minus when its issuer issued it.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	})
+	m.busGaps = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_purge_bus_gaps_total",
+		Help: "Gaps found in the purge stream (purges that left it before this edge applied them, or a lost consumer): each soft-purged everything stored.",
+	})
+	m.busApplyErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_purge_bus_apply_errors_total",
+		Help: "Purges from the bus this edge could not apply (a bad message, a tag or URL it refuses); acknowledged and skipped.",
+	})
+	m.busCatchUpTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_purge_bus_catch_up_timeouts_total",
+		Help: "Starts after which the edge reported ready without having caught up with the purge bus (purge.bus.catch_up_timeout).",
+	})
+	m.busPublishes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_purge_bus_publishes_total",
+		Help: "Purges this edge was sent (purge API, PURGE) and published to the bus, by result (ok, duplicate, error).",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "duplicate", "error"} {
+		m.busPublishes.WithLabelValues(r)
+	}
 	m.purgeRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_purge_refusals_total",
 		Help: "Purge requests refused, by reason (token, network, request, closed).",
@@ -324,6 +359,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		slabLive, slabResident, slabRetained, slabMapped, slabRefused, bodiesUsed, bodiesLimit, bodiesRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
+		m.busConnected, m.busLag, m.busGaps, m.busApplyErrors, m.busCatchUpTimeouts, m.busPublishes,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,
 	} {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -105,7 +106,16 @@ func (r *request) purgeMethod() {
 	soft := equalFold(ctx.Request.Header.Peek("Purge-Mode"), "soft")
 	n := r.s.purger.apply(store.Purge{URLs: [][]byte{append([]byte(nil), r.key...)}, Soft: soft}, "", "PURGE")
 	ctx.Response.SetStatusCode(fasthttp.StatusOK)
-	ctx.Response.SetBodyString(`{"purged":` + strconv.Itoa(n) + `,"soft":` + strconv.FormatBool(soft) + "}\n")
+	body := `{"purged":` + strconv.Itoa(n) + `,"soft":` + strconv.FormatBool(soft)
+	if r.s.bus != nil {
+		// Every edge purges the URL: the key's URL, as the bus's
+		// absolute form (host and target).
+		res := r.s.publish(purge.Message{URLs: []string{keyURL(r.key)}, Soft: soft, Issuer: "PURGE"})
+		b, _ := json.Marshal(res)
+		body += `,"bus":` + string(b)
+		h.Set("X-Purge-Bus", res)
+	}
+	ctx.Response.SetBodyString(body + "}\n")
 }
 
 // invalidateAfterUnsafe applies RFC 9111 §4.4: a successful unsafe request
@@ -144,4 +154,11 @@ func (r *request) invalidateAfterUnsafe(h *fasthttp.ResponseHeader) {
 	}
 	r.s.store.Purge(store.Purge{URLs: urls}, r.s.now())
 	r.s.m.invalidations.Inc()
+}
+
+// keyURL is the absolute URL that names a URL key in a purge message (the
+// key holds no scheme: http and https share it).
+func keyURL(key []byte) string {
+	host, target := cachekey.SplitURL(key)
+	return "http://" + string(host) + string(target)
 }

@@ -57,6 +57,8 @@ type Server struct {
 	purger  *purger
 	access  *accessLog
 	refresh *refresher
+	// bus is the purge bus; nil without purge.bus.url.
+	bus *purgeBus
 	// clock is the time of freshness decisions (seams.clock).
 	clock freshnessClock
 
@@ -120,6 +122,18 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
+	// Set by Listen, read by scrapes that start after it.
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_purge_bus_pending",
+		Help: "Purges on the bus this edge has still to apply, as of its last fetch.",
+	}, func() float64 {
+		if s.bus == nil {
+			return 0
+		}
+		return float64(s.bus.cons.Status().Pending)
+	})); err != nil {
+		return nil, fmt.Errorf("edge: metrics: %w", err)
+	}
 	if s.store, err = store.New(cfg.Budget(), cfg.Cache.MaxVariants, s.m.store); err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
 	}
@@ -170,7 +184,8 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 	}
 }
 
-// Listen binds the client and admin listeners.
+// Listen binds the client and admin listeners and, with a purge bus,
+// starts consuming it (the edge is not ready until it caught up).
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Edge.Listen)
 	if err != nil {
@@ -182,6 +197,15 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("edge: admin listen %s: %w", s.cfg.Edge.Admin, err)
 	}
 	s.ln, s.adminLn = ln, aln
+	if s.cfg.Purge.Bus.URL != "" {
+		// Here rather than in Serve: the bus announces the admin address,
+		// and catching up starts as early as possible.
+		if err := s.startBus(); err != nil {
+			ln.Close()
+			aln.Close()
+			return fmt.Errorf("edge: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -267,6 +291,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // closeBackground stops the server's goroutines and releases the store.
 func (s *Server) closeBackground() {
 	s.closing.Do(func() {
+		if s.bus != nil {
+			s.bus.stop() // before the store closes: it applies purges
+		}
 		s.refresh.stopAndWait(s.dropJob)
 		s.dir.Stop()
 		s.access.close()

@@ -48,6 +48,11 @@ type Message struct {
 type Result struct {
 	Purged int  `json:"purged"`
 	Soft   bool `json:"soft"`
+	// Bus says what became of the purge on the purge bus, when the edge
+	// has one: "published" (every edge will apply it), "duplicate" (the
+	// bus had its id already) or "failed: ..." (applied on this edge
+	// only).
+	Bus string `json:"bus,omitempty"`
 }
 
 // Limits of one message, the same for every sender and receiver.

@@ -1,0 +1,138 @@
+package edge
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/lakka-cache/lakka/edge/internal/store"
+	"github.com/lakka-cache/lakka/purge"
+	"github.com/lakka-cache/lakka/purge/bus"
+)
+
+// purgeBus is the edge's side of the purge bus (purge.bus.url): the
+// consumer that applies every purge of the stream, and the publisher of
+// the purges this edge is sent (its purge API and the PURGE method), so
+// that a purge sent to one edge reaches all.
+type purgeBus struct {
+	b      *bus.Bus
+	cons   *bus.Consumer
+	cancel context.CancelFunc
+	node   string
+	// ready turns true once the consumer caught up with the stream, or
+	// when purge.bus.catch_up_timeout passed without the bus.
+	ready atomic.Bool
+}
+
+// startBus connects to the bus and starts consuming; the edge reports not
+// ready (/healthz 503) until the consumer has applied what the stream
+// holds for it. A bus that cannot be reached does not stop the edge: the
+// connection is retried, and after purge.bus.catch_up_timeout the edge
+// serves anyway (an empty cache has nothing a missed purge could concern;
+// it catches up when the bus returns).
+func (s *Server) startBus() error {
+	cfg := s.cfg.Purge.Bus
+	pb := &purgeBus{node: bus.NodeName(s.cfg.Edge.NodeID)}
+	b, err := bus.Connect(cfg, bus.Options{
+		Name:  "lakka edge " + pb.node,
+		Retry: true,
+		Log:   s.log,
+		OnState: func(up bool) {
+			if up {
+				s.m.busConnected.Set(1)
+			} else {
+				s.m.busConnected.Set(0)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	pb.b = b
+	ctx, cancel := context.WithCancel(context.Background())
+	pb.cancel = cancel
+	self := bus.Member{NodeID: pb.node, Zone: s.cfg.Edge.Zone, Admin: s.AdminAddr()}
+	pb.cons = b.Consume(ctx, self, bus.Hooks{
+		Apply: func(m purge.Message) error {
+			p, err := s.purger.compile(m)
+			if err != nil {
+				return err
+			}
+			s.purger.apply(p, m.ID, m.Issuer)
+			return nil
+		},
+		Gap: func(reason string) {
+			s.m.busGaps.Inc()
+			n := s.purger.apply(store.Purge{All: true, Soft: true}, "", "purge bus gap")
+			s.log.Warn("purge bus gap: every stored object marked stale", "objects", n, "reason", reason)
+		},
+		Applied: func(_ purge.Message, lag time.Duration) {
+			s.m.busLag.Observe(lag.Seconds())
+		},
+		Failed: func(error) { s.m.busApplyErrors.Inc() },
+	}, s.log)
+	s.bus = pb
+	go func() {
+		t := time.NewTimer(cfg.CatchUpTimeout)
+		defer t.Stop()
+		select {
+		case <-pb.cons.CaughtUp():
+			s.log.Info("purge bus: caught up", "node", pb.node, "applied", pb.cons.Status().Applied)
+		case <-t.C:
+			s.m.busCatchUpTimeouts.Inc()
+			s.log.Warn("purge bus: not caught up within purge.bus.catch_up_timeout; serving anyway", "node", pb.node, "bus", cfg.URL, "timeout", cfg.CatchUpTimeout)
+		case <-ctx.Done():
+			return
+		}
+		pb.ready.Store(true)
+	}()
+	s.log.Info("purge bus", "url", cfg.URL, "node", pb.node, "zone", s.cfg.Edge.Zone, "stream", cfg.Stream)
+	return nil
+}
+
+// stop stops consuming (the member entry is removed) and closes the
+// connection.
+func (pb *purgeBus) stop() {
+	pb.cancel()
+	pb.cons.Wait()
+	pb.b.Close()
+}
+
+// busReady reports whether the bus lets the edge serve: true without one.
+func (s *Server) busReady() bool { return s.bus == nil || s.bus.ready.Load() }
+
+// publishTimeout bounds publishing a purge the edge was sent.
+const publishTimeout = 2 * time.Second
+
+// publish sends a purge this edge applied to the bus, so that every other
+// edge applies it too; it returns what the answer says of it: "published",
+// "duplicate" (the bus had its id), "failed: ..." or "" without a bus.
+func (s *Server) publish(m purge.Message) string {
+	if s.bus == nil {
+		return ""
+	}
+	if m.ID == "" {
+		m.ID = bus.NewID("edge-" + s.bus.node)
+	}
+	if m.Issuer == "" {
+		m.Issuer = "edge " + s.bus.node
+	}
+	if m.IssuedAt.IsZero() {
+		m.IssuedAt = time.Now()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	p, err := s.bus.b.Publish(ctx, m)
+	switch {
+	case err != nil:
+		s.m.busPublishes.WithLabelValues("error").Inc()
+		s.log.Error("purge bus: publish failed; applied on this edge only", "id", m.ID, "err", err)
+		return "failed: " + err.Error()
+	case p.Duplicate:
+		s.m.busPublishes.WithLabelValues("duplicate").Inc()
+		return "duplicate"
+	default:
+		s.m.busPublishes.WithLabelValues("ok").Inc()
+		return "published"
+	}
+}
