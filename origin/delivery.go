@@ -3,6 +3,7 @@ package origin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/purge"
+	"github.com/lakka-cache/lakka/purge/bus"
 )
 
 // outbox is what delivery needs of a Store.
@@ -49,9 +51,24 @@ type Delivery struct {
 	wg     sync.WaitGroup // the loops Start began
 }
 
-// edgeState is one edge's delivery loop state.
+// Publisher is the purge bus as delivery uses it (*bus.Bus).
+type Publisher interface {
+	// Ensure creates the stream (or checks it) before the first publish.
+	Ensure(ctx context.Context) error
+	Publish(ctx context.Context, m purge.Message) (bus.Published, error)
+	URL() string
+}
+
+// busCursor is the purge bus's cursor in the outbox, beside the edges'.
+const busCursor = "purge-bus"
+
+// edgeState is one edge's delivery loop state (or the bus's).
 type edgeState struct {
 	addr string
+	// bus, when set, is where this loop publishes: one message per row;
+	// ensured says its stream was made.
+	bus     Publisher
+	ensured bool
 	// wake is signalled (without blocking) when a purge was committed.
 	wake chan struct{}
 	// depth, lag, deliveries, full and failures are this edge's metric
@@ -84,24 +101,41 @@ func NewDelivery(cfg config.Origin, st outbox, logger *slog.Logger, reg promethe
 			continue
 		}
 		seen[addr] = true
-		e := &edgeState{
-			addr:       addr,
-			wake:       make(chan struct{}, 1),
-			depth:      m.depth.WithLabelValues(addr),
-			lag:        m.lag.WithLabelValues(addr),
-			deliveries: m.deliveries.WithLabelValues(addr),
-			full:       m.full.WithLabelValues(addr),
-			failures:   map[string]prometheus.Counter{},
-		}
-		for _, r := range []string{failUnauthorized, failRejected, failUnavailable, failStore} {
-			e.failures[r] = m.failures.WithLabelValues(addr, r)
-		}
-		d.edges = append(d.edges, e)
+		d.edges = append(d.edges, m.target(addr))
 	}
 	if len(d.edges) > 0 && cfg.PurgeToken == "" {
 		logger.Warn("purge token is empty: edges will refuse purges (set LAKKA_PURGE_TOKEN or origin.purge_token)")
 	}
 	return d, nil
+}
+
+// target is the delivery state of an edge address (or the bus's cursor).
+func (m *deliveryMetrics) target(addr string) *edgeState {
+	e := &edgeState{
+		addr:       addr,
+		wake:       make(chan struct{}, 1),
+		depth:      m.depth.WithLabelValues(addr),
+		lag:        m.lag.WithLabelValues(addr),
+		deliveries: m.deliveries.WithLabelValues(addr),
+		full:       m.full.WithLabelValues(addr),
+		failures:   map[string]prometheus.Counter{},
+	}
+	for _, r := range []string{failUnauthorized, failRejected, failUnavailable, failStore} {
+		e.failures[r] = m.failures.WithLabelValues(addr, r)
+	}
+	return e
+}
+
+// UseBus makes delivery publish every purge row on the purge bus too, as
+// one message whose id is the row's (origin:ROW:CREATED-MICROSECONDS, the
+// same however often it is published), marking a row sent only when
+// JetStream has stored it: a bus outage loses nothing, and delivery
+// resumes after it. Its metrics use the edge label "purge-bus". Call it
+// before Start.
+func (d *Delivery) UseBus(p Publisher) {
+	e := d.m.target(busCursor)
+	e.bus = p
+	d.edges = append(d.edges, e)
 }
 
 // Notify tells the workers that a purge was committed. It never blocks.
@@ -194,6 +228,9 @@ var errDelivery = errors.New("origin: purge delivery failed")
 
 // step delivers one batch to e. It reports whether more may be pending.
 func (d *Delivery) step(ctx context.Context, e *edgeState) (bool, error) {
+	if e.bus != nil {
+		return d.stepBus(ctx, e)
+	}
 	fail := func(err error) (bool, error) {
 		if ctx.Err() == nil {
 			e.failures[failStore].Inc()
@@ -343,6 +380,95 @@ func (d *Delivery) send(ctx context.Context, e *edgeState, m purge.Message) (sen
 		d.logger.Warn("purge delivery failed", slog.String("edge", e.addr), slog.Int("status", se.Status))
 		return 0, errDelivery
 	}
+}
+
+// rowID is the bus message id of an outbox row: its id and creation time,
+// so that a store whose ids restart (the embedded one) never reuses one.
+func rowID(r Purge) string {
+	return fmt.Sprintf("origin:%d:%d", r.ID, r.CreatedAt.UnixMicro())
+}
+
+// stepBus publishes up to batchRows rows, one message each, in order, and
+// moves the bus's cursor past those JetStream stored.
+func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
+	fail := func(err error) (bool, error) {
+		if ctx.Err() == nil {
+			e.failures[failStore].Inc()
+			d.logger.Error("purge outbox", slog.String("edge", e.addr), slog.Any("error", err))
+		}
+		return false, errDelivery
+	}
+	head, pruned, err := d.store.PurgeHead(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	cursor, _, err := d.store.Cursor(ctx, e.addr)
+	if err != nil {
+		return fail(err)
+	}
+	rows, err := d.store.Purges(ctx, cursor, batchRows)
+	if err != nil {
+		return fail(err)
+	}
+	e.depth.Set(float64(max(head-cursor, 0)))
+	if len(rows) > 0 {
+		e.lag.Set(time.Since(rows[0].CreatedAt).Seconds())
+	} else {
+		e.lag.Set(0)
+	}
+	if !e.ensured {
+		if err := e.bus.Ensure(ctx); err != nil {
+			if ctx.Err() == nil {
+				e.failures[failUnavailable].Inc()
+				d.logger.Warn("purge bus unavailable; the rows stay in the outbox", slog.String("bus", e.bus.URL()), slog.Any("error", err))
+			}
+			return false, errDelivery
+		}
+		e.ensured = true
+	}
+	publish := func(m purge.Message) error {
+		if _, err := e.bus.Publish(ctx, m); err != nil {
+			if ctx.Err() == nil {
+				e.failures[failUnavailable].Inc()
+				d.logger.Warn("purge bus publish failed; the rows stay in the outbox", slog.String("bus", e.bus.URL()), slog.Any("error", err))
+			}
+			return errDelivery
+		}
+		return nil
+	}
+	if cursor < pruned {
+		// Rows were pruned before the bus had them: one full soft purge,
+		// named by what it covers, so that a retry is the same message.
+		d.logger.Warn("purge bus fell behind pruned rows, publishing a full soft purge", slog.Int64("cursor", cursor), slog.Int64("pruned", pruned))
+		m := purge.Message{ID: fmt.Sprintf("origin:full:%d:%d", cursor, head), All: true, Soft: true, IssuedAt: time.Now().UTC(), Issuer: issuer}
+		if err := publish(m); err != nil {
+			return false, err
+		}
+		e.full.Inc()
+		return d.advance(ctx, e, head)
+	}
+	if len(rows) == 0 {
+		return false, nil
+	}
+	last := cursor
+	for _, r := range rows {
+		m := purge.Message{ID: rowID(r), Tags: r.Tags, Soft: d.cfg.SoftPurge, IssuedAt: r.CreatedAt.UTC(), Issuer: issuer}
+		if err := m.Check(); err != nil {
+			// No edge could apply it: a full soft purge covers it.
+			e.failures[failRejected].Inc()
+			d.logger.Error("purge row cannot be published; publishing a full soft purge instead", slog.Int64("row", r.ID), slog.Any("error", err))
+			m = purge.Message{ID: rowID(r) + ":full", All: true, Soft: true, IssuedAt: r.CreatedAt.UTC(), Issuer: issuer}
+		}
+		if err := publish(m); err != nil {
+			if last > cursor {
+				_, _ = d.advance(ctx, e, last)
+			}
+			return false, err
+		}
+		e.deliveries.Inc()
+		last = r.ID
+	}
+	return d.advance(ctx, e, last)
 }
 
 // prune deletes purges older than the retention, every pruneInterval.

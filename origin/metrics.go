@@ -134,7 +134,7 @@ func newDeliveryMetrics(reg prometheus.Registerer) (*deliveryMetrics, error) {
 	m := &deliveryMetrics{
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lakka_origin_outbox_depth",
-			Help: "Purges written but not yet delivered to the edge (counted up to origin.purge_max_backlog + 1).",
+			Help: "Purges written but not yet delivered to the edge (counted up to origin.purge_max_backlog + 1), or, for edge=\"purge-bus\", not yet stored on the purge bus.",
 		}, []string{"edge"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lakka_origin_outbox_lag_seconds",

@@ -95,6 +95,10 @@ func New(cfg config.Origin, st Store, logger *slog.Logger, reg prometheus.Regist
 	return s, nil
 }
 
+// UseBus publishes every purge on the purge bus (Delivery.UseBus); call it
+// before Serve.
+func (s *Server) UseBus(p Publisher) { s.delivery.UseBus(p) }
+
 // handlerFunc serves a request and says what kind it was.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) kind
 

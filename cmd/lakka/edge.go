@@ -22,6 +22,9 @@ func newEdgeCmd() *cobra.Command {
 		admin     string
 		backends  []string
 		cacheSize config.ByteSize
+		nodeID    string
+		zone      string
+		busURL    string
 	)
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -33,6 +36,10 @@ refreshed. The admin listener serves /healthz to anyone, and /metrics,
 /api/stats and the purge API with the admin token (admin.token or
 LAKKA_ADMIN_TOKEN; the purge API also takes LAKKA_PURGE_TOKEN) or to the
 networks admin.allow_networks lists.
+With --purge-bus (purge.bus.url) the edge consumes every purge published
+on the NATS JetStream purge bus, as the durable consumer --node-id, and
+answers /healthz 503 until it has applied those it missed; purges sent to
+it (purge API, PURGE) are published there for every other edge.
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
 requests finish) and exits 0. SIGUSR1 reopens the access log file (for
 logrotate).
@@ -72,6 +79,15 @@ every key.`,
 			if f.Changed("cache-size") {
 				cfg.Cache.SizeBytes = cacheSize
 			}
+			if f.Changed("node-id") {
+				cfg.Edge.NodeID = nodeID
+			}
+			if f.Changed("zone") {
+				cfg.Edge.Zone = zone
+			}
+			if f.Changed("purge-bus") {
+				cfg.Purge.Bus.URL = busURL
+			}
 			// The one validation: file, environment and flags together.
 			if err := cfg.ValidateEdge(); err != nil {
 				return usagef("%v", flagNames(err))
@@ -85,13 +101,16 @@ every key.`,
 	f.StringVar(&admin, "admin", "", "admin listener address: /metrics, /healthz, purge API (edge.admin)")
 	f.StringArrayVar(&backends, "backend", nil, "backend address host:port, repeatable (backends.servers)")
 	f.Var(&cacheSize, "cache-size", "cache size in bytes, e.g. 512MiB (cache.size_bytes)")
+	f.StringVar(&nodeID, "node-id", "", "this edge's name in the fleet; default the host name (edge.node_id)")
+	f.StringVar(&zone, "zone", "", "the availability zone this edge runs in (edge.zone)")
+	f.StringVar(&busURL, "purge-bus", "", "consume and publish purges on this NATS JetStream URL (purge.bus.url)")
 	return cmd
 }
 
 // flagNames adds the flag name to validation errors about keys that have
 // a flag, so that the user knows what to change.
 func flagNames(err error) error {
-	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --cache-size cache.size_bytes)", err)
+	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --cache-size cache.size_bytes, --node-id edge.node_id, --zone edge.zone, --purge-bus purge.bus.url)", err)
 }
 
 func runEdge(cmd *cobra.Command, cfg config.Config) error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/origin"
+	"github.com/lakka-cache/lakka/purge/bus"
 )
 
 // originFlags are the flags of "lakka origin" and "lakka origin migrate".
@@ -23,6 +24,7 @@ type originFlags struct {
 	listen      string
 	seed        int
 	edgeAdmins  []string
+	busURL      string
 }
 
 func newOriginCmd() *cobra.Command {
@@ -42,14 +44,16 @@ and N generated articles, the same for every run.
 
 Every page carries Surrogate-Key tags and Cache-Control from origin.pages;
 every change is purged on each --edge-admin edge (POST /api/purge, bearer
-token LAKKA_PURGE_TOKEN). SIGTERM stops taking requests, lets those in
+token LAKKA_PURGE_TOKEN) and, with --purge-bus, published on the purge bus
+for every edge (one message per outbox row, marked sent once JetStream
+stored it). SIGTERM stops taking requests, lets those in
 flight finish, writes the buffered view counts and exits 0.
 
 Flags override the configuration file (origin section); see
 "lakka config default" and docs/origin.md.`,
 		Example: `  lakka origin --listen 127.0.0.1:8000 --seed 500
   LAKKA_ORIGIN_TOKEN=s3cret LAKKA_PURGE_TOKEN=t0ken lakka origin --seed 500 --edge-admin 127.0.0.1:8081
-  lakka origin --database-url postgres://postgres@127.0.0.1:5432/lakka_news --seed 100000
+  lakka origin --database-url postgres://postgres@127.0.0.1:5432/lakka_news --seed 100000 --purge-bus nats://127.0.0.1:4222
   lakka origin migrate --database-url postgres://postgres@127.0.0.1:5432/lakka_news`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,6 +71,7 @@ Flags override the configuration file (origin section); see
 	f.StringVar(&o.listen, "listen", "", "listen address host:port (origin.listen)")
 	f.IntVar(&o.seed, "seed", 0, "generate the sections tree and N articles into an empty store (origin.seed)")
 	f.StringArrayVar(&o.edgeAdmins, "edge-admin", nil, "edge admin address host:port that receives purges, repeatable (origin.edge_admins)")
+	f.StringVar(&o.busURL, "purge-bus", "", "publish purges on this NATS JetStream URL, for every edge (purge.bus.url)")
 	cmd.AddCommand(newOriginMigrateCmd(&o))
 	return cmd
 }
@@ -152,6 +157,9 @@ func (o *originFlags) config(cmd *cobra.Command) (config.Config, error) {
 		}
 		oc.Seed = o.seed
 	}
+	if f.Changed("purge-bus") {
+		cfg.Purge.Bus.URL = o.busURL
+	}
 	if f.Changed("edge-admin") {
 		for _, a := range o.edgeAdmins {
 			if _, _, err := net.SplitHostPort(a); err != nil {
@@ -162,7 +170,7 @@ func (o *originFlags) config(cmd *cobra.Command) (config.Config, error) {
 	}
 	// The one validation: file, environment and flags together.
 	if err := cfg.Validate(); err != nil {
-		return cfg, usagef("%v\n(flags: --listen is origin.listen, --database-url origin.database_url, --seed origin.seed, --edge-admin origin.edge_admins)", err)
+		return cfg, usagef("%v\n(flags: --listen is origin.listen, --database-url origin.database_url, --seed origin.seed, --edge-admin origin.edge_admins, --purge-bus purge.bus.url)", err)
 	}
 	return cfg, nil
 }
@@ -194,12 +202,22 @@ func runOrigin(cmd *cobra.Command, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Purge.Bus.URL != "" {
+		// Retry: the origin starts without its bus; the rows wait in the
+		// outbox until it is back.
+		b, err := bus.Connect(cfg.Purge.Bus, bus.Options{Name: "lakka origin", Retry: true, Log: logger})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		srv.UseBus(b)
+	}
 	ln, err := net.Listen("tcp", cfg.Origin.Listen)
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
 	logger.Info("origin listening", slog.String("addr", ln.Addr().String()),
-		slog.Any("edge_admins", cfg.Origin.EdgeAdmins))
+		slog.Any("edge_admins", cfg.Origin.EdgeAdmins), slog.String("purge_bus", cfg.Purge.Bus.URL))
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}

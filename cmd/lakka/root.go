@@ -44,6 +44,7 @@ load-test harness.`,
 		newEdgeCmd(),
 		newPurgeCmd(),
 		newStatsCmd(),
+		newFleetCmd(),
 		newOriginCmd(),
 		newBenchCmd(),
 	)

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge"
+	"github.com/lakka-cache/lakka/internal/natstest"
+	"github.com/lakka-cache/lakka/origin"
+	"github.com/lakka-cache/lakka/origin/pgtest"
+	"github.com/lakka-cache/lakka/purge"
+	"github.com/lakka-cache/lakka/purge/bus"
+)
+
+// busFleet is edges run as real binaries on one purge bus, in front of one
+// origin whose pages carry a version.
+type busFleet struct {
+	t       *testing.T
+	ns      *natstest.Server
+	version atomic.Int64
+	origin  *httptest.Server
+	edges   []busEdgeProc
+}
+
+type busEdgeProc struct {
+	node, addr, admin string
+	cmd               *exec.Cmd
+	logs              func() string
+}
+
+func startBusFleet(t *testing.T, nodes ...string) *busFleet {
+	f := &busFleet{t: t, ns: natstest.Start(t)}
+	f.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Header().Set("Surrogate-Key", "page"+strings.ReplaceAll(r.URL.Path, "/", "-")+" all")
+		fmt.Fprintf(w, "%s v%d", r.URL.Path, f.version.Load())
+	}))
+	t.Cleanup(f.origin.Close)
+	for i, n := range nodes {
+		a, cmd, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken}, "edge",
+			"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", strings.TrimPrefix(f.origin.URL, "http://"),
+			"--cache-size", "32MiB", "--purge-bus", f.ns.URL(), "--node-id", n, "--zone", fmt.Sprintf("z%d", i%2))
+		f.edges = append(f.edges, busEdgeProc{node: n, addr: a[0], admin: a[1], cmd: cmd, logs: logs})
+	}
+	// Every edge announced itself, ready.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, out, _ := runCLI(t, "fleet", "--bus", f.ns.URL())
+		if code == 0 && strings.Contains(out, fmt.Sprintf("%d live edges", len(nodes))) && strings.Count(out, " ready ") == len(nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet not ready after 15s:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return f
+}
+
+// body GETs path on edge i.
+func (f *busFleet) body(i int, path string) (string, string) {
+	f.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+f.edges[i].addr+path, nil)
+	req.Host = "news.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.Header.Get("X-Cache")
+}
+
+func (f *busFleet) publisher() *bus.Bus {
+	f.t.Helper()
+	c := config.Default().Purge.Bus
+	c.URL = f.ns.URL()
+	b, err := bus.Connect(c, bus.Options{Name: "test publisher"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(b.Close)
+	return b
+}
+
+// TestPurgeBusWaitAndStoppedEdge: "lakka purge --bus --wait" reports every
+// live edge's lag; with one edge stopped (SIGSTOP) it exits 1 naming it.
+// The stopped edge, continued after purges flowed for 5 s, applies all of
+// them within 3 s, in order, and serves fresh pages.
+func TestPurgeBusWaitAndStoppedEdge(t *testing.T) {
+	f := startBusFleet(t, "a1", "a2", "b1")
+	for i := range f.edges {
+		f.body(i, "/story")
+		if _, x := f.body(i, "/story"); x != "HIT" {
+			t.Fatalf("edge %d: X-Cache %s, want HIT", i, x)
+		}
+	}
+	f.version.Add(1)
+	code, out, errOut := runCLI(t, "purge", "--bus", f.ns.URL(), "--tag", "page-story", "--wait", "--timeout", "5s")
+	if code != 0 || strings.Count(out, "applied") != 3 || !strings.Contains(out, "lag ") {
+		t.Fatalf("purge --wait: exit %d\n%s%s", code, out, errOut)
+	}
+	for i := range f.edges {
+		if b, _ := f.body(i, "/story"); b != "/story v1" {
+			t.Errorf("edge %d after purge --wait: %q, want v1", i, b)
+		}
+	}
+
+	stopped := f.edges[2]
+	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	continued := false
+	defer func() {
+		if !continued {
+			_ = stopped.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	code, out, errOut = runCLI(t, "purge", "--bus", f.ns.URL(), "--tag", "page-other", "--wait", "--timeout", "1s")
+	if code != 1 || !strings.Contains(errOut, "b1") || strings.Contains(errOut, "a1") || !strings.Contains(out, "NOT APPLIED") {
+		t.Fatalf("purge --wait with b1 stopped: exit %d, want 1 naming b1 only\n%s%s", code, out, errOut)
+	}
+
+	// Purges flow for 5 s while b1 is stopped.
+	pub := f.publisher()
+	var last bus.Published
+	for i := range 50 {
+		var err error
+		last, err = pub.Publish(context.Background(), purge.Message{ID: fmt.Sprintf("flow-%d", i), Tags: []string{"page-story"}, IssuedAt: time.Now(), Issuer: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 25 {
+			f.version.Add(1) // v2 from here
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	continued = true
+	start := time.Now()
+	for {
+		ms, err := pub.Members(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m bus.Member
+		for _, x := range ms {
+			if x.NodeID == "b1" {
+				m = x
+			}
+		}
+		if m.Applied >= last.Seq {
+			t.Logf("b1 applied the %d purges issued while it was stopped %v after SIGCONT (last lag %v)", 50, time.Since(start).Round(time.Millisecond), m.Lag)
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("b1 applied up to seq %d 3s after SIGCONT, want %d", m.Applied, last.Seq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b, _ := f.body(2, "/story"); b != "/story v2" {
+		t.Errorf("b1 after catching up: %q, want v2", b)
+	}
+	code, out, _ = runCLI(t, "fleet", "--bus", f.ns.URL())
+	if code != 0 || !strings.Contains(out, "3 live edges") || !strings.Contains(out, "b1") {
+		t.Errorf("fleet: exit %d\n%s", code, out)
+	}
+	for _, e := range f.edges {
+		stopBinary(t, e.cmd, e.logs)
+	}
+}
+
+// TestPurgeBusUnreachable: publishing without a bus exits 1 and names it.
+func TestPurgeBusUnreachable(t *testing.T) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
+	code, _, errOut := runCLI(t, "purge", "--bus", url, "--tag", "x")
+	if code != 1 || !strings.Contains(errOut, url) {
+		t.Errorf("purge on a bus nobody runs: exit %d, stderr %q; want 1 naming %s", code, errOut, url)
+	}
+	code, _, errOut = runCLI(t, "purge", "--bus", "http://x", "--tag", "x")
+	if code != 2 || !strings.Contains(errOut, "purge.bus.url") || !strings.Contains(errOut, "--bus") {
+		t.Errorf("purge --bus http://x: exit %d, stderr %q; want 2 naming the flag", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "purge", "--bus", url, "--admin", "127.0.0.1:1", "--tag", "x")
+	if code != 2 || !strings.Contains(errOut, "--admin and --bus") {
+		t.Errorf("purge with --admin and --bus: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// startBusEdge starts an in-process edge on the purge bus at url.
+func startBusEdge(t *testing.T, backend, url, node string) *e2eEdge {
+	t.Helper()
+	c := config.Default()
+	c.Edge.Listen, c.Edge.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	c.Edge.DrainDelay = 0
+	c.Edge.ShutdownTimeout = 5 * time.Second
+	c.Edge.NodeID = node
+	c.Log.Access = "off"
+	c.Cache.SizeBytes = 64 * config.MiB
+	c.Cache.MaxObjectBytes = config.MiB
+	c.Purge.Bus.URL = url
+	c.Backends.Servers = []config.Backend{{Address: backend}}
+	srv, err := edge.New(c, testLog(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &e2eEdge{srv: srv, stop: cancel, done: make(chan error, 1)}
+	go func() { e.done <- srv.Run(ctx) }()
+	t.Cleanup(func() { e.shutdown(t) })
+	return e
+}
+
+// TestEndToEndBusPostgres: one origin on PostgreSQL publishing its outbox
+// on the purge bus, three edges consuming it. An article edit is fresh on
+// all three within a second; with nats-server killed, an edit waits in the
+// outbox and reaches all three once the server is back (same store).
+func TestEndToEndBusPostgres(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	oc := config.Default().Origin
+	oc.DatabaseURL = pgtest.URL(t)
+	st, err := origin.Open(ctx, oc, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Seed(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.Article(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := config.Default().Purge.Bus
+	bc.URL = ns.URL()
+	pub, err := bus.Connect(bc, bus.Options{Name: "test origin", Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	oc.Token = e2eAdminToken
+	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 200*time.Millisecond
+	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.UseBus(pub)
+	octx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(octx, ln) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("origin: %v", err)
+		}
+	}()
+	originURL := "http://" + ln.Addr().String()
+
+	var pages []string
+	for i := range 3 {
+		e := startBusEdge(t, ln.Addr().String(), ns.URL(), fmt.Sprintf("pg%d", i))
+		pages = append(pages, "http://"+e.srv.Addr()+a.URL)
+	}
+	for _, p := range pages {
+		cached(t, p, 1)
+	}
+	start := time.Now()
+	v := updateArticle(t, originURL, a.ID, a.Title+" (edited)")
+	for _, p := range pages {
+		servesWithin(t, p, v, start, freshWithin)
+	}
+
+	// The bus goes away: the edit waits in the outbox.
+	for _, p := range pages {
+		cached(t, p, v)
+	}
+	ns.Kill()
+	v = updateArticle(t, originURL, a.ID, a.Title+" (edited while the bus was down)")
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range pages {
+		if _, _, got := read(t, p); got != v-1 {
+			t.Fatalf("%s serves version %d with the bus down, want the cached %d", p, got, v-1)
+		}
+	}
+	ns.Restart()
+	start = time.Now()
+	for _, p := range pages {
+		servesWithin(t, p, v, start, 10*time.Second)
+	}
+}
