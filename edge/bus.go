@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,10 @@ func (s *Server) startBus() error {
 		return err
 	}
 	pb.b = b
+	if err := s.checkNodeFree(pb); err != nil {
+		b.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pb.cancel = cancel
 	self := bus.Member{NodeID: pb.node, Zone: s.cfg.Edge.Zone, Admin: s.AdminAddr()}
@@ -68,6 +73,9 @@ func (s *Server) startBus() error {
 		},
 		Applied: func(_ purge.Message, lag time.Duration) {
 			s.m.busLag.Observe(lag.Seconds())
+			if s.busApplied != nil {
+				s.busApplied(lag)
+			}
 		},
 		Failed: func(error) { s.m.busApplyErrors.Inc() },
 	}, s.log)
@@ -87,6 +95,28 @@ func (s *Server) startBus() error {
 		pb.ready.Store(true)
 	}()
 	s.log.Info("purge bus", "url", cfg.URL, "node", pb.node, "zone", s.cfg.Edge.Zone, "stream", cfg.Stream)
+	return nil
+}
+
+// checkNodeFree refuses to start as a node id another live edge uses:
+// the two would share one durable consumer, each applying only part of
+// the purges. (Without the bus at start, there is nothing to check.)
+func (s *Server) checkNodeFree(pb *purgeBus) error {
+	if !pb.b.Connected() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ms, err := pb.b.Members(ctx)
+	if err != nil {
+		return nil // the consumer will report the bus's trouble
+	}
+	now := time.Now()
+	for _, m := range ms {
+		if m.NodeID == pb.node && m.Live(now) && m.Admin != s.AdminAddr() {
+			return fmt.Errorf("edge.node_id %q is in use by the live edge with admin address %s (on the purge bus %s): every edge needs its own node id", pb.node, m.Admin, s.cfg.Purge.Bus.URL)
+		}
+	}
 	return nil
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/internal/natstest"
@@ -236,4 +239,33 @@ func TestBusDownCostsNoRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitBody("/a", fmt.Sprintf("/a v%d", version.Load()), 10*time.Second)
+}
+
+// TestBusNodeIDInUse: a second edge with the node id of a live one does
+// not start (they would split one consumer's purges between them).
+func TestBusNodeIDInUse(t *testing.T) {
+	ns := natstest.Start(t)
+	o, _ := versionedOrigin(t)
+	first := busEdge(t, o, ns.URL(), "e1")
+	eventually(t, "ready", func() bool { return first.health() == 200 })
+	pubCfg := config.Default().Purge.Bus
+	pubCfg.URL = ns.URL()
+	pub, err := bus.Connect(pubCfg, bus.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	eventually(t, "e1 announced", func() bool {
+		ms, _ := pub.Members(t.Context())
+		return len(ms) == 1
+	})
+	c := testConfig(o.addr())
+	c.Purge.Bus.URL = ns.URL()
+	c.Edge.NodeID = "e1"
+	s := mustNew(t, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), seams{})
+	defer s.closeBackground()
+	err = s.Listen()
+	if err == nil || !strings.Contains(err.Error(), `edge.node_id "e1" is in use`) {
+		t.Fatalf("Listen with a node id in use: %v", err)
+	}
 }

@@ -59,6 +59,8 @@ type Server struct {
 	refresh *refresher
 	// bus is the purge bus; nil without purge.bus.url.
 	bus *purgeBus
+	// busApplied is seams.busApplied.
+	busApplied func(time.Duration)
 	// clock is the time of freshness decisions (seams.clock).
 	clock freshnessClock
 
@@ -91,6 +93,9 @@ type seams struct {
 	// dial opens backend connections (default: net.Dialer with
 	// backends.connect_timeout); tests wrap the connections.
 	dial backend.Dialer
+	// busApplied observes the lag of each purge applied from the bus
+	// (default: only the histogram); figures need every value.
+	busApplied func(lag time.Duration)
 }
 
 // freshnessClock gives the time of freshness decisions (docs/RELIABILITY.md,
@@ -111,7 +116,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if sm.clock == nil {
 		sm.clock = monotonicClock{}
 	}
-	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering)}
+	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering), busApplied: sm.busApplied}
 	s.requests.New = func() any { return &request{s: s} }
 	var err error
 	if s.pol, err = newPolicy(&cfg); err != nil {

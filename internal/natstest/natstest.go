@@ -76,16 +76,7 @@ func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port
 
 func (s *Server) start() {
 	s.t.Helper()
-	log, err := os.OpenFile(filepath.Join(s.dir, "nats.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.log = log
-	s.cmd = exec.Command(s.bin, s.args...)
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start nats-server: %v", err)
-	}
+	s.startNoWait()
 	s.waitReady()
 }
 
@@ -137,5 +128,74 @@ func (s *Server) Restart() {
 func (s *Server) Signal(sig syscall.Signal) {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+// Cluster is three servers with JetStream clustered (R3 streams possible).
+type Cluster struct {
+	Servers []*Server
+}
+
+// StartCluster starts a cluster of three and waits until JetStream has a
+// meta leader (the servers log it).
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	bin := Binary(t)
+	name := "lakka-test-" + strconv.Itoa(FreePort(t))
+	var cports []int
+	c := &Cluster{}
+	for range 3 {
+		c.Servers = append(c.Servers, &Server{t: t, bin: bin, dir: t.TempDir(), port: FreePort(t)})
+		cports = append(cports, FreePort(t))
+	}
+	var routes []string
+	for _, p := range cports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	for i, s := range c.Servers {
+		s.args = []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-sd", filepath.Join(s.dir, "store"),
+			"--server_name", fmt.Sprintf("%s-%d", name, i), "--cluster_name", name,
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cports[i]), "--routes", strings.Join(routes, ",")}
+		s.startNoWait()
+		t.Cleanup(s.Kill)
+	}
+	for _, s := range c.Servers {
+		s.waitReady()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, s := range c.Servers {
+			b, _ := os.ReadFile(filepath.Join(s.dir, "nats.log"))
+			if strings.Contains(string(b), "JetStream cluster new metadata leader") || strings.Contains(string(b), "Self is new JetStream cluster metadata leader") {
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nats cluster: no JetStream meta leader after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL lists every server's client URL, comma-separated.
+func (c *Cluster) URL() string {
+	var us []string
+	for _, s := range c.Servers {
+		us = append(us, s.URL())
+	}
+	return strings.Join(us, ",")
+}
+
+func (s *Server) startNoWait() {
+	s.t.Helper()
+	log, err := os.OpenFile(filepath.Join(s.dir, "nats.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.log = log
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start nats-server: %v", err)
 	}
 }

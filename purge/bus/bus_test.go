@@ -1,8 +1,10 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -265,5 +267,84 @@ func TestLostConsumerRecreated(t *testing.T) {
 	r.waitApplied(t, append(first, more...))
 	if _, gaps := r.snapshot(); len(gaps) != 0 {
 		t.Errorf("gaps %v: nothing left the stream", gaps)
+	}
+}
+
+// TestClusterLosingANodeLosesNothing: a three-node NATS cluster (stream
+// and bucket with three replicas) loses one node while purges flow:
+// publishers retry with the same id (stored once), and the consumer applies
+// every purge once, in order, without a gap.
+func TestClusterLosingANodeLosesNothing(t *testing.T) {
+	cl := natstest.StartCluster(t)
+	c := testBusConfig(cl.URL())
+	c.Replicas = 3
+	pub := connect(t, c)
+	var r recorder
+	consume(t, connect(t, c), "e1", &r)
+	publishRetry := func(id string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			_, err := pub.Publish(ctx, purge.Message{ID: id, Tags: []string{"t"}, IssuedAt: time.Now()})
+			cancel()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	want := ids("c", 0, 100)
+	for i, id := range want {
+		if i == 40 {
+			cl.Servers[0].Kill()
+		}
+		publishRetry(id)
+	}
+	r.waitApplied(t, want)
+	if _, gaps := r.snapshot(); len(gaps) != 0 {
+		t.Errorf("gaps %v with a quorum left", gaps)
+	}
+}
+
+// TestWireIsThePurgeMessage: what the bus stores is the purge package's
+// message as JSON, which the edge's purge API decodes too (purge.Decode,
+// strict): one wire type for the edge, the origin, the CLI and the bench.
+func TestWireIsThePurgeMessage(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	b := connect(t, c)
+	sent := purge.Message{ID: NewID("test"), Tags: []string{"article:42"}, URLs: []string{"http://www.example.com/x"}, Soft: true,
+		IssuedAt: time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC), Issuer: "test"}
+	p, err := b.Publish(t.Context(), sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.js.Stream(t.Context(), c.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetMsg(t.Context(), p.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Header.Get("Nats-Msg-Id") != sent.ID || raw.Subject != c.Subject {
+		t.Errorf("stored with Nats-Msg-Id %q on %q, want %q on %q", raw.Header.Get("Nats-Msg-Id"), raw.Subject, sent.ID, c.Subject)
+	}
+	got, err := purge.Decode(bytes.NewReader(raw.Data))
+	if err != nil {
+		t.Fatalf("purge.Decode(%s): %v", raw.Data, err)
+	}
+	if !reflect.DeepEqual(got, sent) {
+		t.Errorf("decoded %+v, want %+v", got, sent)
+	}
+	if _, err := b.Publish(t.Context(), purge.Message{Tags: []string{"x"}}); err == nil {
+		t.Error("a message without an id was published")
+	}
+	if _, err := b.Publish(t.Context(), purge.Message{ID: "x"}); err == nil {
+		t.Error("a message purging nothing was published")
 	}
 }

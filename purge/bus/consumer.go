@@ -123,7 +123,7 @@ func (c *Consumer) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, 2*time.Second)
 		if err == nil {
 			wait = 250 * time.Millisecond
 		}
