@@ -78,8 +78,27 @@ func (s *Server) startBus() error {
 			}
 		},
 		Failed: func(error) { s.m.busApplyErrors.Inc() },
+		Positioned: func(created bool) {
+			// A consumer made at the stream's end applies nothing
+			// published before: if the edge stored objects before that
+			// (the bus was unreachable at start), a purge may have
+			// concerned them.
+			if objects, _ := s.store.Size(); created && objects > 0 {
+				s.m.busGaps.Inc()
+				n := s.purger.apply(store.Purge{All: true, Soft: true}, "", "purge bus start")
+				s.log.Warn("purge bus: consumer created after the edge stored objects; every stored object marked stale", "objects", n)
+			}
+		},
 	}, s.log)
 	s.bus = pb
+	// Serve only once the position is known (normally milliseconds), so
+	// that nothing is stored before it; without the bus, Positioned
+	// covers what is stored meanwhile.
+	select {
+	case <-pb.cons.Placed():
+	case <-time.After(2 * time.Second):
+		s.log.Warn("purge bus: no position after 2s; serving, and anything stored before it will be marked stale", "bus", cfg.URL)
+	}
 	go func() {
 		t := time.NewTimer(cfg.CatchUpTimeout)
 		defer t.Stop()

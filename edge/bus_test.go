@@ -269,3 +269,81 @@ func TestBusNodeIDInUse(t *testing.T) {
 		t.Fatalf("Listen with a node id in use: %v", err)
 	}
 }
+
+// TestBusUnreachableAtStart: an edge that starts while the bus is down
+// serves (after purge.bus.catch_up_timeout), and what it stored before
+// its consumer existed is marked stale when the bus comes: purges issued
+// meanwhile never reached it.
+func TestBusUnreachableAtStart(t *testing.T) {
+	ns := natstest.Start(t)
+	ns.Kill()
+	o, version := versionedOrigin(t)
+	c := testConfig(o.addr())
+	c.Purge.Bus.URL = ns.URL()
+	c.Purge.Bus.CatchUpTimeout = 500 * time.Millisecond
+	c.Edge.NodeID = "late"
+	e := startEdge(t, c)
+	eventually(t, "ready without the bus", func() bool { return e.health() == 200 })
+	e.get("/a", "Host", newsHost)
+	if r := e.get("/a", "Host", newsHost); r.get("X-Cache") != "HIT" {
+		t.Fatalf("X-Cache %s, want HIT", r.get("X-Cache"))
+	}
+	if got := counter(e.m.busCatchUpTimeouts); got != 1 {
+		t.Errorf("catch-up timeouts %v, want 1", got)
+	}
+	version.Add(1)
+	ns.Restart()
+	eventually(t, "stored objects marked stale", func() bool { return counter(e.m.busGaps) == 1 })
+	e.waitBody("/a", "/a v1", 5*time.Second)
+}
+
+// TestBusRestartWhilePurgesFlow: an edge restarted (same node id) while a
+// publisher keeps publishing: the new process resumes where the old one
+// acknowledged, finds no gap, and applies up to the last purge.
+func TestBusRestartWhilePurgesFlow(t *testing.T) {
+	ns := natstest.Start(t)
+	o, _ := versionedOrigin(t)
+	c := testConfig(o.addr())
+	c.Purge.Bus.URL = ns.URL()
+	c.Edge.NodeID = "r1"
+	first := startEdge(t, c)
+	eventually(t, "first ready", func() bool { return first.health() == 200 })
+	pub, err := bus.Connect(c.Purge.Bus, bus.Options{Name: "test publisher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	stop := make(chan struct{})
+	last := make(chan uint64, 1)
+	go func() {
+		var seq uint64
+		defer func() { last <- seq }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p, err := pub.Publish(context.Background(), purge.Message{ID: fmt.Sprintf("flow-%d", i), Tags: []string{fmt.Sprintf("t%d", i)}})
+			if err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			seq = p.Seq
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stopEdge(t, first)
+	time.Sleep(300 * time.Millisecond)
+	second := startEdge(t, c)
+	eventually(t, "second ready", func() bool { return second.health() == 200 })
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	want := <-last
+	eventually(t, "every purge applied", func() bool { return second.bus.cons.Status().Applied == want })
+	if st := second.bus.cons.Status(); st.Gaps != 0 {
+		t.Errorf("status %+v: a restart is no gap", st)
+	}
+	t.Logf("%d purges published; the second process applied from %d", want, first.bus.cons.Status().Applied)
+}

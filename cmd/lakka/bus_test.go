@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -310,4 +312,104 @@ func TestEndToEndBusPostgres(t *testing.T) {
 	for _, p := range pages {
 		servesWithin(t, p, v, start, 10*time.Second)
 	}
+}
+
+// TestBusGapAfterRetention: an edge paused (SIGSTOP) for longer than the
+// stream keeps purges (purge.bus.max_age 2s here) misses purges it can
+// never apply: on return it finds the gap, counts it and soft-purges
+// everything it stored, so the page a missed purge concerned is fetched
+// again instead of served from cache for its whole max-age.
+func TestBusGapAfterRetention(t *testing.T) {
+	ns := natstest.Start(t)
+	var version atomic.Int64
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Header().Set("Surrogate-Key", "story")
+		fmt.Fprintf(w, "v%d", version.Load())
+	}))
+	defer o.Close()
+	file := filepath.Join(t.TempDir(), "edge.yaml")
+	yaml := fmt.Sprintf("purge:\n  bus:\n    url: %s\n    max_age: 2s\n    duplicate_window: 1s\n", ns.URL())
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, cmd, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken}, "edge", "--config", file,
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", strings.TrimPrefix(o.URL, "http://"),
+		"--cache-size", "32MiB", "--node-id", "g1")
+	get := func() (string, string) {
+		resp, err := http.Get("http://" + a[0] + "/story")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.Header.Get("X-Cache")
+	}
+	gaps := func() string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a[1]+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "lakka_edge_purge_bus_gaps_total ") {
+				return strings.TrimPrefix(l, "lakka_edge_purge_bus_gaps_total ")
+			}
+		}
+		return ""
+	}
+	get()
+	if b, x := get(); b != "v0" || x != "HIT" {
+		t.Fatalf("before: %q %s, want a HIT of v0", b, x)
+	}
+	pubCfg := config.Default().Purge.Bus
+	pubCfg.URL, pubCfg.MaxAge, pubCfg.DuplicateWindow = ns.URL(), 2*time.Second, time.Second
+	pub, err := bus.Connect(pubCfg, bus.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The pull request the edge had waiting expires (1 s) before anything
+	// is published: the purges stay on the stream until they leave it.
+	time.Sleep(1500 * time.Millisecond)
+	version.Add(1)
+	for i := range 3 {
+		if _, err := pub.Publish(context.Background(), purge.Message{ID: fmt.Sprintf("missed-%d", i), Tags: []string{"story"}}); err != nil {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * time.Second) // the purges leave the stream
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gaps() != "1" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no gap counted 10s after SIGCONT (gaps %q)\n%s", gaps(), logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		b, x := get()
+		if b == "v1" {
+			break
+		}
+		if x == "HIT" || time.Now().After(deadline) {
+			t.Fatalf("after the gap: %q %s, want the stale copy refreshed to v1, never a fresh HIT of v0", b, x)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs(), "purge bus gap") {
+		t.Errorf("the gap was not logged:\n%s", logs())
+	}
+	stopBinary(t, cmd, logs)
 }

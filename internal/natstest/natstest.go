@@ -61,11 +61,12 @@ func FreePort(t testing.TB) int {
 }
 
 // Start starts one server with JetStream and waits until it accepts
-// connections.
-func Start(t testing.TB) *Server {
+// connections; extra are more nats-server flags (--auth, --tls...).
+func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), port: FreePort(t)}
 	s.args = []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-sd", filepath.Join(s.dir, "store"), "--server_name", "lakka-test-" + strconv.Itoa(s.port)}
+	s.args = append(s.args, extra...)
 	s.start()
 	t.Cleanup(s.Kill)
 	return s

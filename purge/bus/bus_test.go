@@ -3,9 +3,20 @@ package bus
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -347,4 +358,105 @@ func TestWireIsThePurgeMessage(t *testing.T) {
 	if _, err := b.Publish(t.Context(), purge.Message{ID: "x"}); err == nil {
 		t.Error("a message purging nothing was published")
 	}
+}
+
+// TestAuthAndTLS: a bus that requires a token, or user and password, or
+// TLS (a CA of the test's own), is reached with purge.bus's credentials;
+// without them the connection is refused with an error naming the bus.
+func TestAuthAndTLS(t *testing.T) {
+	t.Run("token", func(t *testing.T) {
+		ns := natstest.Start(t, "--auth", "s3cret")
+		c := testBusConfig(ns.URL())
+		if _, err := Connect(c, Options{Name: "no token"}); err == nil || !strings.Contains(err.Error(), ns.URL()) {
+			t.Fatalf("without the token: %v, want an error naming %s", err, ns.URL())
+		}
+		c.Token = "s3cret"
+		roundTrip(t, c)
+		c.Token = ""
+		t.Setenv("LAKKA_BUS_TOKEN", "s3cret")
+		roundTrip(t, c)
+	})
+	t.Run("user", func(t *testing.T) {
+		ns := natstest.Start(t, "--user", "edge", "--pass", "pw")
+		c := testBusConfig(ns.URL())
+		c.User, c.Password = "edge", "pw"
+		roundTrip(t, c)
+	})
+	t.Run("tls", func(t *testing.T) {
+		dir := t.TempDir()
+		ca, cert, key := writeTestCerts(t, dir)
+		ns := natstest.Start(t, "--tls", "--tlscert", cert, "--tlskey", key)
+		c := testBusConfig(strings.Replace(ns.URL(), "nats://", "tls://", 1))
+		if _, err := Connect(c, Options{Name: "no CA"}); err == nil {
+			t.Fatal("connected over TLS without trusting the server's CA")
+		}
+		c.CAFile = ca
+		roundTrip(t, c)
+	})
+}
+
+// roundTrip publishes one purge on c's bus and reads it back through a
+// consumer.
+func roundTrip(t *testing.T, c config.Bus) {
+	t.Helper()
+	b := connect(t, c)
+	var r recorder
+	consume(t, b, strings.ReplaceAll(NewID("rt"), ":", "-"), &r) // a consumer of its own
+	publish(t, b, NewID("rt"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got, _ := r.snapshot(); len(got) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the purge did not come back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeTestCerts writes a CA and a server certificate for 127.0.0.1 into
+// dir and returns the CA's, the certificate's and the key's paths.
+func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lakka test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }

@@ -31,6 +31,12 @@ type Hooks struct {
 	// Failed observes a purge that could not be applied (bad message, or
 	// Apply failed); nil to ignore.
 	Failed func(err error)
+	// Positioned is called once, when the consumer knows where it starts:
+	// created is true when there was no consumer and it was made at the
+	// stream's end (purges published before that are not applied: what
+	// the edge stored before must be treated as a gap would be); nil to
+	// ignore.
+	Positioned func(created bool)
 }
 
 // Status is a consumer's state.
@@ -60,6 +66,8 @@ type Consumer struct {
 	kick  chan struct{} // write the member entry now
 	done  chan struct{}
 	ready chan struct{} // closed once caught up the first time
+	// placed is closed once the consumer's position is known.
+	placed chan struct{}
 
 	mu sync.Mutex
 	st Status
@@ -78,9 +86,10 @@ func (b *Bus) Consume(ctx context.Context, self Member, h Hooks, log *slog.Logge
 	}
 	c := &Consumer{
 		b: b, self: self, h: h, log: log,
-		kick:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		ready: make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		ready:  make(chan struct{}),
+		placed: make(chan struct{}),
 	}
 	c.member = self
 	var wg sync.WaitGroup
@@ -97,6 +106,9 @@ func (c *Consumer) Wait() { <-c.done }
 // CaughtUp is closed once the consumer has applied every purge the stream
 // held when it started (or found the stream empty).
 func (c *Consumer) CaughtUp() <-chan struct{} { return c.ready }
+
+// Placed is closed once the consumer knows its position in the stream.
+func (c *Consumer) Placed() <-chan struct{} { return c.placed }
 
 // Status returns the consumer's state now.
 func (c *Consumer) Status() Status {
@@ -193,7 +205,7 @@ func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.
 		info := cons.CachedInfo()
 		if !positioned {
 			applied = info.AckFloor.Stream
-			c.setPosition(applied)
+			c.setPosition(applied, false)
 		}
 		if info.NumAckPending == 0 {
 			return cons, nil
@@ -211,18 +223,26 @@ func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", c.b.cfg.Stream, err)
 		}
-		c.setPosition(info.State.LastSeq)
-		return c.create(ctx, s, info.State.LastSeq+1)
+		cons, err := c.create(ctx, s, info.State.LastSeq+1)
+		if err != nil {
+			return nil, err
+		}
+		c.setPosition(info.State.LastSeq, true)
+		return cons, nil
 	default:
 		return nil, fmt.Errorf("consumer %s: %w", c.durable(), err)
 	}
 }
 
 // setPosition sets where the consumer starts, the first time it knows.
-func (c *Consumer) setPosition(applied uint64) {
+func (c *Consumer) setPosition(applied uint64, created bool) {
 	c.mu.Lock()
 	c.st.Applied, c.positioned = applied, true
 	c.mu.Unlock()
+	if c.h.Positioned != nil {
+		c.h.Positioned(created)
+	}
+	close(c.placed)
 }
 
 func (c *Consumer) create(ctx context.Context, s jetstream.Stream, start uint64) (jetstream.Consumer, error) {
