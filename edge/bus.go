@@ -77,7 +77,13 @@ func (s *Server) startBus() error {
 				s.busApplied(lag)
 			}
 		},
-		Failed: func(error) { s.m.busApplyErrors.Inc() },
+		Failed: func(err error) {
+			// A purge this edge cannot apply may have concerned anything
+			// it stores: treat it as a gap.
+			s.m.busApplyErrors.Inc()
+			n := s.purger.apply(store.Purge{All: true, Soft: true}, "", "purge bus: unusable purge")
+			s.log.Warn("purge bus: a purge could not be applied; every stored object marked stale", "objects", n, "err", err)
+		},
 		Positioned: func(created bool) {
 			// A consumer made at the stream's end applies nothing
 			// published before: if the edge stored objects before that
@@ -102,16 +108,26 @@ func (s *Server) startBus() error {
 	go func() {
 		t := time.NewTimer(cfg.CatchUpTimeout)
 		defer t.Stop()
-		select {
-		case <-pb.cons.CaughtUp():
-			s.log.Info("purge bus: caught up", "node", pb.node, "applied", pb.cons.Status().Applied)
-		case <-t.C:
-			s.m.busCatchUpTimeouts.Inc()
-			s.log.Warn("purge bus: not caught up within purge.bus.catch_up_timeout; serving anyway", "node", pb.node, "bus", cfg.URL, "timeout", cfg.CatchUpTimeout)
-		case <-ctx.Done():
+		for {
+			select {
+			case <-pb.cons.CaughtUp():
+				s.log.Info("purge bus: caught up", "node", pb.node, "applied", pb.cons.Status().Applied)
+			case <-t.C:
+				if pb.b.Connected() {
+					// Reachable and catching up: a large backlog takes
+					// its time; readiness waits for it.
+					s.log.Warn("purge bus: still catching up", "node", pb.node, "applied", pb.cons.Status().Applied, "pending", pb.cons.Status().Pending)
+					t.Reset(cfg.CatchUpTimeout)
+					continue
+				}
+				s.m.busCatchUpTimeouts.Inc()
+				s.log.Warn("purge bus unreachable for purge.bus.catch_up_timeout; serving without having caught up", "node", pb.node, "bus", cfg.URL, "timeout", cfg.CatchUpTimeout)
+			case <-ctx.Done():
+				return
+			}
+			pb.ready.Store(true)
 			return
 		}
-		pb.ready.Store(true)
 	}()
 	s.log.Info("purge bus", "url", cfg.URL, "node", pb.node, "zone", s.cfg.Edge.Zone, "stream", cfg.Stream)
 	return nil

@@ -347,3 +347,25 @@ func TestBusRestartWhilePurgesFlow(t *testing.T) {
 	}
 	t.Logf("%d purges published; the second process applied from %d", want, first.bus.cons.Status().Applied)
 }
+
+// TestBusUnusablePurgeIsAGap: a purge on the bus that this edge cannot
+// apply (a tag it refuses) may have concerned anything: every stored
+// object is marked stale, and the error counted.
+func TestBusUnusablePurgeIsAGap(t *testing.T) {
+	ns := natstest.Start(t)
+	o, version := versionedOrigin(t)
+	e := busEdge(t, o, ns.URL(), "u1")
+	eventually(t, "ready", func() bool { return e.health() == 200 })
+	e.get("/a", "Host", newsHost)
+	version.Add(1)
+	pub, err := bus.Connect(e.cfg.Purge.Bus, bus.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if _, err := pub.Publish(t.Context(), purge.Message{ID: "bad", Tags: []string{"two words"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the error counted", func() bool { return counter(e.m.busApplyErrors) == 1 })
+	e.waitBody("/a", "/a v1", 5*time.Second)
+}

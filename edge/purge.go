@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/edge/internal/cachekey"
 	"github.com/lakka-cache/lakka/edge/internal/store"
 	"github.com/lakka-cache/lakka/purge"
@@ -161,4 +162,22 @@ func (r *request) invalidateAfterUnsafe(h *fasthttp.ResponseHeader) {
 func keyURL(key []byte) string {
 	host, target := cachekey.SplitURL(key)
 	return "http://" + string(host) + string(target)
+}
+
+// CheckPurge reports what would make every edge refuse m (a tag that is
+// not a single Surrogate-Key tag, a URL that is not a path or an absolute
+// http(s) URL): "lakka purge" checks it before publishing on the bus,
+// where a purge no edge can apply costs each edge a soft purge of
+// everything.
+func CheckPurge(m purge.Message) error {
+	if err := m.Check(); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	pol, err := newPolicy(&cfg)
+	if err != nil {
+		return err
+	}
+	_, err = (&purger{pol: pol}).compile(m)
+	return err
 }

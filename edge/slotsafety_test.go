@@ -64,6 +64,10 @@ func TestSlowReaderKeepsItsBody(t *testing.T) {
 			c := testConfig(o.addr())
 			c.Cache.SizeBytes = 64 * config.MiB
 			c.Cache.MaxObjectBytes = 16 * config.MiB
+			// The client stops reading for as long as the churn takes
+			// (a minute under -race on a loaded machine): the edge must
+			// not give up on it meanwhile.
+			c.Edge.WriteTimeout = 10 * time.Minute
 			e := startEdge(t, c)
 			e.get("/big")
 			e.settle()

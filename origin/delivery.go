@@ -410,6 +410,11 @@ func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Rows pruned between the two reads would be skipped unseen: look
+	// again now that the rows are read.
+	if _, pruned, err = d.store.PurgeHead(ctx); err != nil {
+		return fail(err)
+	}
 	e.depth.Set(float64(max(head-cursor, 0)))
 	if len(rows) > 0 {
 		e.lag.Set(time.Since(rows[0].CreatedAt).Seconds())
@@ -428,6 +433,7 @@ func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
 	}
 	publish := func(m purge.Message) error {
 		if _, err := e.bus.Publish(ctx, m); err != nil {
+			e.ensured = false // the stream may have gone: make it again
 			if ctx.Err() == nil {
 				e.failures[failUnavailable].Inc()
 				d.logger.Warn("purge bus publish failed; the rows stay in the outbox", slog.String("bus", e.bus.URL()), slog.Any("error", err))

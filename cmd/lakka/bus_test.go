@@ -198,6 +198,10 @@ func TestPurgeBusUnreachable(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "purge.bus.url") || !strings.Contains(errOut, "--bus") {
 		t.Errorf("purge --bus http://x: exit %d, stderr %q; want 2 naming the flag", code, errOut)
 	}
+	code, _, errOut = runCLI(t, "purge", "--bus", url, "--tag", "two words")
+	if code != 2 || !strings.Contains(errOut, "tags[0]") {
+		t.Errorf("purge --bus of a tag no edge takes: exit %d, stderr %q; want 2 naming it", code, errOut)
+	}
 	code, _, errOut = runCLI(t, "purge", "--bus", url, "--admin", "127.0.0.1:1", "--tag", "x")
 	if code != 2 || !strings.Contains(errOut, "--admin and --bus") {
 		t.Errorf("purge with --admin and --bus: exit %d, stderr %q", code, errOut)

@@ -48,7 +48,7 @@ line gives the stream's last sequence.`,
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			_, last, err := b.Head(ctx)
+			head, err := b.Head(ctx)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -82,7 +82,7 @@ line gives the stream's last sequence.`,
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d live edges; stream %s at seq %d\n", live, bc.Stream, last)
+			fmt.Fprintf(cmd.OutOrStdout(), "%d live edges; stream %s at seq %d\n", live, bc.Stream, head.Last)
 			return nil
 		},
 	}

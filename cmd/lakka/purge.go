@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge"
 	"github.com/lakka-cache/lakka/purge"
 	"github.com/lakka-cache/lakka/purge/bus"
 )
@@ -66,8 +67,8 @@ status is 1 when the bus or any edge refused or could not be reached.`,
 				}
 				msg := purge.Message{Tags: tags, URLs: urls, All: all, Soft: soft, IssuedAt: time.Now().UTC(), Issuer: "lakka purge"}
 				msg.ID = bus.NewID("cli-" + bus.NodeName(""))
-				if err := msg.Check(); err != nil {
-					return usagef("%v", err)
+				if err := edge.CheckPurge(msg); err != nil {
+					return usagef("%v (no edge could apply it)", err)
 				}
 				return purgeOnBus(cmd, bc, msg, wait, timeout)
 			}
@@ -153,20 +154,6 @@ func purgeOnBus(cmd *cobra.Command, bc config.Bus, msg purge.Message, wait bool,
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	var live []bus.Member
-	if wait {
-		// The edges live now are those that must apply it.
-		ms, err := b.Members(ctx)
-		if err != nil {
-			return &exitError{code: 1, err: err}
-		}
-		now := time.Now()
-		for _, m := range ms {
-			if m.Live(now) {
-				live = append(live, m)
-			}
-		}
-	}
 	p, err := b.Publish(ctx, msg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -180,15 +167,41 @@ func purgeOnBus(cmd *cobra.Command, bc config.Bus, msg purge.Message, wait bool,
 	if !wait {
 		return nil
 	}
+	// The edges live when the purge was stored must apply it; "when" is
+	// the server's clock, which their entries' times come from too.
+	stored, err := b.StoredAt(ctx, p.Seq)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	head, err := b.Head(ctx)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	ms, err := b.Members(ctx)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	var live []bus.Member
+	for _, m := range ms {
+		if m.Live(stored) {
+			live = append(live, m)
+		}
+	}
 	if len(live) == 0 {
 		fmt.Fprintln(out, "no live edges on the bus")
 		return nil
 	}
+	want := map[string]bool{}
+	for _, m := range live {
+		want[m.NodeID] = true
+	}
+	// Applied counts in the stream of the purge: an edge still on a
+	// stream that was made again has not applied it.
 	applied := map[string]bus.Member{}
 	for len(applied) < len(live) && ctx.Err() == nil {
 		if ms, err := b.Members(ctx); err == nil {
 			for _, m := range ms {
-				if _, done := applied[m.NodeID]; !done && m.Applied >= p.Seq {
+				if _, done := applied[m.NodeID]; want[m.NodeID] && !done && m.Stream.Equal(head.Created) && m.Applied >= p.Seq {
 					applied[m.NodeID] = m
 				}
 			}

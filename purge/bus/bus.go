@@ -241,12 +241,16 @@ type Member struct {
 	Pending uint64 `json:"pending"`
 	// Gaps counts the gaps the edge found since it started.
 	Gaps uint64 `json:"gaps"`
+	// Stream is the creation time of the stream Applied counts in: a
+	// stream made again numbers from 1 again.
+	Stream time.Time `json:"stream_created,omitzero"`
 	// Updated is when the entry was last written (the bucket's time, not
 	// the edge's clock).
 	Updated time.Time `json:"-"`
 }
 
-// Live reports whether m's entry was refreshed within LiveFor of now.
+// Live reports whether m's entry was refreshed within LiveFor of now
+// (best taken from the server's clock: StoredAt).
 func (m Member) Live(now time.Time) bool { return now.Sub(m.Updated) < LiveFor }
 
 // Members lists every entry in the members bucket, live or not, by node
@@ -285,17 +289,38 @@ func (b *Bus) Members(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
-// Head is the stream's first and last sequence now.
-func (b *Bus) Head(ctx context.Context) (first, last uint64, err error) {
+// StreamState is where the stream stands.
+type StreamState struct {
+	First, Last uint64
+	// Created identifies the stream (Member.Stream).
+	Created time.Time
+}
+
+// Head is the stream's state now.
+func (b *Bus) Head(ctx context.Context) (StreamState, error) {
 	s, err := b.js.Stream(ctx, b.cfg.Stream)
 	if err != nil {
-		return 0, 0, fmt.Errorf("purge bus %s: stream %s: %w", b.cfg.URL, b.cfg.Stream, err)
+		return StreamState{}, fmt.Errorf("purge bus %s: stream %s: %w", b.cfg.URL, b.cfg.Stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("purge bus %s: stream %s: %w", b.cfg.URL, b.cfg.Stream, err)
+		return StreamState{}, fmt.Errorf("purge bus %s: stream %s: %w", b.cfg.URL, b.cfg.Stream, err)
 	}
-	return info.State.FirstSeq, info.State.LastSeq, nil
+	return StreamState{First: info.State.FirstSeq, Last: info.State.LastSeq, Created: info.Created}, nil
+}
+
+// StoredAt is when the server stored the message at seq (the server's
+// clock, which member entries' times also come from).
+func (b *Bus) StoredAt(ctx context.Context, seq uint64) (time.Time, error) {
+	s, err := b.js.Stream(ctx, b.cfg.Stream)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("purge bus %s: stream %s: %w", b.cfg.URL, b.cfg.Stream, err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("purge bus %s: message %d: %w", b.cfg.URL, seq, err)
+	}
+	return m.Time, nil
 }
 
 // NodeName is the node id of an edge configured with id: id itself, or the

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -459,4 +460,71 @@ func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 		return p
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server-key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// TestStreamRecreatedIsAGap: a stream deleted and made again numbers from 1
+// again: the consumer reports a gap (what the old stream held after its
+// position may be lost), starts over at the new stream's beginning, and
+// applies what is published there.
+func TestStreamRecreatedIsAGap(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub := connect(t, c)
+	var r recorder
+	cons, _ := consume(t, connect(t, c), "e1", &r)
+	first := ids("a", 0, 20)
+	publish(t, pub, first...)
+	r.waitApplied(t, first)
+	if err := pub.js.DeleteStream(t.Context(), c.Stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	more := ids("b", 0, 5)
+	publish(t, pub, more...)
+	r.waitApplied(t, append(first, more...))
+	if st := cons.Status(); st.Gaps != 1 || st.Applied != 5 {
+		t.Errorf("status %+v: want one gap and applied 5 (the new stream's numbering)", st)
+	}
+}
+
+// TestNotCaughtUpWhileServerPaused: a consumer catching up on a backlog
+// is not caught up because a fetch came back empty while the server was
+// paused (SIGSTOP); it is once it has applied everything.
+func TestNotCaughtUpWhileServerPaused(t *testing.T) {
+	ns := natstest.Start(t)
+	c := testBusConfig(ns.URL())
+	pub := connect(t, c)
+	var r recorder
+	_, stop := consume(t, connect(t, c), "e1", &r)
+	stop()
+	backlog := ids("p", 0, 1500)
+	publish(t, pub, backlog...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var r2 recorder
+	cons := connect(t, c).Consume(ctx, Member{NodeID: "e1"}, r2.hooks(), nil)
+	defer cons.Wait()
+	defer cancel()
+	time.Sleep(20 * time.Millisecond)
+	ns.Signal(syscall.SIGSTOP)
+	time.Sleep(3 * time.Second)
+	select {
+	case <-cons.CaughtUp():
+		if got, _ := r2.snapshot(); len(got) < len(backlog) {
+			ns.Signal(syscall.SIGCONT)
+			t.Fatalf("caught up after %d of %d purges, while the server was paused", len(got), len(backlog))
+		}
+	default:
+	}
+	ns.Signal(syscall.SIGCONT)
+	select {
+	case <-cons.CaughtUp():
+	case <-time.After(20 * time.Second):
+		t.Fatal("not caught up 20s after the server continued")
+	}
+	if got, _ := r2.snapshot(); len(got) != len(backlog) {
+		t.Errorf("caught up having applied %d of %d", len(got), len(backlog))
+	}
 }

@@ -28,8 +28,9 @@ type Hooks struct {
 	// Applied observes each applied purge and its lag (applied time minus
 	// issued time); nil to ignore.
 	Applied func(m purge.Message, lag time.Duration)
-	// Failed observes a purge that could not be applied (bad message, or
-	// Apply failed); nil to ignore.
+	// Failed is told of a purge that could not be applied (a bad message,
+	// or Apply failed); nil to ignore. The purge counts as applied: an
+	// edge treats it as a gap.
 	Failed func(err error)
 	// Positioned is called once, when the consumer knows where it starts:
 	// created is true when there was no consumer and it was made at the
@@ -74,8 +75,10 @@ type Consumer struct {
 	// positioned says st.Applied is known: from the consumer found at
 	// start, or the stream's end when there was none.
 	positioned bool
-	member     Member // self, with the last applied purge
-	readyOne   sync.Once
+	// streamCreated identifies the stream st.Applied counts in.
+	streamCreated time.Time
+	member        Member // self, with the last applied purge
+	readyOne      sync.Once
 }
 
 // Consume starts consuming for the edge self (NodeID set) until ctx ends;
@@ -148,6 +151,9 @@ func (c *Consumer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkStream(s.CachedInfo()); err != nil {
+		return err
+	}
 	cons, err := c.consumer(ctx, s)
 	if err != nil {
 		return err
@@ -179,10 +185,19 @@ func (c *Consumer) session(ctx context.Context) error {
 			return fmt.Errorf("fetch: %w", err)
 		}
 		if n == 0 {
-			c.mu.Lock()
-			c.st.Pending = 0
-			c.mu.Unlock()
-			c.caughtUp()
+			// Nothing came: caught up only if the server says so (a
+			// fetch also ends empty when the server is paused or the
+			// connection dropped).
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("consumer %s: %w", c.durable(), err)
+			}
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				c.mu.Lock()
+				c.st.Pending = 0
+				c.mu.Unlock()
+				c.caughtUp()
+			}
 		}
 	}
 	return nil
@@ -269,6 +284,9 @@ func (c *Consumer) checkGap(ctx context.Context, s jetstream.Stream) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", c.b.cfg.Stream, err)
 	}
+	if err := c.checkStream(info); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	applied := c.st.Applied
 	c.mu.Unlock()
@@ -277,6 +295,38 @@ func (c *Consumer) checkGap(ctx context.Context, s jetstream.Stream) error {
 		c.gap(fmt.Sprintf("purges %d to %d left the stream before they were applied", applied+1, first-1), first-1)
 	}
 	return nil
+}
+
+// errStreamReset ends a session whose stream was deleted and made again.
+var errStreamReset = errors.New("the purge stream was recreated")
+
+// checkStream compares the stream with the one the consumer has been
+// reading (its creation time): a stream made again (its store lost, or
+// deleted) numbers from 1 again, and whatever the old one held after the
+// applied position may be lost. That is a gap; the position starts over
+// at the new stream's beginning.
+func (c *Consumer) checkStream(info *jetstream.StreamInfo) error {
+	if info == nil {
+		return nil
+	}
+	c.mu.Lock()
+	known := c.streamCreated
+	if known.IsZero() {
+		c.streamCreated = info.Created
+		c.member.Stream = info.Created
+	}
+	c.mu.Unlock()
+	if known.IsZero() || known.Equal(info.Created) {
+		return nil
+	}
+	c.gap(fmt.Sprintf("the stream was recreated at %s", info.Created.Format(time.RFC3339)), 0)
+	c.mu.Lock()
+	c.streamCreated = info.Created
+	c.member.Stream = info.Created
+	c.st.Applied = 0
+	c.st.CaughtUp = false
+	c.mu.Unlock()
+	return errStreamReset
 }
 
 // gap reports missed purges and moves the position past them.
