@@ -398,10 +398,6 @@ func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
 		}
 		return false, errDelivery
 	}
-	head, pruned, err := d.store.PurgeHead(ctx)
-	if err != nil {
-		return fail(err)
-	}
 	cursor, _, err := d.store.Cursor(ctx, e.addr)
 	if err != nil {
 		return fail(err)
@@ -410,9 +406,10 @@ func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// Rows pruned between the two reads would be skipped unseen: look
-	// again now that the rows are read.
-	if _, pruned, err = d.store.PurgeHead(ctx); err != nil {
+	// The pruned mark after the rows are read: rows pruned before the
+	// read would otherwise be skipped unseen.
+	head, pruned, err := d.store.PurgeHead(ctx)
+	if err != nil {
 		return fail(err)
 	}
 	e.depth.Set(float64(max(head-cursor, 0)))
