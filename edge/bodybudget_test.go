@@ -2,9 +2,7 @@ package edge
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -116,27 +114,7 @@ func TestBodyBudgetRelayedBodyHoldsItsShare(t *testing.T) {
 	e := startEdge(t, c)
 	share := bodyBufSize(size) // not storable: once
 
-	conn, err := net.Dial("tcp", e.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.(*net.TCPConn).SetReadBuffer(128 << 10); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "GET /nostore HTTP/1.1\r\nHost: example.com\r\n\r\n")
-	var start []byte
-	buf := make([]byte, 4096)
-	for !bytes.Contains(start, []byte("\r\n\r\n")) {
-		if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("reading the header: %v", err)
-		}
-		start = append(start, buf[:n]...)
-	}
+	conn, start := openStalledReader(t, e.Addr(), "/nostore")
 	// The origin's part is over (the edge read the body whole); the
 	// client's is not.
 	time.Sleep(200 * time.Millisecond)

@@ -74,31 +74,7 @@ func TestSlowReaderKeepsItsBody(t *testing.T) {
 			if r := e.get("/big"); r.get("X-Cache") != "HIT" { // for HTML, the decoded copy is kept
 				t.Fatalf("second request: X-Cache %q, want HIT", r.get("X-Cache"))
 			}
-			conn, err := net.Dial("tcp", e.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			// Small, but not below loopback's MSS (64 KiB): a receiver
-			// whose buffer cannot hold a segment never reopens its window.
-			if err := conn.(*net.TCPConn).SetReadBuffer(128 << 10); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(conn, "GET /big HTTP/1.1\r\nHost: example.com\r\n\r\n")
-			// Read until the header is in: the edge is sending the body,
-			// which the client then stops reading.
-			var start []byte
-			buf := make([]byte, 4096)
-			for !bytes.Contains(start, []byte("\r\n\r\n")) {
-				if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
-					t.Fatal(err)
-				}
-				n, err := conn.Read(buf)
-				if err != nil {
-					t.Fatalf("reading the header: %v", err)
-				}
-				start = append(start, buf[:n]...)
-			}
+			conn, start := openStalledReader(t, e.Addr(), "/big")
 			e.do("PURGE", "/big")
 			e.settle()
 			if tc.size > 4<<20 {
@@ -129,6 +105,39 @@ func TestSlowReaderKeepsItsBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openStalledReader sends GET path on a new connection to addr with a
+// small receive buffer and reads until the response header is in: the
+// edge is then sending the body, which the caller reads when it wants
+// (readResponseBody), or not at all. It returns the connection and what
+// was read so far.
+func openStalledReader(t *testing.T, addr, path string) (net.Conn, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	// Small, but not below loopback's MSS (64 KiB): a receiver whose
+	// buffer cannot hold a segment never reopens its window.
+	if err := conn.(*net.TCPConn).SetReadBuffer(128 << 10); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n", path)
+	var start []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(start, []byte("\r\n\r\n")) {
+		if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the header: %v", err)
+		}
+		start = append(start, buf[:n]...)
+	}
+	return conn, start
 }
 
 // readResponseBody reads the rest of a response with a body of size bytes

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lakka-cache/lakka/config"
-	"github.com/lakka-cache/lakka/edge"
 	"github.com/lakka-cache/lakka/internal/natstest"
 	"github.com/lakka-cache/lakka/origin"
 	"github.com/lakka-cache/lakka/origin/pgtest"
@@ -211,28 +210,10 @@ func TestPurgeBusUnreachable(t *testing.T) {
 // startBusEdge starts an in-process edge on the purge bus at url.
 func startBusEdge(t *testing.T, backend, url, node string) *e2eEdge {
 	t.Helper()
-	c := config.Default()
-	c.Edge.Listen, c.Edge.Admin = "127.0.0.1:0", "127.0.0.1:0"
-	c.Edge.DrainDelay = 0
-	c.Edge.ShutdownTimeout = 5 * time.Second
+	c := e2eConfig(backend, "127.0.0.1:0", "127.0.0.1:0")
 	c.Edge.NodeID = node
-	c.Log.Access = "off"
-	c.Cache.SizeBytes = 64 * config.MiB
-	c.Cache.MaxObjectBytes = config.MiB
 	c.Purge.Bus.URL = url
-	c.Backends.Servers = []config.Backend{{Address: backend}}
-	srv, err := edge.New(c, testLog(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &e2eEdge{srv: srv, stop: cancel, done: make(chan error, 1)}
-	go func() { e.done <- srv.Run(ctx) }()
-	t.Cleanup(func() { e.shutdown(t) })
-	return e
+	return startEdgeConfig(t, c)
 }
 
 // TestEndToEndBusPostgres: one origin on PostgreSQL publishing its outbox

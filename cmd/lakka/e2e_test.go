@@ -58,6 +58,11 @@ type e2eEdge struct {
 // (127.0.0.1:0 for new ports).
 func startEdge(t *testing.T, backend, listen, admin string) *e2eEdge {
 	t.Helper()
+	return startEdgeConfig(t, e2eConfig(backend, listen, admin))
+}
+
+// e2eConfig is the configuration of the tests' in-process edges.
+func e2eConfig(backend, listen, admin string) config.Config {
 	c := config.Default()
 	c.Edge.Listen, c.Edge.Admin = listen, admin
 	c.Edge.DrainDelay = 0
@@ -67,6 +72,12 @@ func startEdge(t *testing.T, backend, listen, admin string) *e2eEdge {
 	c.Cache.MaxObjectBytes = config.MiB
 	c.Purge.Token = e2ePurgeToken
 	c.Backends.Servers = []config.Backend{{Address: backend}}
+	return c
+}
+
+// startEdgeConfig starts an in-process edge with c until the test ends.
+func startEdgeConfig(t *testing.T, c config.Config) *e2eEdge {
+	t.Helper()
 	srv, err := edge.New(c, testLog(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
