@@ -185,6 +185,11 @@ func (s *Server) publish(m purge.Message) string {
 	if m.IssuedAt.IsZero() {
 		m.IssuedAt = time.Now()
 	}
+	if !s.bus.b.Connected() {
+		s.m.busPublishes.WithLabelValues("error").Inc()
+		s.log.Error("purge bus: not connected; purge applied on this edge only", "id", m.ID, "bus", s.cfg.Purge.Bus.URL)
+		return "failed: not connected to the purge bus " + s.cfg.Purge.Bus.URL
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	p, err := s.bus.b.Publish(ctx, m)

@@ -26,9 +26,9 @@ func newFleetCmd() *cobra.Command {
 bus announces itself about every second, and lists the live edges (entry
 younger than 10 s; --all lists the others too, with their age): node id,
 zone, admin address, whether it has caught up with the stream, the stream
-sequence of the last purge it applied, that purge's lag (applied minus
-issued), the purges it has still to apply and the gaps it found. The last
-line gives the stream's last sequence.`,
+sequence of the last purge it applied, how many purges the stream holds
+after it (BEHIND), that purge's lag (applied minus issued) and the gaps it
+found. The last line gives the stream's last sequence.`,
 		Example: `  lakka fleet --bus nats://127.0.0.1:4222
   lakka fleet --config /etc/lakka/edge.yaml --all`,
 		Args: noArgs,
@@ -60,7 +60,7 @@ line gives the stream's last sequence.`,
 			})
 			now := time.Now()
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NODE\tZONE\tADMIN\tSTATE\tAPPLIED\tLAG\tPENDING\tGAPS\tSEEN")
+			fmt.Fprintln(w, "NODE\tZONE\tADMIN\tSTATE\tAPPLIED\tBEHIND\tLAG\tGAPS\tSEEN")
 			live := 0
 			for _, m := range ms {
 				if !m.Live(now) && !all {
@@ -76,8 +76,12 @@ line gives the stream's last sequence.`,
 				if m.Live(now) {
 					live++
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s ago\n", m.NodeID, zoneName(m.Zone), m.Admin, state,
-					m.Applied, m.Lag.Round(time.Millisecond), m.Pending, m.Gaps, now.Sub(m.Updated).Round(100*time.Millisecond))
+				behind := "-" // its numbers count in another stream
+				if m.Stream.Equal(head.Created) && head.Last >= m.Applied {
+					behind = fmt.Sprint(head.Last - m.Applied)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%.1fs ago\n", m.NodeID, zoneName(m.Zone), m.Admin, state,
+					m.Applied, behind, m.Lag.Round(time.Millisecond), m.Gaps, now.Sub(m.Updated).Seconds())
 			}
 			if err := w.Flush(); err != nil {
 				return err

@@ -67,8 +67,15 @@ status is 1 when the bus or any edge refused or could not be reached.`,
 				}
 				msg := purge.Message{Tags: tags, URLs: urls, All: all, Soft: soft, IssuedAt: time.Now().UTC(), Issuer: "lakka purge"}
 				msg.ID = bus.NewID("cli-" + bus.NodeName(""))
+				if timeout <= 0 {
+					return usagef("--timeout: must be greater than 0, got %s", timeout)
+				}
 				if err := edge.CheckPurge(msg); err != nil {
-					return usagef("%v (no edge could apply it)", err)
+					flag := "--tag"
+					if strings.HasPrefix(err.Error(), "urls[") {
+						flag = "--url"
+					}
+					return usagef("%s: %v (no edge could apply it)", flag, err)
 				}
 				return purgeOnBus(cmd, bc, msg, wait, timeout)
 			}
@@ -168,16 +175,19 @@ func purgeOnBus(cmd *cobra.Command, bc config.Bus, msg purge.Message, wait bool,
 		return nil
 	}
 	// The edges live when the purge was stored must apply it; "when" is
-	// the server's clock, which their entries' times come from too.
-	stored, err := b.StoredAt(ctx, p.Seq)
+	// the server's clock, which their entries' times come from too. These
+	// reads have a few seconds of their own: --timeout is for the edges.
+	rctx, rcancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer rcancel()
+	stored, err := b.StoredAt(rctx, p.Seq)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	head, err := b.Head(ctx)
+	head, err := b.Head(rctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	ms, err := b.Members(ctx)
+	ms, err := b.Members(rctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -185,6 +195,8 @@ func purgeOnBus(cmd *cobra.Command, bc config.Bus, msg purge.Message, wait bool,
 	for _, m := range ms {
 		if m.Live(stored) {
 			live = append(live, m)
+		} else {
+			fmt.Fprintf(out, "%s\t%s\tnot live (last seen %s before the purge): not waited for\n", m.NodeID, zoneName(m.Zone), stored.Sub(m.Updated).Round(time.Second))
 		}
 	}
 	if len(live) == 0 {

@@ -11,7 +11,10 @@
 //     restarts with a process;
 //   - a consumer applies messages in stream order and acknowledges each
 //     only after applying it; a message delivered again (an
-//     acknowledgement lost) is skipped, since it was applied;
+//     acknowledgement lost) is skipped, since it was applied; a message
+//     delivered after one still on the stream but not yet applied (it went
+//     to a fetch given up on) makes the consumer start again after the
+//     last applied one;
 //   - a gap (messages that left the stream before the consumer applied
 //     them, or a consumer lost and recreated past them) is never silent:
 //     the consumer calls Gap before it applies anything after it.

@@ -77,8 +77,11 @@ type Consumer struct {
 	positioned bool
 	// streamCreated identifies the stream st.Applied counts in.
 	streamCreated time.Time
-	member        Member // self, with the last applied purge
-	readyOne      sync.Once
+	// reposition says the consumer must be made again after st.Applied
+	// (purges were delivered out of order).
+	reposition bool
+	member     Member // self, with the last applied purge
+	readyOne   sync.Once
 }
 
 // Consume starts consuming for the edge self (NodeID set) until ctx ends;
@@ -179,7 +182,14 @@ func (c *Consumer) session(ctx context.Context) error {
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			c.handle(msg)
+			if err := c.handle(ctx, s, msg); err != nil {
+				c.mu.Lock()
+				c.reposition = true
+				c.mu.Unlock()
+				for range batch.Messages() { // the rest comes again
+				}
+				return err
+			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("fetch: %w", err)
@@ -213,7 +223,8 @@ func (c *Consumer) session(ctx context.Context) error {
 func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
 	cons, err := s.Consumer(ctx, c.durable())
 	c.mu.Lock()
-	positioned, applied := c.positioned, c.st.Applied
+	positioned, applied, reposition := c.positioned, c.st.Applied, c.reposition
+	c.reposition = false
 	c.mu.Unlock()
 	switch {
 	case err == nil:
@@ -222,7 +233,7 @@ func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.
 			applied = info.AckFloor.Stream
 			c.setPosition(applied, false)
 		}
-		if info.NumAckPending == 0 {
+		if info.NumAckPending == 0 && !reposition {
 			return cons, nil
 		}
 		if err := s.DeleteConsumer(ctx, c.durable()); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -345,12 +356,12 @@ func (c *Consumer) gap(reason string, to uint64) {
 }
 
 // handle applies one delivered message, in order, then acknowledges it.
-func (c *Consumer) handle(msg jetstream.Msg) {
+func (c *Consumer) handle(ctx context.Context, s jetstream.Stream, msg jetstream.Msg) error {
 	md, err := msg.Metadata()
 	if err != nil {
 		c.fail(fmt.Errorf("message without metadata: %w", err))
 		_ = msg.Term()
-		return
+		return nil
 	}
 	seq := md.Sequence.Stream
 	c.mu.Lock()
@@ -358,10 +369,21 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	c.mu.Unlock()
 	if seq <= applied {
 		_ = msg.Ack() // delivered again: applied already
-		return
+		return nil
 	}
 	if seq > applied+1 {
-		c.gap(fmt.Sprintf("purges %d to %d were not delivered", applied+1, seq-1), seq-1)
+		// Purges before this one were skipped: they left the stream (a
+		// gap), or they went to a fetch that was given up (a paused or
+		// slow server) and wait for redelivery. Never apply out of order:
+		// in the second case, start again after the last applied.
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", c.b.cfg.Stream, err)
+		}
+		if info.State.FirstSeq <= applied+1 {
+			return errOutOfOrder
+		}
+		c.gap(fmt.Sprintf("purges %d to %d left the stream before they were applied", applied+1, seq-1), seq-1)
 	}
 	var m purge.Message
 	if err := json.Unmarshal(msg.Data(), &m); err != nil {
@@ -395,7 +417,13 @@ func (c *Consumer) handle(msg jetstream.Msg) {
 	case c.kick <- struct{}{}:
 	default:
 	}
+	return nil
 }
+
+// errOutOfOrder ends a session that was delivered a purge after one not
+// yet applied that is still on the stream: the next session makes the
+// consumer again after the last applied purge.
+var errOutOfOrder = errors.New("purges delivered out of order: starting again after the last applied")
 
 func (c *Consumer) fail(err error) {
 	c.log.Error("purge bus: purge not applied", "err", err)
