@@ -26,7 +26,6 @@ import (
 // headers in one buffer, the body compressed once), merges 304s, and
 // stores it unless a purge raced the fetch.
 type absorber struct {
-	pol   *policy
 	store *store.Store
 	m     *metrics
 	log   *slog.Logger
@@ -43,9 +42,9 @@ type absorber struct {
 	bodyWait time.Duration
 }
 
-func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, bodies *backend.BodyBudget, m *metrics, log *slog.Logger, now func() time.Time) (*absorber, error) {
+func newAbsorber(cfg *config.Config, st *store.Store, bodies *backend.BodyBudget, m *metrics, log *slog.Logger, now func() time.Time) (*absorber, error) {
 	a := &absorber{
-		pol: pol, store: st, m: m, log: log, now: now,
+		store: st, m: m, log: log, now: now,
 		compression:    cfg.Compression,
 		maxObjectBytes: int64(cfg.Cache.MaxObjectBytes),
 		hitForMissTTL:  cfg.Cache.HitForMissTTL,
@@ -65,6 +64,9 @@ func newAbsorber(cfg *config.Config, pol *policy, st *store.Store, bodies *backe
 // fetch: its header (Cache-Control, and the values a variant is keyed on),
 // nil for a background refresh, which gives the variant's values instead.
 type fetchView struct {
+	// pol is the policy of the generation the fetch belongs to (a reload
+	// does not change it under a request).
+	pol           *policy
 	h             *fasthttp.RequestHeader
 	authorization bool
 	varyValues    [][]byte // background refresh: values of the varied headers
@@ -114,7 +116,7 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 		reqCC.Parse(fv.h.Peek(fasthttp.HeaderCacheControl))
 	}
 	if status == fasthttp.StatusNotModified && stale != nil {
-		e := a.refreshed(stale, fr)
+		e := a.refreshed(stale, fr, fv.pol)
 		sealed := a.seal(e, true)
 		out.entry, out.notMod = e, true
 		// Same body: the decoded copy carries over. Take it (and a
@@ -138,9 +140,9 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 		a.m.notStored.WithLabelValues("unasked-304").Inc()
 		return out
 	}
-	meta := a.responseMeta(resp)
+	meta := a.responseMeta(resp, fv.pol)
 	creq := cachepolicy.Request{Authorization: fv.authorization, CacheControl: reqCC}
-	dec := cachepolicy.Decide(creq, meta.resp, fr.ReqTime, fr.ResTime, a.rules(url))
+	dec := cachepolicy.Decide(creq, meta.resp, fr.ReqTime, fr.ResTime, a.rules(fv.pol, url))
 	if dec.Store && meta.varyStar {
 		dec.Store, dec.Reason = false, cachepolicy.ReasonVaryStar
 	}
@@ -237,12 +239,12 @@ func (a *absorber) seal(e *store.Entry, borrowed bool) bool {
 }
 
 // rules returns the caching rules of the route matching a URL key.
-func (a *absorber) rules(url []byte) cachepolicy.Rules {
+func (a *absorber) rules(pol *policy, url []byte) cachepolicy.Rules {
 	host, target := cachekey.SplitURL(url)
-	if i := cachepolicy.MatchRoute(a.pol.matches, cachepolicy.HostWithoutPort(host), target); i >= 0 {
-		return a.pol.routes[i].rules
+	if i := cachepolicy.MatchRoute(pol.matches, cachepolicy.HostWithoutPort(host), target); i >= 0 {
+		return pol.routes[i].rules
 	}
-	return a.pol.defaults
+	return pol.defaults
 }
 
 // put stores e (the store adds the Vary marker of a variant) unless a purge
@@ -345,7 +347,7 @@ type meta struct {
 	noTransform bool
 }
 
-func (a *absorber) responseMeta(resp *fasthttp.Response) meta {
+func (a *absorber) responseMeta(resp *fasthttp.Response, pol *policy) meta {
 	h := &resp.Header
 	var m meta
 	r := &m.resp
@@ -360,7 +362,7 @@ func (a *absorber) responseMeta(resp *fasthttp.Response) meta {
 		case equalFold(k, "cache-control"):
 			r.CacheControl.Parse(v)
 		case equalFold(k, "surrogate-control"):
-			r.SurrogateControl.ParseTargeted(v, string(a.pol.name))
+			r.SurrogateControl.ParseTargeted(v, string(pol.name))
 			r.HasSurrogateControl = true
 		case equalFold(k, "expires"):
 			r.ExpiresPresent = true

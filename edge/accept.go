@@ -19,6 +19,7 @@ import (
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	r := s.requests.Get().(*request)
 	r.ctx = ctx
+	r.g = s.g()
 	r.host, r.target, r.key, r.vkey = r.host[:0], r.target[:0], r.key[:0], r.vkey[:0]
 	r.cookie, r.scratch = r.cookie[:0], r.scratch[:0]
 	r.route, r.isHEAD, r.hasCookie = -1, false, false
@@ -37,7 +38,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.record(r)
 		r.releaseHeld()
-		r.ctx = nil
+		r.ctx, r.g = nil, nil
 		if cap(r.key) <= maxRetainedScratch && cap(r.vkey) <= maxRetainedScratch && cap(r.scratch) <= maxRetainedScratch {
 			s.requests.Put(r)
 		}
@@ -71,7 +72,7 @@ func (r *request) serve() {
 		r.pass(detailMethod)
 		return
 	}
-	if r.route >= 0 && r.s.pol.routes[r.route].pass {
+	if r.route >= 0 && r.g.pol.routes[r.route].pass {
 		r.pass(detailRoute)
 		return
 	}
@@ -119,7 +120,7 @@ func (r *request) accept() bool {
 		r.reject(fasthttp.StatusBadRequest, d)
 		return false
 	}
-	if len(r.ctx.Request.Header.RequestURI()) > r.s.pol.maxURIBytes {
+	if len(r.ctx.Request.Header.RequestURI()) > r.g.pol.maxURIBytes {
 		r.reject(fasthttp.StatusRequestURITooLong, detailURITooLong)
 		return false
 	}
@@ -148,7 +149,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	start.status(&ctx.Response.Header, status, nil, time.Now())
 	writeError(ctx, status)
 	ctx.Response.Header.Set("X-Cache", "ERROR")
-	ctx.Response.Header.Set("Cache-Status", s.cfg.Edge.ViaName+"; fwd=miss; detail="+reason.String())
+	ctx.Response.Header.Set("Cache-Status", s.g().cfg.Edge.ViaName+"; fwd=miss; detail="+reason.String())
 	ctx.SetConnectionClose()
 	if status != fasthttp.StatusRequestTimeout {
 		s.lingeringClose(ctx)
@@ -218,7 +219,7 @@ func dropConnectionNamed(h *fasthttp.RequestHeader) {
 // configured cookie globs are stripped; r.hasCookie says something is left.
 func (r *request) prepareCookies() {
 	h := &r.ctx.Request.Header
-	if r.route >= 0 && r.s.pol.routes[r.route].ignoreCookies {
+	if r.route >= 0 && r.g.pol.routes[r.route].ignoreCookies {
 		h.Del(fasthttp.HeaderCookie)
 		return
 	}
@@ -229,7 +230,7 @@ func (r *request) prepareCookies() {
 	if len(raw) == 0 {
 		return
 	}
-	r.cookie = cachepolicy.StripCookies(r.cookie[:0], raw, r.s.pol.stripCookies)
+	r.cookie = cachepolicy.StripCookies(r.cookie[:0], raw, r.g.pol.stripCookies)
 	if r.raw.cookie > 1 {
 		// A second Cookie line: Peek saw only the first. Do not guess.
 		r.hasCookie = true

@@ -44,7 +44,7 @@ func newAdmin(s *Server, reg *prometheus.Registry) *http.Server {
 	mux.HandleFunc("GET /api/stats", s.guard(doorAdmin, s.handleStats))
 	mux.HandleFunc("GET /readyz", s.guard(doorAdmin, s.handleReady))
 	mux.HandleFunc("POST "+purge.APIPath, s.guard(doorPurge, s.handlePurgeAPI))
-	if s.pol.pprof {
+	if s.g().pol.pprof {
 		mux.HandleFunc("GET /debug/pprof/", s.guard(doorAdmin, pprof.Index))
 		mux.HandleFunc("GET /debug/pprof/profile", s.guard(doorAdmin, pprof.Profile))
 		mux.HandleFunc("GET /debug/pprof/trace", s.guard(doorAdmin, pprof.Trace))
@@ -93,7 +93,7 @@ type Readiness struct {
 // handleReady answers /readyz: 200 when the edge serves and an origin
 // can be reached, 503 otherwise, with the backends' states either way.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
-	out := Readiness{Serving: !s.draining.Load(), Backends: s.dir.Snapshots(time.Now())}
+	out := Readiness{Serving: !s.draining.Load(), Backends: s.g().dir.Snapshots(time.Now())}
 	probed := 0
 	for _, b := range out.Backends {
 		if b.Healthy {
@@ -125,7 +125,7 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 // has no token and no network configured (it is closed), 401 otherwise.
 func (s *Server) guard(d door, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		pol := s.pol
+		pol := s.g().pol
 		tokens := [2][]byte{pol.adminToken}
 		nets := [2][]netip.Prefix{pol.adminNets}
 		switch d {
@@ -224,6 +224,8 @@ type Stats struct {
 	Node string      `json:"node"`
 	Zone string      `json:"zone,omitempty"`
 	Bus  *bus.Status `json:"bus,omitempty"`
+	// Reload is the last configuration reload (nil: none yet).
+	Reload *ReloadStatus `json:"reload,omitempty"`
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -244,7 +246,7 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 		Tags:           st.Tags,
 		IdentityBytes:  st.IdentityBytes,
 		HitHeaderBytes: st.HeaderBytes,
-		Backends:       s.dir.Snapshots(now),
+		Backends:       s.g().dir.Snapshots(now),
 		Node:           bus.NodeName(s.cfg.Edge.NodeID),
 		Zone:           s.cfg.Edge.Zone,
 	}
@@ -252,10 +254,11 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 		st := s.bus.cons.Status()
 		out.Bus = &st
 	}
+	out.Reload = s.lastReload.Load()
 	for r := range numResults {
 		out.Requests[r.String()] = value(s.m.requests[r])
 	}
-	for _, b := range s.dir.Backends() {
+	for _, b := range s.g().dir.Backends() {
 		ok, errs, timeouts, busy := b.Counters()
 		out.OriginFetches += value(ok) + value(errs) + value(timeouts)
 		out.OriginErrors += value(errs) + value(timeouts) + value(busy)

@@ -92,14 +92,14 @@ func BenchmarkStoreCompression(b *testing.B) {
 			if tc.ce != "" {
 				resp.Header.SetContentEncoding(tc.ce)
 			}
-			m := e.abs.responseMeta(&resp)
+			m := e.abs.responseMeta(&resp, e.g().pol)
 			dec := cachepolicy.Decision{Store: true, TTL: time.Minute}
 			key := []byte("example.com/page")
 			var stored int
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				en, err := e.abs.newEntry(key, &resp, m, tc.origin, dec, time.Now(), fetchView{})
+				en, err := e.abs.newEntry(key, &resp, m, tc.origin, dec, time.Now(), fetchView{pol: e.g().pol})
 				if err != nil {
 					b.Fatal(err)
 				}

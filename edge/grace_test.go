@@ -80,7 +80,7 @@ func TestGraceAndKeepWindows(t *testing.T) {
 	// That answer came after cache.stale_wait; the fetch went on until its
 	// first-byte timeout.
 	eventually(t, "the hung fetch to time out", func() bool {
-		b := e.dir.Snapshots(time.Now())[0]
+		b := e.g().dir.Snapshots(time.Now())[0]
 		return b.Fetching == 0 && b.Queued == 0
 	})
 	// Past keep: nothing to serve; the origin's error comes through.
@@ -241,7 +241,7 @@ func probeConfig(backends ...string) config.Config {
 }
 
 func (te *testEdge) backendHealthy(i int) bool {
-	return te.dir.Snapshots(time.Now())[i].Healthy
+	return te.g().dir.Snapshots(time.Now())[i].Healthy
 }
 
 func TestProbesTakeBackendOutAndBackIn(t *testing.T) {

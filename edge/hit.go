@@ -155,7 +155,7 @@ func (r *request) serveEntry(e *store.Entry) bool {
 		return true
 	}
 	age, ttl := entryAgeTTL(e, now)
-	if hot := hitHeaderable(r.s.pol, r.result, r.detail); !hot || !copyHitHeader(h, e, enc, r.result, age, ttl) {
+	if hot := hitHeaderable(r.g.pol, r.result, r.detail); !hot || !copyHitHeader(h, e, enc, r.result, age, ttl) {
 		r.wholeHeader(e, enc, etag, age, ttl)
 		if hot && e.InStore() {
 			// Hits only: a miss may well be the object's only request.
@@ -244,7 +244,7 @@ func (r *request) wholeHeader(e *store.Entry, enc cachepolicy.Encoding, etag []b
 		h.AddBytesKV(hdrETag, etag)
 	}
 	r.cacheHeaders(true, age, ttl)
-	if r.s.pol.debugHeaders {
+	if r.g.pol.debugHeaders {
 		debugHeaders(h, e)
 	}
 	switch enc {

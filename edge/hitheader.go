@@ -30,7 +30,7 @@ func (r *request) offerHitHeader(e *store.Entry, enc cachepolicy.Encoding, age, 
 		if !e.HeaderBackoff.Due() {
 			return
 		}
-		if headerSetCost+hitHeaderCost(e, enc, len(s.pol.name)) > pool.MaxSize() {
+		if headerSetCost+hitHeaderCost(e, enc, len(r.g.pol.name)) > pool.MaxSize() {
 			e.HeaderBackoff.GiveUp()
 			return
 		}
@@ -69,7 +69,7 @@ func (r *request) offerHitHeader(e *store.Entry, enc cachepolicy.Encoding, age, 
 		if !f.Count.CompareAndSwap(store.FormUncounted, store.FormCounting) {
 			return
 		}
-		if !pool.Grow(e, item, hitHeaderCost(e, enc, len(s.pol.name))) {
+		if !pool.Grow(e, item, hitHeaderCost(e, enc, len(r.g.pol.name))) {
 			f.Count.Store(store.FormRefused)
 			return
 		}

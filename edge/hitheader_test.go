@@ -293,7 +293,7 @@ func TestHitHeadersCounted(t *testing.T) {
 		lc.send([]byte("GET " + path + " HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: " + ae + "\r\n\r\n"))
 	}
 	used := func() int64 { u, _ := e.store.Headers.Stats(); return u }
-	name := len(e.pol.name)
+	name := len(e.g().pol.name)
 	get("/html", "gzip") // the misses
 	get("/png", "gzip")
 	e.settle()

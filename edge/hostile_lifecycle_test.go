@@ -138,7 +138,7 @@ func TestPanicRecovered(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("/stale took %s: it waited on the panicked refresh", d)
 	}
-	if n := e.dir.Snapshots(time.Now())[0].Fetching; n != 0 {
+	if n := e.g().dir.Snapshots(time.Now())[0].Fetching; n != 0 {
 		t.Errorf("%d fetch slots still taken after the panics", n)
 	}
 	// The leaders of /boom panicked (waiters got their 500 without one),

@@ -21,7 +21,7 @@ func (r *request) buildKey() bool {
 	raw := ctx.Request.Header.RequestURI()
 	var err error
 	var absHost []byte
-	r.target, absHost, err = cachepolicy.NormalizeTarget(r.target[:0], raw, &r.s.pol.keyRules)
+	r.target, absHost, err = cachepolicy.NormalizeTarget(r.target[:0], raw, &r.g.pol.keyRules)
 	if err != nil {
 		if len(raw) == 1 && raw[0] == '*' && string(ctx.Method()) == fasthttp.MethodOptions {
 			// Asks about the server itself (RFC 9110 §9.3.7): answered here.
@@ -43,7 +43,7 @@ func (r *request) buildKey() bool {
 		return false
 	}
 	r.key = cachekey.AppendURL(r.key[:0], r.host, r.target)
-	r.route = cachepolicy.MatchRoute(r.s.pol.matches, cachepolicy.HostWithoutPort(r.host), r.target)
+	r.route = cachepolicy.MatchRoute(r.g.pol.matches, cachepolicy.HostWithoutPort(r.host), r.target)
 	return true
 }
 

@@ -59,10 +59,10 @@ func TestMemoryPerObject(t *testing.T) {
 			t.Fatal(err)
 		}
 		url := []byte(fmt.Sprintf("www.example.com/news/section-%d/%d-a-headline-of-some-length", i%50, i))
-		m := s.abs.responseMeta(&resp)
-		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.pol.defaults)
+		m := s.abs.responseMeta(&resp, s.g().pol)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.g().pol.defaults)
 		b := append([]byte(nil), payload...)
-		e, err := s.abs.newEntry(url, &resp, m, b, dec, now, fetchView{})
+		e, err := s.abs.newEntry(url, &resp, m, b, dec, now, fetchView{pol: s.g().pol})
 		if err != nil || e == nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
@@ -118,13 +118,13 @@ func TestHeaderCost(t *testing.T) {
 		if err := resp.Header.Read(bufio.NewReader(strings.NewReader(fmt.Sprintf(raw, i, i, i)))); err != nil {
 			t.Fatal(err)
 		}
-		m := s.abs.responseMeta(&resp)
-		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.pol.defaults)
+		m := s.abs.responseMeta(&resp, s.g().pol)
+		dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.g().pol.defaults)
 		body := []byte("hello")
 		if i%2 == 1 {
 			body = page // compressed at store time
 		}
-		e, err := s.abs.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, body, dec, now, fetchView{})
+		e, err := s.abs.newEntry([]byte(fmt.Sprintf("example.com/%d", i)), &resp, m, body, dec, now, fetchView{pol: s.g().pol})
 		if err != nil || e == nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
@@ -132,15 +132,15 @@ func TestHeaderCost(t *testing.T) {
 			gzipped++
 		}
 		entries[i] = e
-		counted += headerSetCost + hitHeaderCost(e, cachepolicy.Identity, len(s.pol.name))
+		counted += headerSetCost + hitHeaderCost(e, cachepolicy.Identity, len(s.g().pol.name))
 		if e.Enc == cachepolicy.Gzip {
-			counted += hitHeaderCost(e, cachepolicy.Gzip, len(s.pol.name))
+			counted += hitHeaderCost(e, cachepolicy.Gzip, len(s.g().pol.name))
 		}
 	}
 	if gzipped != n/2 {
 		t.Fatalf("%d of %d objects stored gzip, want half", gzipped, n)
 	}
-	r := &request{s: s, ctx: new(fasthttp.RequestCtx), result: resHit, now: now}
+	r := &request{s: s, g: s.g(), ctx: new(fasthttp.RequestCtx), result: resHit, now: now}
 	h := &r.ctx.Response.Header
 	before := heapAlloc()
 	for _, e := range entries {
@@ -158,7 +158,7 @@ func TestHeaderCost(t *testing.T) {
 			hh := &store.HitHeader{Age: 123456, TTL: 123456, Result: uint8(resHit)}
 			h.CopyTo(&hh.H)
 			set.Forms[enc].Cur.Store(hh)
-			if !s.store.Headers.Grow(e, e.Headers(), hitHeaderCost(e, enc, len(s.pol.name))) {
+			if !s.store.Headers.Grow(e, e.Headers(), hitHeaderCost(e, enc, len(s.g().pol.name))) {
 				t.Fatal("a header was not counted")
 			}
 		}
@@ -214,14 +214,14 @@ func BenchmarkChurnGC(b *testing.B) {
 			resp.Header.Set("Cache-Control", "max-age=600")
 			resp.Header.Set("Content-Type", "application/octet-stream")
 			resp.Header.Set("Surrogate-Key", "front section:1")
-			m := s.abs.responseMeta(&resp)
+			m := s.abs.responseMeta(&resp, s.g().pol)
 			now := time.Now()
-			dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.pol.defaults)
+			dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, now, now, s.g().pol.defaults)
 			payload := make([]byte, size)
 			store1 := func(i int) {
 				url := strconv.AppendInt([]byte("www.example.com/flood/"), int64(i), 10)
 				body := append(getBodyBuf(size)[:0], payload...) // as readBody reads it
-				e, err := s.abs.newEntry(url, &resp, m, body, dec, now, fetchView{})
+				e, err := s.abs.newEntry(url, &resp, m, body, dec, now, fetchView{pol: s.g().pol})
 				if err != nil || e == nil {
 					b.Fatalf("entry %d: %v", i, err)
 				}

@@ -19,11 +19,14 @@ type metrics struct {
 	busApplyErrors     prometheus.Counter
 	busCatchUpTimeouts prometheus.Counter
 	busPublishes       *prometheus.CounterVec
-	requests           [numResults]prometheus.Counter
-	durations          [numResults]prometheus.Observer
-	statuses           [6]prometheus.Counter                // 1xx..5xx, index 0 unused
-	bytesSent          [numSentEncodings]prometheus.Counter // by sentEncoding
-	panics             prometheus.Counter
+	// Reloads (edge/reload.go).
+	reloads      *prometheus.CounterVec
+	needsUpgrade prometheus.Gauge
+	requests     [numResults]prometheus.Counter
+	durations    [numResults]prometheus.Observer
+	statuses     [6]prometheus.Counter                // 1xx..5xx, index 0 unused
+	bytesSent    [numSentEncodings]prometheus.Counter // by sentEncoding
+	panics       prometheus.Counter
 	// badRequest is indexed by bad-request detail (detail.badRequest).
 	badRequest [numDetails]prometheus.Counter
 
@@ -226,6 +229,17 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Buckets: prometheus.ExponentialBuckets(0.000005, 4, 10),
 	})
 	m.purgeDuration = purgeDur
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP), by result: ok, or invalid (the file could not be read or did not validate; the running configuration stays).",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "invalid"} {
+		m.reloads.WithLabelValues(r)
+	}
+	m.needsUpgrade = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lakka_edge_config_needs_upgrade",
+		Help: "Keys of the last reloaded configuration the running process could not take (listen addresses, the store's sizes, the logger): they wait for an upgrade or a restart.",
+	})
 	m.busConnected = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_purge_bus_connected",
 		Help: "1 while the connection to the purge bus (purge.bus.url) is up, 0 otherwise (and without a bus).",
@@ -359,6 +373,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		slabLive, slabResident, slabRetained, slabMapped, slabRefused, bodiesUsed, bodiesLimit, bodiesRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
+		m.reloads, m.needsUpgrade,
 		m.busConnected, m.busLag, m.busGaps, m.busApplyErrors, m.busCatchUpTimeouts, m.busPublishes,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,

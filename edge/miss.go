@@ -28,7 +28,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	if !leader {
 		return r.wait(f, stale, mayRetry)
 	}
-	if stale != nil && s.cfg.Cache.StaleWait > 0 && r.fetchOrStale(f, fkey, stale) {
+	if stale != nil && r.g.cfg.Cache.StaleWait > 0 && r.fetchOrStale(f, fkey, stale) {
 		return false
 	}
 	var fr *backend.Fetched
@@ -48,7 +48,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	startGen := s.store.Generation()
 	req := fasthttp.AcquireRequest()
 	r.upstream(modeCache, stale, req)
-	fr, err = s.dir.Fetch(req)
+	fr, err = r.g.dir.Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		f.status, f.noAnswer = backend.Status(err), true
@@ -60,7 +60,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 		}
 		return false
 	}
-	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{h: &r.ctx.Request.Header})
+	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{pol: r.g.pol, h: &r.ctx.Request.Header})
 	r.hold(out.entry) // the builder's reference
 	f.publish(out)
 	finished = true
@@ -77,9 +77,9 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool) {
 	s := r.s
 	s.m.coalesced.Inc()
-	timeout, why := s.cfg.Cache.WaitTimeout, detailWaitTimeout
-	if stale != nil && s.cfg.Cache.StaleWait > 0 {
-		timeout, why = s.cfg.Cache.StaleWait, detailSlowOrigin
+	timeout, why := r.g.cfg.Cache.WaitTimeout, detailWaitTimeout
+	if stale != nil && r.g.cfg.Cache.StaleWait > 0 {
+		timeout, why = r.g.cfg.Cache.StaleWait, detailSlowOrigin
 	}
 	if !f.wait(timeout) {
 		if why == detailWaitTimeout {
@@ -88,7 +88,7 @@ func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool
 		if r.serveStale(stale, why) {
 			return false
 		}
-		if why == detailSlowOrigin && f.wait(s.cfg.Cache.WaitTimeout-timeout) {
+		if why == detailSlowOrigin && f.wait(r.g.cfg.Cache.WaitTimeout-timeout) {
 			// The copy went (purged meanwhile): the fetch's result after all.
 			return r.fetched(f, nil, mayRetry)
 		}
@@ -142,6 +142,7 @@ type bgFetch struct {
 	url      []byte // the URL key
 	stale    *store.Entry
 	req      *fasthttp.Request // the request for the origin
+	g        *generation       // the client request's
 	h        fasthttp.RequestHeader
 	startGen uint64
 	// result takes the outcome to the client while it still waits.
@@ -173,6 +174,7 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 		url:      append([]byte(nil), r.key...),
 		stale:    stale,
 		req:      fasthttp.AcquireRequest(),
+		g:        r.g,
 		startGen: s.store.Generation(),
 		result:   make(chan bgResult, 1),
 		waiting:  true,
@@ -188,7 +190,7 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 		fasthttp.ReleaseRequest(bg.req)
 		return false
 	}
-	t := time.NewTimer(s.cfg.Cache.StaleWait)
+	t := time.NewTimer(r.g.cfg.Cache.StaleWait)
 	defer t.Stop()
 	select {
 	case res := <-bg.result:
@@ -250,7 +252,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		}
 	}()
 	var err error
-	fr, err = s.dir.Fetch(bg.req)
+	fr, err = bg.g.dir.Fetch(bg.req)
 	fasthttp.ReleaseRequest(bg.req)
 	bg.req = nil
 	if err != nil {
@@ -260,7 +262,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		bg.hand(bgResult{err: err})
 		return
 	}
-	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{h: &bg.h})
+	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{pol: bg.g.pol, h: &bg.h})
 	built = out.entry
 	f.publish(out)
 	finished = true
@@ -409,6 +411,7 @@ func (r *request) fetchDirect(why detail) {
 	}
 	defer releaseOnPanic(fr)()
 	out := s.abs.absorb(r.key, fr, nil, startGen, fetchView{
+		pol:           r.g.pol,
 		h:             &r.ctx.Request.Header,
 		authorization: len(r.ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0,
 	})
@@ -454,7 +457,7 @@ func releaseOnPanic(fr *backend.Fetched) func() {
 func (r *request) forward(mode fetchMode) *backend.Fetched {
 	req := fasthttp.AcquireRequest()
 	r.upstream(mode, nil, req)
-	fr, err := r.s.dir.Fetch(req)
+	fr, err := r.g.dir.Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		r.s.logFetchError(r.key, err)
@@ -517,9 +520,10 @@ func (s *Server) refreshOne(e *store.Entry) {
 	}
 	startGen := s.store.Generation()
 	req := fasthttp.AcquireRequest()
-	s.pol.refreshRequest(e, req)
+	g := s.g()
+	g.pol.refreshRequest(e, req)
 	var err error
-	fr, err = s.dir.Fetch(req)
+	fr, err = g.dir.Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		s.m.refreshes.WithLabelValues("error").Inc()
@@ -529,7 +533,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 		e.EndRefresh(s.now().Add(refreshRetry))
 		return
 	}
-	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{varyValues: cachekey.Values(e.Key, len(e.VaryNames))})
+	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{pol: g.pol, varyValues: cachekey.Values(e.Key, len(e.VaryNames))})
 	fr.Release()
 	if out.entry != nil {
 		defer out.entry.Release() // the builder's: waiters take their own

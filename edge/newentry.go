@@ -47,7 +47,7 @@ func (a *absorber) newEntry(url []byte, resp *fasthttp.Response, m meta, body []
 	} else {
 		key = append(make([]byte, 0, len(url)), url...)
 	}
-	e := a.entryFrom(resp, m, dec, resTime)
+	e := a.entryFrom(resp, m, dec, resTime, fv.pol)
 	e.Key = key
 	if err := a.storeBody(e, m, body); err != nil {
 		return nil, err
@@ -69,7 +69,7 @@ func restCost(e *store.Entry) int64 {
 
 // entryFrom builds an entry's headers and freshness from a response; the
 // caller sets the key and the body. Its Cost covers everything but those.
-func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.Decision, resTime time.Time) *store.Entry {
+func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.Decision, resTime time.Time, pol *policy) *store.Entry {
 	h := &resp.Header
 	e := &store.Entry{
 		Kind:       store.KindObject,
@@ -103,7 +103,7 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 		add(k, v)
 	}
 	// Via: the origin's, then ours.
-	add([]byte(fasthttp.HeaderVia), appendVia(h.Peek(fasthttp.HeaderVia), a.pol.via))
+	add([]byte(fasthttp.HeaderVia), appendVia(h.Peek(fasthttp.HeaderVia), pol.via))
 	piece := func(b []byte) store.Span {
 		start := len(buf)
 		buf = append(buf, b...)
@@ -295,7 +295,7 @@ func (a *absorber) compressible(contentType, body []byte, noTransform bool) bool
 // §4.3.4): the stored body, the stored header fields with those the 304
 // sends replacing fields of the same name, and freshness computed from the
 // merged header fields.
-func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched) *store.Entry {
+func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *policy) *store.Entry {
 	h := &fr.Resp.Header
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
@@ -337,11 +337,11 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched) *store.Ent
 	}
 	mh.SetContentTypeBytes(stale.ContentType())
 
-	m := a.responseMeta(merged)
+	m := a.responseMeta(merged, pol)
 	m.resp.HasValidator = true
-	rules := a.rules(stale.URL())
+	rules := a.rules(pol, stale.URL())
 	dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, fr.ReqTime, fr.ResTime, rules)
-	e := a.entryFrom(merged, m, dec, fr.ResTime)
+	e := a.entryFrom(merged, m, dec, fr.ResTime, pol)
 	e.Key = stale.Key
 	e.Body, e.Enc, e.IdentityLen, e.ETagEnc = stale.Body, stale.Enc, stale.IdentityLen, stale.ETagEnc
 	e.NoTransform = stale.NoTransform

@@ -115,7 +115,7 @@ func TestPassiveHealthIgnoresSlowness(t *testing.T) {
 	if r := e.get("/fast"); r.status != 200 || r.body != "ok" {
 		t.Errorf("after the timeouts: %d %q", r.status, r.body)
 	}
-	if got := e.dir.Snapshots(time.Now())[0].FetchLimit; got >= 20 {
+	if got := e.g().dir.Snapshots(time.Now())[0].FetchLimit; got >= 20 {
 		t.Errorf("fetch limit %v after five timeouts, want it lowered from 20", got)
 	}
 }

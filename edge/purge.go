@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,10 +22,11 @@ import (
 // API, the PURGE method), and counts and logs them.
 type purger struct {
 	store *store.Store
-	pol   *policy
-	m     *metrics
-	log   *slog.Logger
-	now   func() time.Time
+	// gen is the server's: purges use the current generation's key rules.
+	gen *atomic.Pointer[generation]
+	m   *metrics
+	log *slog.Logger
+	now func() time.Time
 }
 
 // apply applies p and returns the number of objects it affected; id and
@@ -68,7 +70,7 @@ func (pg *purger) compile(msg purge.Message) (store.Purge, error) {
 		p.Tags = append(p.Tags, t)
 	}
 	for i, u := range msg.URLs {
-		target, abs, err := cachepolicy.NormalizeTarget(nil, []byte(u), &pg.pol.keyRules)
+		target, abs, err := cachepolicy.NormalizeTarget(nil, []byte(u), &pg.gen.Load().pol.keyRules)
 		if err != nil {
 			return p, fmt.Errorf("urls[%d]: %q is not an absolute http(s) URL or a path", i, u)
 		}
@@ -97,8 +99,8 @@ func (r *request) purgeMethod() {
 	h.SetContentType("application/json")
 	r.cacheHeaders(false, 0, 0)
 	// Behind a trusted proxy, the client it reports: not the proxy.
-	a, ok := r.s.pol.clientAddr(ctx)
-	if !ok || !containsAddr(r.s.pol.purgers, a) {
+	a, ok := r.g.pol.clientAddr(ctx)
+	if !ok || !containsAddr(r.g.pol.purgers, a) {
 		r.s.m.purgeRefusals.WithLabelValues("network").Inc()
 		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
 		ctx.Response.SetBodyString(`{"error":"PURGE is not allowed from this address"}` + "\n")
@@ -122,7 +124,7 @@ func (r *request) purgeMethod() {
 // invalidateAfterUnsafe applies RFC 9111 §4.4: a successful unsafe request
 // invalidates the target URL and same-host Location and Content-Location.
 func (r *request) invalidateAfterUnsafe(h *fasthttp.ResponseHeader) {
-	pol := r.s.pol
+	pol := r.g.pol
 	urls := [][]byte{append([]byte(nil), r.key...)}
 	for _, name := range [...]string{fasthttp.HeaderLocation, fasthttp.HeaderContentLocation} {
 		v := h.Peek(name)
@@ -178,6 +180,8 @@ func CheckPurge(m purge.Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = (&purger{pol: pol}).compile(m)
+	var gen atomic.Pointer[generation]
+	gen.Store(&generation{pol: pol})
+	_, err = (&purger{gen: &gen}).compile(m)
 	return err
 }

@@ -44,7 +44,7 @@ func (s *Server) record(r *request) {
 		n = len(ctx.Response.Body())
 		s.m.countSent(&ctx.Response.Header, n)
 	}
-	s.access.log(ctx, r, status, n, elapsed)
+	r.g.access.log(ctx, r, status, n, elapsed)
 }
 
 // countSent adds n body bytes sent with the response header h.

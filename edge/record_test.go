@@ -90,7 +90,7 @@ func TestAccessLogReopenAndHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.get("/after", "Host", "news.example.com")
-	e.access.close() // writes what is pending
+	e.g().access.close() // writes what is pending
 	old, err := os.ReadFile(path + ".1")
 	if err != nil {
 		t.Fatal(err)

@@ -304,12 +304,12 @@ func (r *request) copyResponse(src *fasthttp.ResponseHeader) {
 		if inList(responseSkip, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
 			continue
 		}
-		if !r.s.pol.debugHeaders && inList(edgeOnly, k) {
+		if !r.g.pol.debugHeaders && inList(edgeOnly, k) {
 			continue
 		}
 		dst.AddBytesKV(k, v)
 	}
-	dst.SetBytesV(fasthttp.HeaderVia, appendVia(src.Peek(fasthttp.HeaderVia), r.s.pol.via))
+	dst.SetBytesV(fasthttp.HeaderVia, appendVia(src.Peek(fasthttp.HeaderVia), r.g.pol.via))
 }
 
 // cacheHeaders adds Age (when stored is set: an answer from a stored
@@ -324,7 +324,7 @@ func (r *request) cacheHeaders(stored bool, age, ttl int64) {
 	// Age and X-Cache never come from the origin (responseSkip); an
 	// upstream Cache-Status stays and ours follows it, as RFC 9211 lists.
 	h.AddBytesKV(hdrXCache, xcacheValues[r.result])
-	cs := append(buf[:0], r.s.pol.name...)
+	cs := append(buf[:0], r.g.pol.name...)
 	switch r.result {
 	case resHit, resStale:
 		cs = append(cs, "; hit"...)

@@ -17,6 +17,8 @@ import (
 type request struct {
 	s   *Server
 	ctx *fasthttp.RequestCtx
+	// g is the generation the request started under (reload.go).
+	g *generation
 
 	host    []byte // normalised host
 	target  []byte // normalised target

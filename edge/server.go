@@ -47,20 +47,24 @@ import (
 // Server is one edge node. Its methods are safe for concurrent use.
 type Server struct {
 	cfg     config.Config
-	pol     *policy
 	log     *slog.Logger
 	m       *metrics
 	store   *store.Store
 	flights *flights
-	dir     *backend.Director
 	abs     *absorber
 	purger  *purger
-	access  *accessLog
 	refresh *refresher
+	// gen is the current generation (reload.go); reloadMu serialises
+	// reloads, lastReload is the last one's outcome.
+	gen        atomic.Pointer[generation]
+	reloadMu   sync.Mutex
+	lastReload atomic.Pointer[ReloadStatus]
 	// bus is the purge bus; nil without purge.bus.url.
 	bus *purgeBus
 	// busApplied is seams.busApplied.
 	busApplied func(time.Duration)
+	// dial is seams.dial, for the backends a reload builds.
+	dial backend.Dialer
 	// clock is the time of freshness decisions (seams.clock).
 	clock freshnessClock
 
@@ -119,7 +123,8 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering), busApplied: sm.busApplied}
 	s.requests.New = func() any { return &request{s: s} }
 	var err error
-	if s.pol, err = newPolicy(&cfg); err != nil {
+	pol, err := newPolicy(&cfg)
+	if err != nil {
 		return nil, err
 	}
 	bodies := backend.NewBodyBudget(cfg.Budget().Bodies)
@@ -142,16 +147,18 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if s.store, err = store.New(cfg.Budget(), cfg.Cache.MaxVariants, s.m.store); err != nil {
 		return nil, fmt.Errorf("edge: store: %w", err)
 	}
-	if s.abs, err = newAbsorber(&cfg, s.pol, s.store, bodies, s.m, logger, s.now); err != nil {
+	if s.abs, err = newAbsorber(&cfg, s.store, bodies, s.m, logger, s.now); err != nil {
 		s.store.Close()
 		return nil, err
 	}
-	if s.access, err = newAccessLog(cfg.Log, s.m); err != nil {
+	access, err := newAccessLog(cfg.Log, s.m)
+	if err != nil {
 		s.store.Close()
 		return nil, err
 	}
-	s.dir = backend.New(cfg.Backends, s.m.backends, sm.dial, s.now)
-	s.purger = &purger{store: s.store, pol: s.pol, m: s.m, log: logger, now: s.now}
+	s.dial = sm.dial
+	s.gen.Store(&generation{cfg: &cfg, pol: pol, dir: backend.New(cfg.Backends, s.m.backends, sm.dial, s.now), access: access})
+	s.purger = &purger{store: s.store, gen: &s.gen, m: s.m, log: logger, now: s.now}
 	s.refresh = newRefresher(s.refreshOne, s.fetchInBackground, s.m.refreshes.WithLabelValues("dropped"), cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
 	s.fast = &fasthttp.Server{
 		Handler:                       s.handle,
@@ -225,10 +232,10 @@ func (s *Server) Serve() error {
 	if s.ln == nil {
 		return errors.New("edge: Serve before Listen")
 	}
-	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.dir.Backends()))
+	s.log.Info("edge listening", "addr", s.Addr(), "admin", s.AdminAddr(), "backends", len(s.g().dir.Backends()))
 	s.started = time.Now()
 	s.refresh.start()
-	s.dir.Start()
+	s.g().dir.Start()
 	adminErr := make(chan error, 1)
 	go func() {
 		err := s.admin.Serve(s.adminLn)
@@ -300,8 +307,9 @@ func (s *Server) closeBackground() {
 			s.bus.stop() // before the store closes: it applies purges
 		}
 		s.refresh.stopAndWait(s.dropJob)
-		s.dir.Stop()
-		s.access.close()
+		g := s.g()
+		g.dir.Stop()
+		g.access.close()
 		s.store.Close()
 	})
 }
@@ -309,7 +317,7 @@ func (s *Server) closeBackground() {
 // ReopenLog reopens the access log file, writing what is pending to the
 // old one first (after logrotate moved it: SIGUSR1). A log on stdout or
 // stderr, or none, is left as it is.
-func (s *Server) ReopenLog() error { return s.access.Reopen() }
+func (s *Server) ReopenLog() error { return s.g().access.Reopen() }
 
 // now is the time of freshness decisions.
 func (s *Server) now() time.Time {

@@ -207,7 +207,7 @@ func TestStrugglingOriginUnderBurst(t *testing.T) {
 	if rate < 0.5*float64(workers)/answer.Seconds() {
 		t.Errorf("the origin answered %.0f/s, want at least half of its %0.f/s", rate, float64(workers)/answer.Seconds())
 	}
-	if b := e.dir.Snapshots(time.Now())[0]; !b.Healthy {
+	if b := e.g().dir.Snapshots(time.Now())[0]; !b.Healthy {
 		t.Errorf("the backend was taken out of rotation: %+v", b)
 	}
 }

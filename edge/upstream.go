@@ -154,7 +154,7 @@ func addConditionals(h *fasthttp.RequestHeader, e *store.Entry) {
 // addForwarded sets X-Forwarded-For (appended to only when the peer is a
 // trusted proxy), X-Forwarded-Proto and Via.
 func (r *request) addForwarded(h *fasthttp.RequestHeader) {
-	ctx, pol := r.ctx, r.s.pol
+	ctx, pol := r.ctx, r.g.pol
 	var ipbuf [64]byte
 	ip := ctx.RemoteIP()
 	xff := ipbuf[:0]

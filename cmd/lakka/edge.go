@@ -40,6 +40,12 @@ With --purge-bus (purge.bus.url) the edge consumes every purge published
 on the NATS JetStream purge bus, as the durable consumer --node-id, and
 answers /healthz 503 until it has applied those it missed; purges sent to
 it (purge API, PURGE) are published there for every other edge.
+SIGHUP reloads the configuration (the file, the environment and these
+flags again): routes, key rules, cache defaults, cookies, tokens,
+networks, backends and the access log change for new requests, the cache
+and connections stay; an invalid file changes nothing (logged, counted,
+shown by lakka stats); keys that need new sockets or a new store (listen
+addresses, cache sizes) are reported as needing an upgrade.
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
 requests finish) and exits 0. SIGUSR1 reopens the access log file (for
 logrotate).
@@ -50,49 +56,57 @@ every key.`,
   lakka edge --config /etc/lakka/lakka.yaml --cache-size 2GiB`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := config.Default()
-			if file != "" {
-				var err error
-				if cfg, err = config.ReadFile(file); err != nil {
-					return &usageError{err}
+			// The configuration: the file, the environment, the flags,
+			// validated once. SIGHUP builds it again the same way.
+			load := func() (config.Config, error) {
+				cfg := config.Default()
+				if file != "" {
+					var err error
+					if cfg, err = config.ReadFile(file); err != nil {
+						return cfg, &usageError{err}
+					}
 				}
-			}
-			if t := os.Getenv("LAKKA_PURGE_TOKEN"); t != "" {
-				cfg.Purge.Token = t
-			}
-			if t := os.Getenv("LAKKA_ADMIN_TOKEN"); t != "" {
-				cfg.Admin.Token = t
-			}
-			f := cmd.Flags()
-			if f.Changed("listen") {
-				cfg.Edge.Listen = listen
-			}
-			if f.Changed("admin") {
-				cfg.Edge.Admin = admin
-			}
-			if f.Changed("backend") {
-				cfg.Backends.Servers = nil
-				for _, b := range backends {
-					cfg.Backends.Servers = append(cfg.Backends.Servers, config.Backend{Address: b})
+				if t := os.Getenv("LAKKA_PURGE_TOKEN"); t != "" {
+					cfg.Purge.Token = t
 				}
+				if t := os.Getenv("LAKKA_ADMIN_TOKEN"); t != "" {
+					cfg.Admin.Token = t
+				}
+				f := cmd.Flags()
+				if f.Changed("listen") {
+					cfg.Edge.Listen = listen
+				}
+				if f.Changed("admin") {
+					cfg.Edge.Admin = admin
+				}
+				if f.Changed("backend") {
+					cfg.Backends.Servers = nil
+					for _, b := range backends {
+						cfg.Backends.Servers = append(cfg.Backends.Servers, config.Backend{Address: b})
+					}
+				}
+				if f.Changed("cache-size") {
+					cfg.Cache.SizeBytes = cacheSize
+				}
+				if f.Changed("node-id") {
+					cfg.Edge.NodeID = nodeID
+				}
+				if f.Changed("zone") {
+					cfg.Edge.Zone = zone
+				}
+				if f.Changed("purge-bus") {
+					cfg.Purge.Bus.URL = busURL
+				}
+				if err := cfg.ValidateEdge(); err != nil {
+					return cfg, usagef("%v", flagNames(err))
+				}
+				return cfg, nil
 			}
-			if f.Changed("cache-size") {
-				cfg.Cache.SizeBytes = cacheSize
+			cfg, err := load()
+			if err != nil {
+				return err
 			}
-			if f.Changed("node-id") {
-				cfg.Edge.NodeID = nodeID
-			}
-			if f.Changed("zone") {
-				cfg.Edge.Zone = zone
-			}
-			if f.Changed("purge-bus") {
-				cfg.Purge.Bus.URL = busURL
-			}
-			// The one validation: file, environment and flags together.
-			if err := cfg.ValidateEdge(); err != nil {
-				return usagef("%v", flagNames(err))
-			}
-			return runEdge(cmd, cfg)
+			return runEdge(cmd, cfg, load)
 		},
 	}
 	f := cmd.Flags()
@@ -113,7 +127,11 @@ func flagNames(err error) error {
 	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --cache-size cache.size_bytes, --node-id edge.node_id, --zone edge.zone, --purge-bus purge.bus.url)", err)
 }
 
-func runEdge(cmd *cobra.Command, cfg config.Config) error {
+func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, error)) error {
+	// SIGHUP is ours from the start: its default would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger, err := newLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
@@ -132,7 +150,8 @@ func runEdge(cmd *cobra.Command, cfg config.Config) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// SIGUSR1 reopens the access log file (logrotate).
+	// SIGUSR1 reopens the access log file (logrotate); SIGHUP reloads
+	// the configuration.
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
@@ -141,6 +160,15 @@ func runEdge(cmd *cobra.Command, cfg config.Config) error {
 			select {
 			case <-ctx.Done():
 				return
+			case <-hup:
+				next, err := load()
+				if err != nil {
+					srv.ReloadFailed(err)
+					continue
+				}
+				if r, err := srv.Reload(next); err == nil && len(r.NeedsUpgrade) > 0 {
+					logger.Warn("reloaded; these keys keep their running values until an upgrade or a restart", "needs_upgrade", r.NeedsUpgrade)
+				}
 			case <-usr1:
 				if err := srv.ReopenLog(); err != nil {
 					logger.Error("reopen the access log", "err", err)

@@ -276,3 +276,72 @@ func TestEdgeLogrotate(t *testing.T) {
 	}
 	stopBinary(t, cmd, logs)
 }
+
+// TestEdgeReloadOnSIGHUP: SIGHUP makes the running edge read its file
+// again: a new route applies to new requests, the cache stays; a broken
+// file keeps the edge running on the previous configuration, and "lakka
+// stats" says the reload failed.
+func TestEdgeReloadOnSIGHUP(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "page", r.URL.Path)
+	}))
+	defer o.Close()
+	file := filepath.Join(t.TempDir(), "edge.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("backends:\n  servers: [{address: " + strings.TrimPrefix(o.URL, "http://") + "}]\n")
+	a, cmd, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken}, "edge", "--config", file,
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--cache-size", "32MiB")
+	xcache := func(path string) string {
+		resp, err := http.Get("http://" + a[0] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Header.Get("X-Cache")
+	}
+	xcache("/kept")
+	xcache("/live/1")
+	if x := xcache("/live/1"); x != "HIT" {
+		t.Fatalf("before the reload: %s", x)
+	}
+	write("backends:\n  servers: [{address: " + strings.TrimPrefix(o.URL, "http://") + "}]\nroutes:\n  - {name: live, path_prefix: /live/, pass: true}\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for xcache("/live/1") != "PASS" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new route not applied 5s after SIGHUP\n%s", logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if x := xcache("/kept"); x != "HIT" {
+		t.Errorf("the cache after the reload: %s, want HIT", x)
+	}
+	write("routes: [{path_prefix: nope}]\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs(), "configuration not reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed reload logged\n%s", logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if x := xcache("/live/1"); x != "PASS" {
+		t.Errorf("after a broken file: %s, want the running configuration's PASS", x)
+	}
+	t.Setenv("LAKKA_ADMIN_TOKEN", testAdminToken)
+	code, out, _ := runCLI(t, "stats", "--admin", a[1], "--count", "1")
+	if code != 0 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "routes[0].path_prefix") {
+		t.Errorf("stats after a broken reload: exit %d\n%s", code, out)
+	}
+	stopBinary(t, cmd, logs)
+}

@@ -133,6 +133,19 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 		state = "DRAINING"
 	}
 	fmt.Fprintf(out, "lakka stats  %s  up %s  %s\n", admin, time.Duration(cur.UptimeSeconds*float64(time.Second)).Round(time.Second), state)
+	if r := cur.Reload; r != nil {
+		switch {
+		case !r.OK:
+			fmt.Fprintf(out, "last reload %s FAILED (running the previous configuration): %s\n", r.At.Format(time.RFC3339), r.Error)
+		case len(r.NeedsUpgrade) > 0:
+			fmt.Fprintf(out, "last reload %s ok; needs an upgrade or restart for: %s\n", r.At.Format(time.RFC3339), strings.Join(r.NeedsUpgrade, ", "))
+		default:
+			fmt.Fprintf(out, "last reload %s ok\n", r.At.Format(time.RFC3339))
+		}
+	}
+	if b := cur.Bus; b != nil {
+		fmt.Fprintf(out, "purge bus  node %s  applied %d  pending %d  gaps %d  connected %t  caught up %t\n", cur.Node, b.Applied, b.Pending, b.Gaps, b.Connected, b.CaughtUp)
+	}
 	dt := 0.0
 	if prev != nil {
 		dt = cur.Time.Sub(prev.Time).Seconds()
