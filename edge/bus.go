@@ -206,3 +206,7 @@ func (s *Server) publish(m purge.Message) string {
 		return "published"
 	}
 }
+
+// Ready reports whether the edge serves and would answer /healthz 200:
+// not draining, and caught up with the purge bus when it has one.
+func (s *Server) Ready() bool { return !s.draining.Load() && s.busReady() }

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -139,6 +140,11 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.Budget().MemoryLimit)
 	}
+	notify := func(state string) {
+		if err := sdNotify(state); err != nil {
+			logger.Warn("service manager notification", "err", err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := edge.New(cfg, logger, reg)
@@ -161,14 +167,14 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 			case <-ctx.Done():
 				return
 			case <-hup:
+				notify(reloadingState())
 				next, err := load()
 				if err != nil {
 					srv.ReloadFailed(err)
-					continue
-				}
-				if r, err := srv.Reload(next); err == nil && len(r.NeedsUpgrade) > 0 {
+				} else if r, err := srv.Reload(next); err == nil && len(r.NeedsUpgrade) > 0 {
 					logger.Warn("reloaded; these keys keep their running values until an upgrade or a restart", "needs_upgrade", r.NeedsUpgrade)
 				}
+				notify("READY=1")
 			case <-usr1:
 				if err := srv.ReopenLog(); err != nil {
 					logger.Error("reopen the access log", "err", err)
@@ -177,6 +183,22 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 				}
 			}
 		}
+	}()
+	// Under systemd (Type=notify): ready once the edge serves (caught up
+	// with its purge bus), stopping when it drains.
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for !srv.Ready() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		notify("READY=1\nSTATUS=serving")
+		<-ctx.Done()
+		notify("STOPPING=1\nSTATUS=draining")
 	}()
 	return srv.Run(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -344,4 +345,52 @@ func TestEdgeReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("stats after a broken reload: exit %d\n%s", code, out)
 	}
 	stopBinary(t, cmd, logs)
+}
+
+// TestEdgeNotifiesSystemd: under a service manager (NOTIFY_SOCKET, here a
+// socket of the test's own) the edge sends READY=1 once it serves,
+// RELOADING=1 with MONOTONIC_USEC then READY=1 around a SIGHUP reload, and
+// STOPPING=1 when SIGTERM starts the drain.
+func TestEdgeNotifiesSystemd(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }))
+	defer o.Close()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	next := func(want string) string {
+		t.Helper()
+		buf := make([]byte, 4096)
+		if err := l.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		got := string(buf[:n])
+		if !strings.HasPrefix(got, want) {
+			t.Fatalf("notified %q, want %q first", got, want)
+		}
+		return got
+	}
+	_, cmd, logs := startBinary(t, listening, []string{"NOTIFY_SOCKET=" + sock}, "edge", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
+	next("READY=1")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if got := next("RELOADING=1"); !strings.Contains(got, "\nMONOTONIC_USEC=") {
+		t.Errorf("reloading: %q, want MONOTONIC_USEC", got)
+	}
+	next("READY=1")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, logs())
+	}
 }
