@@ -80,6 +80,9 @@ type Edge struct {
 	// Zone is the availability zone the edge runs in, as the fleet reports
 	// it; empty means none.
 	Zone string `yaml:"zone"`
+	// PIDFile, when set, holds the process id of the edge that serves:
+	// after an upgrade (SIGUSR2), the new process's.
+	PIDFile string `yaml:"pid_file"`
 }
 
 // Backends configures the origin servers the edge fetches from.

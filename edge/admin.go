@@ -62,7 +62,7 @@ func newAdmin(s *Server, reg *prometheus.Registry) *http.Server {
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if s.draining.Load() {
+	if s.draining.Load() && !s.handingOver.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
 		return
@@ -251,7 +251,7 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 		Zone:           s.cfg.Edge.Zone,
 	}
 	if s.bus != nil {
-		st := s.bus.cons.Status()
+		st := s.bus.consumer().Status()
 		out.Bus = &st
 	}
 	out.Reload = s.lastReload.Load()

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,13 +18,48 @@ import (
 // the purges this edge is sent (its purge API and the PURGE method), so
 // that a purge sent to one edge reaches all.
 type purgeBus struct {
-	b      *bus.Bus
-	cons   *bus.Consumer
-	cancel context.CancelFunc
-	node   string
+	b    *bus.Bus
+	node string
 	// ready turns true once the consumer caught up with the stream, or
 	// when purge.bus.catch_up_timeout passed without the bus.
 	ready atomic.Bool
+	// hooks and self are what a consumer is started with (again after a
+	// pause, see PauseBus).
+	hooks bus.Hooks
+	self  bus.Member
+	log   *slog.Logger
+
+	mu     sync.Mutex // guards cons, cancel
+	cons   *bus.Consumer
+	cancel context.CancelFunc
+	done   chan struct{} // closed by stop
+}
+
+// consume starts a consumer.
+func (pb *purgeBus) consume() *bus.Consumer {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := pb.b.Consume(ctx, pb.self, pb.hooks, pb.log)
+	pb.mu.Lock()
+	pb.cons, pb.cancel = c, cancel
+	pb.mu.Unlock()
+	return c
+}
+
+// consumer is the current consumer (a stopped one while paused).
+func (pb *purgeBus) consumer() *bus.Consumer {
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	return pb.cons
+}
+
+// pause stops consuming (the member entry goes) until consume is called
+// again.
+func (pb *purgeBus) pause() {
+	pb.mu.Lock()
+	c, cancel := pb.cons, pb.cancel
+	pb.mu.Unlock()
+	cancel()
+	c.Wait()
 }
 
 // startBus connects to the bus and starts consuming; the edge reports not
@@ -33,7 +70,7 @@ type purgeBus struct {
 // it catches up when the bus returns).
 func (s *Server) startBus() error {
 	cfg := s.cfg.Purge.Bus
-	pb := &purgeBus{node: bus.NodeName(s.cfg.Edge.NodeID)}
+	pb := &purgeBus{node: bus.NodeName(s.cfg.Edge.NodeID), done: make(chan struct{})}
 	b, err := bus.Connect(cfg, bus.Options{
 		Name:  "lakka edge " + pb.node,
 		Retry: true,
@@ -54,10 +91,9 @@ func (s *Server) startBus() error {
 		b.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pb.cancel = cancel
-	self := bus.Member{NodeID: pb.node, Zone: s.cfg.Edge.Zone, Admin: s.AdminAddr()}
-	pb.cons = b.Consume(ctx, self, bus.Hooks{
+	pb.self = bus.Member{NodeID: pb.node, Zone: s.cfg.Edge.Zone, Admin: s.AdminAddr()}
+	pb.log = s.log
+	pb.hooks = bus.Hooks{
 		Apply: func(m purge.Message) error {
 			p, err := s.purger.compile(m)
 			if err != nil {
@@ -95,13 +131,14 @@ func (s *Server) startBus() error {
 				s.log.Warn("purge bus: consumer created after the edge stored objects; every stored object marked stale", "objects", n)
 			}
 		},
-	}, s.log)
+	}
+	cons := pb.consume()
 	s.bus = pb
 	// Serve only once the position is known (normally milliseconds), so
 	// that nothing is stored before it; without the bus, Positioned
 	// covers what is stored meanwhile.
 	select {
-	case <-pb.cons.Placed():
+	case <-cons.Placed():
 	case <-time.After(2 * time.Second):
 		s.log.Warn("purge bus: no position after 2s; serving, and anything stored before it will be marked stale", "bus", cfg.URL)
 	}
@@ -110,19 +147,19 @@ func (s *Server) startBus() error {
 		defer t.Stop()
 		for {
 			select {
-			case <-pb.cons.CaughtUp():
-				s.log.Info("purge bus: caught up", "node", pb.node, "applied", pb.cons.Status().Applied)
+			case <-cons.CaughtUp():
+				s.log.Info("purge bus: caught up", "node", pb.node, "applied", cons.Status().Applied)
 			case <-t.C:
 				if pb.b.Connected() {
 					// Reachable and catching up: a large backlog takes
 					// its time; readiness waits for it.
-					s.log.Warn("purge bus: still catching up", "node", pb.node, "applied", pb.cons.Status().Applied, "pending", pb.cons.Status().Pending)
+					s.log.Warn("purge bus: still catching up", "node", pb.node, "applied", cons.Status().Applied, "pending", cons.Status().Pending)
 					t.Reset(cfg.CatchUpTimeout)
 					continue
 				}
 				s.m.busCatchUpTimeouts.Inc()
 				s.log.Warn("purge bus unreachable for purge.bus.catch_up_timeout; serving without having caught up", "node", pb.node, "bus", cfg.URL, "timeout", cfg.CatchUpTimeout)
-			case <-ctx.Done():
+			case <-pb.done:
 				return
 			}
 			pb.ready.Store(true)
@@ -158,9 +195,28 @@ func (s *Server) checkNodeFree(pb *purgeBus) error {
 // stop stops consuming (the member entry is removed) and closes the
 // connection.
 func (pb *purgeBus) stop() {
-	pb.cancel()
-	pb.cons.Wait()
+	close(pb.done)
+	pb.pause()
 	pb.b.Close()
+}
+
+// PauseBus stops consuming the purge bus, so that another process may
+// take over this node's durable consumer (an upgrade: two processes must
+// never read one consumer at once); ResumeBus starts again (the upgrade
+// failed). Without a bus they do nothing.
+func (s *Server) PauseBus() {
+	if s.bus != nil {
+		s.bus.pause()
+		s.log.Info("purge bus: paused for a hand-over", "node", s.bus.node)
+	}
+}
+
+// ResumeBus starts consuming again after PauseBus.
+func (s *Server) ResumeBus() {
+	if s.bus != nil {
+		s.bus.consume()
+		s.log.Info("purge bus: resumed", "node", s.bus.node)
+	}
 }
 
 // busReady reports whether the bus lets the edge serve: true without one.

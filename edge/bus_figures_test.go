@@ -100,7 +100,7 @@ func TestBusFigures(t *testing.T) {
 		if len(l) != n {
 			t.Errorf("edge f%d applied %d purges, want %d", i, len(l), n)
 		}
-		if st := edges[i].bus.cons.Status(); st.Gaps != 0 {
+		if st := edges[i].bus.consumer().Status(); st.Gaps != 0 {
 			t.Errorf("edge f%d: %d gaps", i, st.Gaps)
 		}
 	}
@@ -196,7 +196,7 @@ func BenchmarkBusApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer pub.Close()
-			start := e.bus.cons.Status().Applied
+			start := e.bus.consumer().Status().Applied
 			b.ReportAllocs()
 			b.ResetTimer()
 			var next atomic.Int64
@@ -217,7 +217,7 @@ func BenchmarkBusApply(b *testing.B) {
 				})
 			}
 			wg.Wait()
-			for e.bus.cons.Status().Applied < start+uint64(b.N) {
+			for e.bus.consumer().Status().Applied < start+uint64(b.N) {
 				time.Sleep(time.Millisecond)
 			}
 			b.StopTimer()

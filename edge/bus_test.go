@@ -191,11 +191,11 @@ func TestBusEdgeNotReadyUntilCaughtUp(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for second.health() != 200 {
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready 5s after start with a backlog of 3000 purges: %+v", second.bus.cons.Status())
+			t.Fatalf("not ready 5s after start with a backlog of 3000 purges: %+v", second.bus.consumer().Status())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if st := second.bus.cons.Status(); st.Applied < 3000 || !st.CaughtUp {
+	if st := second.bus.consumer().Status(); st.Applied < 3000 || !st.CaughtUp {
 		t.Fatalf("ready with status %+v: want every purge of the backlog applied", st)
 	}
 }
@@ -341,11 +341,11 @@ func TestBusRestartWhilePurgesFlow(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	want := <-last
-	eventually(t, "every purge applied", func() bool { return second.bus.cons.Status().Applied == want })
-	if st := second.bus.cons.Status(); st.Gaps != 0 {
+	eventually(t, "every purge applied", func() bool { return second.bus.consumer().Status().Applied == want })
+	if st := second.bus.consumer().Status(); st.Gaps != 0 {
 		t.Errorf("status %+v: a restart is no gap", st)
 	}
-	t.Logf("%d purges published; the second process applied from %d", want, first.bus.cons.Status().Applied)
+	t.Logf("%d purges published; the second process applied from %d", want, first.bus.consumer().Status().Applied)
 }
 
 // TestBusUnusablePurgeIsAGap: a purge on the bus that this edge cannot

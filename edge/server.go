@@ -65,6 +65,8 @@ type Server struct {
 	busApplied func(time.Duration)
 	// dial is seams.dial, for the backends a reload builds.
 	dial backend.Dialer
+	// listen opens the listeners (SetListen; default net.Listen).
+	listen func(network, addr string) (net.Listener, error)
 	// clock is the time of freshness decisions (seams.clock).
 	clock freshnessClock
 
@@ -75,6 +77,9 @@ type Server struct {
 	started time.Time
 
 	draining atomic.Bool
+	// handingOver says the listening sockets went to a new process (an
+	// upgrade): this one stops at once and /healthz stays 200.
+	handingOver atomic.Bool
 	// lingering holds a token per connection in a lingering close.
 	lingering chan struct{}
 	requests  sync.Pool // *request
@@ -140,7 +145,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		if s.bus == nil {
 			return 0
 		}
-		return float64(s.bus.cons.Status().Pending)
+		return float64(s.bus.consumer().Status().Pending)
 	})); err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
@@ -199,11 +204,15 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 // Listen binds the client and admin listeners and, with a purge bus,
 // starts consuming it (the edge is not ready until it caught up).
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Edge.Listen)
+	listen := s.listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", s.cfg.Edge.Listen)
 	if err != nil {
 		return fmt.Errorf("edge: listen %s: %w", s.cfg.Edge.Listen, err)
 	}
-	aln, err := net.Listen("tcp", s.cfg.Edge.Admin)
+	aln, err := listen("tcp", s.cfg.Edge.Admin)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("edge: admin listen %s: %w", s.cfg.Edge.Admin, err)
@@ -219,6 +228,17 @@ func (s *Server) Listen() error {
 		}
 	}
 	return nil
+}
+
+// HandOver tells the edge that a new process serves its sockets (an
+// upgrade): the coming Shutdown skips the drain delay, and /healthz, on
+// the socket they share, keeps answering 200.
+func (s *Server) HandOver() { s.handingOver.Store(true) }
+
+// SetListen replaces how Listen opens its listeners: an upgrade passes
+// the previous process's sockets this way. Call it before Listen.
+func (s *Server) SetListen(listen func(network, addr string) (net.Listener, error)) {
+	s.listen = listen
 }
 
 // Addr returns the client listener's address (after Listen).
@@ -281,8 +301,12 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown returns when in-flight requests are done or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("edge draining", "drain_delay", s.cfg.Edge.DrainDelay)
-	t := time.NewTimer(s.cfg.Edge.DrainDelay)
+	delay := s.cfg.Edge.DrainDelay
+	if s.handingOver.Load() {
+		delay = 0 // the sockets stay open in the next process
+	}
+	s.log.Info("edge draining", "drain_delay", delay)
+	t := time.NewTimer(delay)
 	select {
 	case <-t.C:
 	case <-ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -403,4 +404,69 @@ func TestBusGapAfterRetention(t *testing.T) {
 		t.Errorf("the gap was not logged:\n%s", logs())
 	}
 	stopBinary(t, cmd, logs)
+}
+
+// TestUpgradeHandsOverTheBus: an edge on the purge bus upgraded with
+// SIGUSR2 stops consuming before the new process starts (they must never
+// read one durable consumer at once); the new process takes the node id
+// over, and applies every purge published after.
+func TestUpgradeHandsOverTheBus(t *testing.T) {
+	ns := natstest.Start(t)
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }))
+	defer o.Close()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "edge.pid")
+	file := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(file, []byte("edge:\n  pid_file: "+pidFile+"\n  drain_delay: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	_, cmd, logs := startBinary(t, listening, nil, "edge", "--config", file, "--listen", listen, "--admin", admin,
+		"--backend", strings.TrimPrefix(o.URL, "http://"), "--purge-bus", ns.URL(), "--node-id", "up1")
+	readPID := func() int {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	eventuallyCLI(t, "up1 ready", func() bool {
+		_, out, _ := runCLI(t, "fleet", "--bus", ns.URL())
+		return strings.Contains(out, "1 live edges") && strings.Contains(out, " ready ")
+	})
+	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd.Process.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	newPID := readPID()
+	t.Cleanup(func() { _ = syscall.Kill(newPID, syscall.SIGTERM) })
+	if newPID == cmd.Process.Pid || newPID == 0 {
+		t.Fatalf("pid file %d after the upgrade\n%s", newPID, logs())
+	}
+	pub := (&busFleet{t: t, ns: ns}).publisher()
+	var last bus.Published
+	for i := range 20 {
+		var err error
+		if last, err = pub.Publish(context.Background(), purge.Message{ID: fmt.Sprintf("after-%d", i), Tags: []string{"x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventuallyCLI(t, "the new process applied every purge", func() bool {
+		ms, err := pub.Members(context.Background())
+		return err == nil && len(ms) == 1 && ms[0].Applied == last.Seq && ms[0].Ready
+	})
+	if strings.Contains(logs(), "in use") || !strings.Contains(logs(), "purge bus: paused for a hand-over") {
+		t.Errorf("hand-over logs:\n%s", logs())
+	}
+}
+
+func eventuallyCLI(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cloudflare/tableflip"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -47,6 +50,9 @@ networks, backends and the access log change for new requests, the cache
 and connections stay; an invalid file changes nothing (logged, counted,
 shown by lakka stats); keys that need new sockets or a new store (listen
 addresses, cache sizes) are reported as needing an upgrade.
+SIGUSR2 upgrades in place: the binary at the same path starts with the
+listening sockets, and this process exits once it serves (edge.pid_file
+names the new one).
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
 requests finish) and exits 0. SIGUSR1 reopens the access log file (for
 logrotate).
@@ -129,10 +135,14 @@ func flagNames(err error) error {
 }
 
 func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, error)) error {
-	// SIGHUP is ours from the start: its default would end the process.
+	// SIGHUP and SIGUSR2 are ours from the start: their default would end
+	// the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	logger, err := newLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
@@ -151,11 +161,44 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 	if err != nil {
 		return err
 	}
+	// The listening sockets come from the previous process after an
+	// upgrade (SIGUSR2), and go to the next one.
+	upg, err := tableflip.New(tableflip.Options{PIDFile: cfg.Edge.PIDFile})
+	if err != nil {
+		return fmt.Errorf("edge: upgrades: %w", err)
+	}
+	defer upg.Stop()
+	srv.SetListen(upg.Listen)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var handedOver atomic.Bool
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr2:
+			}
+			// Two processes must never read one purge bus consumer:
+			// this one stops before the next starts, and resumes if the
+			// upgrade fails.
+			logger.Info("upgrade: starting the new process")
+			srv.PauseBus()
+			if err := upg.Upgrade(); err != nil {
+				logger.Error("upgrade failed; this process keeps serving", "err", err)
+				srv.ResumeBus()
+				continue
+			}
+			logger.Info("upgrade: the new process serves; this one finishes its requests and exits")
+			handedOver.Store(true)
+			srv.HandOver()
+			stop()
+			return
+		}
+	}()
 	// SIGUSR1 reopens the access log file (logrotate); SIGHUP reloads
 	// the configuration.
 	usr1 := make(chan os.Signal, 1)
@@ -196,9 +239,20 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 			case <-t.C:
 			}
 		}
-		notify("READY=1\nSTATUS=serving")
+		if err := upg.Ready(); err != nil {
+			logger.Error("upgrade: ready", "err", err)
+		}
+		if upg.HasParent() {
+			// The previous process hands over to this one: the service
+			// manager follows the new main process (NotifyAccess=all).
+			notify(fmt.Sprintf("MAINPID=%d\nREADY=1\nSTATUS=serving (upgraded)", os.Getpid()))
+		} else {
+			notify("READY=1\nSTATUS=serving")
+		}
 		<-ctx.Done()
-		notify("STOPPING=1\nSTATUS=draining")
+		if !handedOver.Load() {
+			notify("STOPPING=1\nSTATUS=draining")
+		}
 	}()
 	return srv.Run(ctx)
 }

@@ -12,11 +12,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lakka-cache/lakka/internal/natstest"
 )
 
 var (
@@ -392,5 +396,115 @@ func TestEdgeNotifiesSystemd(t *testing.T) {
 	next("STOPPING=1")
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v\n%s", err, logs())
+	}
+}
+
+// TestEdgeUpgrade: SIGUSR2 under load starts the binary again, hands it
+// the listening sockets, and the old process exits 0 once the new one
+// serves; the PID file names the new process. No request fails and no
+// connection is refused meanwhile.
+func TestEdgeUpgrade(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "page", r.URL.Path)
+	}))
+	defer o.Close()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "edge.pid")
+	file := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(file, []byte("edge:\n  pid_file: "+pidFile+"\n  drain_delay: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Fixed ports: the new process finds its sockets among the old one's
+	// by address, and two ":0" would look the same.
+	listen, admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	a, cmd, logs := startBinary(t, listening, nil, "edge", "--config", file, "--listen", listen, "--admin", admin,
+		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
+	readPID := func() int {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for readPID() != cmd.Process.Pid {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid file says %d, want %d", readPID(), cmd.Process.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var newPID int
+	t.Cleanup(func() {
+		if newPID > 0 {
+			_ = syscall.Kill(newPID, syscall.SIGTERM)
+		}
+	})
+
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			c := &http.Client{Timeout: 10 * time.Second}
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, url := range []string{"http://" + a[0] + fmt.Sprintf("/p%d", (i*1000+n)%50), "http://" + a[1] + "/healthz"} {
+					resp, err := c.Get(url)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							err = fmt.Errorf("%s: status %d", url, resp.StatusCode)
+						}
+					}
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					} else {
+						ok.Add(1)
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	// The process, not cmd.Wait: the new process keeps the old one's
+	// stdout and stderr open.
+	exited := make(chan error, 1)
+	go func() {
+		st, err := cmd.Process.Wait()
+		if err == nil && !st.Success() {
+			err = fmt.Errorf("exit status %d", st.ExitCode())
+		}
+		exited <- err
+	}()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("old process: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the old process did not exit 30s after SIGUSR2\n%s", logs())
+	}
+	newPID = readPID()
+	if newPID == 0 || newPID == cmd.Process.Pid {
+		t.Fatalf("pid file names %d after the upgrade, want the new process (old %d)\n%s", newPID, cmd.Process.Pid, logs())
+	}
+	time.Sleep(300 * time.Millisecond) // the new process alone
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed during the upgrade; first: %v\n%s", failed.Load(), failed.Load()+ok.Load(), firstErr.Load(), logs())
+	}
+	t.Logf("%d requests during the upgrade, %d failed; old pid %d, new pid %d", ok.Load()+failed.Load(), failed.Load(), cmd.Process.Pid, newPID)
+	if err := syscall.Kill(newPID, syscall.SIGTERM); err != nil {
+		t.Errorf("the new process: %v", err)
 	}
 }
