@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -414,20 +413,7 @@ func TestUpgradeHandsOverTheBus(t *testing.T) {
 	ns := natstest.Start(t)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }))
 	defer o.Close()
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "edge.pid")
-	file := filepath.Join(dir, "edge.yaml")
-	if err := os.WriteFile(file, []byte("edge:\n  pid_file: "+pidFile+"\n  drain_delay: 0s\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen, admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
-	_, cmd, logs := startBinary(t, listening, nil, "edge", "--config", file, "--listen", listen, "--admin", admin,
-		"--backend", strings.TrimPrefix(o.URL, "http://"), "--purge-bus", ns.URL(), "--node-id", "up1")
-	readPID := func() int {
-		b, _ := os.ReadFile(pidFile)
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return pid
-	}
+	_, cmd, logs, readPID := startUpgradable(t, strings.TrimPrefix(o.URL, "http://"), "--purge-bus", ns.URL(), "--node-id", "up1")
 	eventuallyCLI(t, "up1 ready", func() bool {
 		_, out, _ := runCLI(t, "fleet", "--bus", ns.URL())
 		return strings.Contains(out, "1 live edges") && strings.Contains(out, " ready ")

@@ -409,22 +409,7 @@ func TestEdgeUpgrade(t *testing.T) {
 		fmt.Fprint(w, "page", r.URL.Path)
 	}))
 	defer o.Close()
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "edge.pid")
-	file := filepath.Join(dir, "edge.yaml")
-	if err := os.WriteFile(file, []byte("edge:\n  pid_file: "+pidFile+"\n  drain_delay: 0s\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Fixed ports: the new process finds its sockets among the old one's
-	// by address, and two ":0" would look the same.
-	listen, admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
-	a, cmd, logs := startBinary(t, listening, nil, "edge", "--config", file, "--listen", listen, "--admin", admin,
-		"--backend", strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
-	readPID := func() int {
-		b, _ := os.ReadFile(pidFile)
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return pid
-	}
+	a, cmd, logs, readPID := startUpgradable(t, strings.TrimPrefix(o.URL, "http://"), "--cache-size", "32MiB")
 	deadline := time.Now().Add(10 * time.Second)
 	for readPID() != cmd.Process.Pid {
 		if time.Now().After(deadline) {
@@ -507,4 +492,27 @@ func TestEdgeUpgrade(t *testing.T) {
 	if err := syscall.Kill(newPID, syscall.SIGTERM); err != nil {
 		t.Errorf("the new process: %v", err)
 	}
+}
+
+// startUpgradable starts the edge binary in front of backend on fixed
+// free ports (the new process of an upgrade finds its sockets among the
+// old one's by address, and two ":0" would look the same), with a PID
+// file and no drain delay; readPID reads the PID file (0 before it is
+// written).
+func startUpgradable(t *testing.T, backend string, args ...string) (addrs []string, cmd *exec.Cmd, logs func() string, readPID func() int) {
+	t.Helper()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "edge.pid")
+	file := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(file, []byte("edge:\n  pid_file: "+pidFile+"\n  drain_delay: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	addrs, cmd, logs = startBinary(t, listening, nil, append([]string{"edge", "--config", file, "--listen", listen, "--admin", admin, "--backend", backend}, args...)...)
+	readPID = func() int {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	return addrs, cmd, logs, readPID
 }
