@@ -231,31 +231,11 @@ func (d *Delivery) step(ctx context.Context, e *edgeState) (bool, error) {
 	if e.bus != nil {
 		return d.stepBus(ctx, e)
 	}
-	fail := func(err error) (bool, error) {
-		if ctx.Err() == nil {
-			e.failures[failStore].Inc()
-			d.logger.Error("purge outbox", slog.String("edge", e.addr), slog.Any("error", err))
-		}
-		return false, errDelivery
-	}
-	head, pruned, err := d.store.PurgeHead(ctx)
+	cursor, head, pruned, rows, err := d.outbox(ctx, e, d.cfg.PurgeMaxBacklog+1)
 	if err != nil {
-		return fail(err)
-	}
-	cursor, _, err := d.store.Cursor(ctx, e.addr) // Start made it
-	if err != nil {
-		return fail(err)
-	}
-	rows, err := d.store.Purges(ctx, cursor, d.cfg.PurgeMaxBacklog+1)
-	if err != nil {
-		return fail(err)
+		return false, err
 	}
 	e.depth.Set(float64(len(rows)))
-	if len(rows) > 0 {
-		e.lag.Set(time.Since(rows[0].CreatedAt).Seconds())
-	} else {
-		e.lag.Set(0)
-	}
 	if cursor < pruned || len(rows) > d.cfg.PurgeMaxBacklog {
 		// Too far behind: one full soft purge covers every row committed
 		// before it is sent, so the cursor may move to the newest known.
@@ -382,6 +362,35 @@ func (d *Delivery) send(ctx context.Context, e *edgeState, m purge.Message) (sen
 	}
 }
 
+// outbox reads e's cursor, up to limit rows after it, then the newest row
+// id and the pruned mark (after the rows: rows pruned before the read
+// would otherwise be skipped unseen), and sets e's lag. A store error is
+// logged and counted, and returned as errDelivery.
+func (d *Delivery) outbox(ctx context.Context, e *edgeState, limit int) (cursor, head, pruned int64, rows []Purge, err error) {
+	fail := func(err error) (int64, int64, int64, []Purge, error) {
+		if ctx.Err() == nil {
+			e.failures[failStore].Inc()
+			d.logger.Error("purge outbox", slog.String("edge", e.addr), slog.Any("error", err))
+		}
+		return 0, 0, 0, nil, errDelivery
+	}
+	if cursor, _, err = d.store.Cursor(ctx, e.addr); err != nil { // Start made it
+		return fail(err)
+	}
+	if rows, err = d.store.Purges(ctx, cursor, limit); err != nil {
+		return fail(err)
+	}
+	if head, pruned, err = d.store.PurgeHead(ctx); err != nil {
+		return fail(err)
+	}
+	if len(rows) > 0 {
+		e.lag.Set(time.Since(rows[0].CreatedAt).Seconds())
+	} else {
+		e.lag.Set(0)
+	}
+	return cursor, head, pruned, rows, nil
+}
+
 // rowID is the bus message id of an outbox row: its id and creation time,
 // so that a store whose ids restart (the embedded one) never reuses one.
 func rowID(r Purge) string {
@@ -391,33 +400,11 @@ func rowID(r Purge) string {
 // stepBus publishes up to batchRows rows, one message each, in order, and
 // moves the bus's cursor past those JetStream stored.
 func (d *Delivery) stepBus(ctx context.Context, e *edgeState) (bool, error) {
-	fail := func(err error) (bool, error) {
-		if ctx.Err() == nil {
-			e.failures[failStore].Inc()
-			d.logger.Error("purge outbox", slog.String("edge", e.addr), slog.Any("error", err))
-		}
-		return false, errDelivery
-	}
-	cursor, _, err := d.store.Cursor(ctx, e.addr)
+	cursor, head, pruned, rows, err := d.outbox(ctx, e, batchRows)
 	if err != nil {
-		return fail(err)
-	}
-	rows, err := d.store.Purges(ctx, cursor, batchRows)
-	if err != nil {
-		return fail(err)
-	}
-	// The pruned mark after the rows are read: rows pruned before the
-	// read would otherwise be skipped unseen.
-	head, pruned, err := d.store.PurgeHead(ctx)
-	if err != nil {
-		return fail(err)
+		return false, err
 	}
 	e.depth.Set(float64(max(head-cursor, 0)))
-	if len(rows) > 0 {
-		e.lag.Set(time.Since(rows[0].CreatedAt).Seconds())
-	} else {
-		e.lag.Set(0)
-	}
 	if !e.ensured {
 		if err := e.bus.Ensure(ctx); err != nil {
 			if ctx.Err() == nil {

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/internal/natstest"
 	"github.com/lakka-cache/lakka/origin"
@@ -229,7 +227,7 @@ func TestEndToEndBusPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() }) // after the origin stops (cleanups run last first)
 	if _, err := st.Seed(ctx, 20); err != nil {
 		t.Fatal(err)
 	}
@@ -247,23 +245,8 @@ func TestEndToEndBusPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
-	oc.Token = e2eAdminToken
-	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 200*time.Millisecond
-	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.UseBus(pub)
-	octx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(octx, ln) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("origin: %v", err)
-		}
-	}()
+	t.Cleanup(pub.Close)
+	serveOrigin(t, st, ln, oc, pub)
 	originURL := "http://" + ln.Addr().String()
 
 	var pages []string

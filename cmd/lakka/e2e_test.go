@@ -311,12 +311,24 @@ func TestEndToEndUnreachableEdgeCatchesUp(t *testing.T) {
 func serveE2EOrigin(t *testing.T, st origin.Store, ln net.Listener, edgeAdmin string) {
 	t.Helper()
 	oc := config.Default().Origin
-	oc.Token, oc.PurgeToken = e2eAdminToken, e2ePurgeToken
+	oc.PurgeToken = e2ePurgeToken
 	oc.EdgeAdmins = []string{edgeAdmin}
+	serveOrigin(t, st, ln, oc, nil)
+}
+
+// serveOrigin serves an origin with oc (its admin token set, retries made
+// fast) on st and ln, publishing on pub when it is not nil; it stops when
+// the test ends.
+func serveOrigin(t *testing.T, st origin.Store, ln net.Listener, oc config.Origin, pub origin.Publisher) {
+	t.Helper()
+	oc.Token = e2eAdminToken
 	oc.PurgeRetryMin, oc.PurgeRetryMax = 10*time.Millisecond, 100*time.Millisecond
 	srv, err := origin.New(oc, st, testLog(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if pub != nil {
+		srv.UseBus(pub)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
