@@ -139,7 +139,7 @@ func (r *request) serveEntry(e *store.Entry) bool {
 	if (r.raw.has(r.raw.ifNoneMatch) || r.raw.has(r.raw.ifModifiedSince)) && notModified(&ctx.Request.Header, e, etag) {
 		r.start.status(h, fasthttp.StatusNotModified, e.Date(), now)
 		h.DisableNormalizing() // stored names are canonical already
-		for i := range e.Fields {
+		for i := range e.NumFields() {
 			if k, v := e.Field(i); keepOn304(k) {
 				h.AddBytesKV(k, v)
 			}
@@ -147,8 +147,8 @@ func (r *request) serveEntry(e *store.Entry) bool {
 		if len(etag) > 0 {
 			h.AddBytesKV(hdrETag, etag)
 		}
-		if len(e.Vary) > 0 {
-			h.AddBytesKV(hdrVary, e.Vary)
+		if len(e.Vary()) > 0 {
+			h.AddBytesKV(hdrVary, e.Vary())
 		}
 		age, ttl := entryAgeTTL(e, now)
 		r.cacheHeaders(true, age, ttl)
@@ -259,18 +259,18 @@ func (r *request) wholeHeader(e *store.Entry, enc cachepolicy.Encoding, etag []b
 // stored fields, Content-Type and Vary.
 func (r *request) startFrom(e *store.Entry) {
 	h := &r.ctx.Response.Header
-	r.start.status(h, e.Status, e.Date(), r.now)
+	r.start.status(h, int(e.Status), e.Date(), r.now)
 	// Stored names are canonical already (they were parsed); the header
 	// was just reset, so nothing below replaces anything: add, don't set.
 	h.DisableNormalizing()
-	for i := range e.Fields {
+	for i := range e.NumFields() {
 		h.AddBytesKV(e.Field(i))
 	}
 	if len(e.ContentType()) > 0 {
 		h.SetContentTypeBytes(e.ContentType())
 	}
-	if len(e.Vary) > 0 {
-		h.AddBytesKV(hdrVary, e.Vary)
+	if len(e.Vary()) > 0 {
+		h.AddBytesKV(hdrVary, e.Vary())
 	}
 }
 

@@ -122,19 +122,19 @@ var headerSetCost = allocSize(int(unsafe.Sizeof(store.HeaderSet{}))) + allocSize
 // (allocSize). name is the length of the cache's name in Cache-Status.
 func hitHeaderCost(e *store.Entry, enc cachepolicy.Encoding, name int) int64 {
 	const kv = 56
-	n := len(e.Fields) + 4 // Date, Age, X-Cache, Cache-Status
+	n := e.NumFields() + 4 // Date, Age, X-Cache, Cache-Status
 	c := allocSize(int(unsafe.Sizeof(store.HitHeader{}))) +
 		allocSize(len(e.ContentType())) +
-		allocSize(len(fasthttp.StatusMessage(e.Status))) +
+		allocSize(len(fasthttp.StatusMessage(int(e.Status)))) +
 		2*allocSize(8) // protocol, Content-Length digits
-	for i := range e.Fields {
+	for i := range e.NumFields() {
 		k, v := e.Field(i)
 		c += allocSize(len(k)) + allocSize(len(v))
 	}
 	c += allocSize(len("Date")) + allocSize(max(len(e.Date()), 29))
-	if len(e.Vary) > 0 {
+	if len(e.Vary()) > 0 {
 		n++
-		c += allocSize(len("Vary")) + allocSize(len(e.Vary))
+		c += allocSize(len("Vary")) + allocSize(len(e.Vary()))
 	}
 	if etag := e.ETagFor(enc); len(etag) > 0 {
 		n++

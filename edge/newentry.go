@@ -52,15 +52,16 @@ func (a *absorber) newEntry(url []byte, resp *fasthttp.Response, m meta, body []
 	if err := a.storeBody(e, m, body); err != nil {
 		return nil, err
 	}
-	e.Vary = varyValue(m, e.Enc == cachepolicy.Gzip)
+	e.VarySpan = e.AppendHdr(varyValue(m, e.Enc == cachepolicy.Gzip))
 	e.Cost += restCost(e)
 	return e, nil
 }
 
 // restCost is the cost of what entryFrom does not count: the key, the
-// bodies, Vary and the derived ETags.
+// header buffer (complete once Vary and the derived ETags are in it), the
+// bodies.
 func restCost(e *store.Entry) int64 {
-	c := int64(len(e.Key) + len(e.Body) + len(e.Vary) + len(e.ETagOther))
+	c := int64(len(e.Key) + len(e.Hdr) + len(e.Body))
 	if e.Zstd != nil {
 		c += int64(len(e.Zstd.Body)+len(e.Zstd.ETag)) + 48
 	}
@@ -74,8 +75,7 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 	e := &store.Entry{
 		Kind:       store.KindObject,
 		ID:         a.store.NextID(),
-		Status:     resp.StatusCode(),
-		StoredAt:   resTime,
+		Status:     uint16(resp.StatusCode()),
 		InitialAge: dec.InitialAge,
 		TTL:        dec.TTL,
 		Grace:      dec.Grace,
@@ -84,6 +84,7 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 		VaryNames:  m.varyNames,
 		Tags:       m.tags,
 	}
+	e.SetStoredAt(resTime)
 	// Headers, in one buffer; the entry keeps offsets into it.
 	var buf []byte
 	var spans []store.FieldSpan
@@ -119,16 +120,17 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 	e.LMSpan = piece(h.Peek(fasthttp.HeaderLastModified))
 	e.SCSpan = piece(h.Peek("Surrogate-Control"))
 
-	// One allocation of the exact size each: appending left up to half of
-	// them unused, and they live as long as the entry.
-	e.Hdr = append(make([]byte, 0, len(buf)), buf...)
-	e.Fields = append(make([]store.FieldSpan, 0, len(spans)), spans...)
+	// One allocation, with room for the table of fields and the values
+	// added later (Vary, a derived ETag); Seal copies it into the entry's
+	// slot, so its size matters only for entries that are not stored.
+	e.Hdr = append(make([]byte, 0, len(buf)+len(spans)*12+64), buf...)
+	e.AppendFields(spans)
 	if lm := e.LastModified(); len(lm) > 0 {
 		if t, ok := cachepolicy.ParseHTTPDate(lm); ok {
 			e.LastModTime = t.Unix()
 		}
 	}
-	e.Cost = int64(len(e.Hdr)) + store.EntryOverhead + int64(len(e.Fields))*int64(unsafe.Sizeof(store.FieldSpan{}))
+	e.Cost = int64(len(e.Hdr)) + store.EntryOverhead + int64(e.NumFields())*int64(unsafe.Sizeof(store.FieldSpan{}))
 	for _, t := range e.Tags {
 		e.Cost += int64(len(t)) + 64
 	}
@@ -230,7 +232,7 @@ func (a *absorber) addZstd(e *store.Entry, plain []byte) {
 // setETags derives the ETags of the encodings e is served in from the
 // origin's, which belongs to e.ETagEnc.
 func setETags(e *store.Entry) {
-	e.ETagOther = nil
+	e.ETagOtherSpan = store.Span{}
 	if len(e.ETag()) == 0 || e.Enc != cachepolicy.Gzip {
 		return
 	}
@@ -238,7 +240,7 @@ func setETags(e *store.Entry) {
 	if e.ETagEnc == cachepolicy.Identity {
 		other = cachepolicy.Gzip
 	}
-	e.ETagOther = suffixETag(e.ETag(), other)
+	e.ETagOtherSpan = e.AppendHdr(suffixETag(e.ETag(), other))
 	if e.Zstd != nil {
 		e.Zstd.ETag = suffixETag(e.ETag(), cachepolicy.Zstd)
 	}
@@ -301,10 +303,10 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *polic
 	defer fasthttp.ReleaseResponse(merged)
 	mh := &merged.Header
 	mh.SetNoDefaultContentType(true) // see backend.Director.Fetch
-	mh.SetStatusCode(stale.Status)
+	mh.SetStatusCode(int(stale.Status))
 	conn := h.Peek(fasthttp.HeaderConnection)
 	in304 := func(name []byte) bool { return len(h.PeekBytes(name)) > 0 }
-	for i := range stale.Fields {
+	for i := range stale.NumFields() {
 		if k, v := stale.Field(i); !in304(k) {
 			mh.AddBytesKV(k, v)
 		}
@@ -349,7 +351,7 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *polic
 		e.Zstd = &store.ZstdForm{Body: stale.Zstd.Body}
 	}
 	setETags(e)
-	e.Vary = stale.Vary
+	e.VarySpan = e.AppendHdr(stale.Vary())
 	e.VaryNames = stale.VaryNames
 	e.Cost += restCost(e)
 	if !dec.Store {

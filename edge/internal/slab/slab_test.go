@@ -44,16 +44,16 @@ func TestClassSizes(t *testing.T) {
 		check(n)
 	}
 	t.Logf("worst waste: %.1f%% of the slot (n = %d, class %d)", 100*worst, worstN, p.ClassSize(worstN))
-	if worst > 0.25 {
+	if worst > 0.125 {
 		t.Fatalf("waste %.1f%% for n = %d", 100*worst, worstN)
 	}
-	// Four classes per power of two, and the ones the spec names.
-	for i := 4; i < nClasses; i++ {
-		if classSizes[i] != 2*classSizes[i-4] {
-			t.Fatalf("class %d is %d, class %d is %d", i, classSizes[i], i-4, classSizes[i-4])
+	// Eight classes per power of two, and sizes pages often have.
+	for i := perDoubling; i < nClasses; i++ {
+		if classSizes[i] != 2*classSizes[i-perDoubling] {
+			t.Fatalf("class %d is %d, class %d is %d", i, classSizes[i], i-perDoubling, classSizes[i-perDoubling])
 		}
 	}
-	for _, c := range []int{64, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 40960} {
+	for _, c := range []int{64, 72, 1024, 1152, 1280, 1536, 1792, 2048, 2304, 2560, 3072, 3584, 4096, 4608, 40960} {
 		if p.ClassSize(c) != c {
 			t.Errorf("%d is not a class (ClassSize = %d)", c, p.ClassSize(c))
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,8 @@ type Span struct{ Start, End uint32 }
 
 // FieldSpan locates one stored header field in an entry's Hdr buffer: its
 // name is Hdr[K0:K1], its value Hdr[K1:V1]. Offsets, not slices: 12 bytes a
-// field instead of 48, paid once per stored object.
+// field instead of 48, paid once per stored object, and kept in Hdr itself
+// (AppendFields), so in the entry's slot, not on the Go heap.
 type FieldSpan struct{ K0, K1, V1 uint32 }
 
 // Entry is one stored value: a cached response, a Vary marker or a
@@ -44,50 +46,41 @@ type Entry struct {
 	// use it to tell a replaced entry from its replacement.
 	ID uint64
 
-	Status int
-	// Fields are the end-to-end headers served as they are (not
-	// Content-Length, Content-Encoding, Content-Type, Date, ETag, Vary, Age
-	// or hop-by-hop ones, which are handled separately).
-	Fields []FieldSpan
-	// Hdr holds the stored header fields and values, in one allocation;
-	// Fields and the spans below point into it (read them with Field and
-	// the methods of the spans' names).
-	Hdr                                []byte
-	CTSpan, DateSpan, ETagSpan, LMSpan Span
-	SCSpan                             Span // Surrogate-Control, to compute freshness again after a 304
-	// Vary is the Vary value sent to clients (the origin's, with
-	// Accept-Encoding added when the encoding depends on the request).
-	Vary []byte
-
+	// Hdr holds the stored header fields and values, the Vary value, the
+	// derived ETag and the table of field spans, in one buffer that Seal
+	// moves into the entry's slot; the spans below are offsets into it
+	// (read them with Field and the methods of the spans' names). Add to it
+	// only before the entry is sealed (AppendHdr).
+	Hdr []byte
 	// Body is stored in encoding Enc (cachepolicy.Identity or Gzip).
 	Body []byte
+
+	CTSpan, DateSpan, ETagSpan, LMSpan Span
+	SCSpan                             Span // Surrogate-Control, to compute freshness again after a 304
+	// FieldsSpan locates the table of stored fields in Hdr: FieldSpan
+	// records of fieldSpanSize bytes (NumFields, Field). They are the
+	// end-to-end headers served as they are (not Content-Length,
+	// Content-Encoding, Content-Type, Date, ETag, Vary, Age or hop-by-hop
+	// ones, which are handled separately).
+	FieldsSpan Span
+	// VarySpan locates the Vary value sent to clients (the origin's, with
+	// Accept-Encoding added when the encoding depends on the request).
+	VarySpan Span
+	// ETagOtherSpan locates the ETag served for the one of identity and
+	// gzip that is not ETagEnc.
+	ETagOtherSpan Span
+
 	// IdentityLen is the length of the decoded body (len(Body) when Enc is
 	// Identity).
 	IdentityLen int64
 	// Zstd is the zstd form of a gzip-stored body, made once at store time
 	// when compression.zstd is on; nil otherwise, or when it did not pay.
 	Zstd *ZstdForm
-	// ETagOther is the ETag served for the one of identity and gzip that is
-	// not ETagEnc.
-	ETagOther []byte
 	// LastModTime is Last-Modified in Unix seconds (0: none, or not a date;
 	// an origin's 1 January 1970 counts as none too, which costs its
 	// conditional requests a full answer), for If-Range and
 	// If-Modified-Since.
 	LastModTime int64
-
-	// The small fields, together (the entry is one allocation, and every
-	// byte of padding is paid once per stored object).
-	Kind       Kind
-	Revalidate bool
-	Enc        cachepolicy.Encoding
-	// ETagEnc is the encoding the origin's ETag belongs to; when serving
-	// another encoding, the ETag gets a suffix.
-	ETagEnc cachepolicy.Encoding
-	// NoTransform says the origin sent a gzip body with Cache-Control:
-	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
-	// without gzip are passed to the origin.
-	NoTransform bool
 
 	// ident is the decoded copy of a gzip body while identity clients ask
 	// for it (IdentityPool); nil otherwise. Set and cleared only under the
@@ -104,8 +97,10 @@ type Entry struct {
 	// holds) back off instead of allocating a set on every hit.
 	HeaderBackoff Backoff
 
-	// Freshness, measured on the monotonic clock from StoredAt.
-	StoredAt   time.Time
+	// Freshness, measured on the monotonic clock from when the entry was
+	// stored: stored is that time as an offset from clockBase (StoredAt,
+	// SetStoredAt), 8 bytes instead of a time.Time's 24.
+	stored     time.Duration
 	InitialAge time.Duration
 	TTL        time.Duration
 	Grace      time.Duration
@@ -122,10 +117,9 @@ type Entry struct {
 	// purgedAt is 0, or the age (ns) at which a soft purge made the entry
 	// stale.
 	purgedAt atomic.Int64
-	// dead says the entry was hard-purged or removed: it is never served.
-	dead atomic.Bool
-	// exited says the store has accounted for the entry leaving.
-	exited atomic.Bool
+	// retryAt (UnixNano) holds off the next background refresh after a
+	// failure.
+	retryAt atomic.Int64
 	// ref is the slot holding Hdr, Body and the zstd body once the entry
 	// is sealed (Store.Seal), and who may read them: the builder, the
 	// store while the entry is in it, requests serving it, bodies being
@@ -135,17 +129,51 @@ type Entry struct {
 	// variantList holds them (copy on write), for URL purges.
 	variants    atomic.Int32
 	variantList atomic.Pointer[[]*Entry]
-	// inStore says the entry was handed to the store (it may have exited
-	// since): only such entries keep a decoded copy in the identity pool.
-	inStore atomic.Bool
-	// refreshing says a background refresh is queued or running; retryAt
-	// (UnixNano) holds off the next one after a failure.
-	refreshing atomic.Bool
-	retryAt    atomic.Int64
+	// flags holds the entry's changing yes/no states (flagDead and the
+	// others), in one word: every byte of the entry is paid once per
+	// stored object.
+	flags atomic.Uint32
+
+	// The small fields, together, for the same reason.
+	Status     uint16
+	Kind       Kind
+	Revalidate bool
+	Enc        cachepolicy.Encoding
+	// ETagEnc is the encoding the origin's ETag belongs to; when serving
+	// another encoding, the ETag gets a suffix.
+	ETagEnc cachepolicy.Encoding
+	// NoTransform says the origin sent a gzip body with Cache-Control:
+	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
+	// without gzip are passed to the origin.
+	NoTransform bool
+
 	// wprev and wnext link the entry into the store's admission window
 	// (guarded by the window's mutex).
 	wprev, wnext *Entry
 }
+
+// The bits of Entry.flags.
+const (
+	// flagDead: the entry was hard-purged or removed; it is never served.
+	flagDead uint32 = 1 << iota
+	// flagExited: the store has accounted for the entry leaving.
+	flagExited
+	// flagInStore: the entry was handed to the store (it may have exited
+	// since); only such entries keep a decoded copy in the identity pool.
+	flagInStore
+	// flagRefreshing: a background refresh is queued or running.
+	flagRefreshing
+)
+
+// has reports whether flag f is set.
+func (e *Entry) has(f uint32) bool { return e.flags.Load()&f != 0 }
+
+// set sets flag f; it reports whether it was not set before (this caller
+// set it).
+func (e *Entry) set(f uint32) bool { return e.flags.Or(f)&f == 0 }
+
+// fieldSpanSize is the size of a FieldSpan record in Hdr's table.
+const fieldSpanSize = 12
 
 // ZstdForm is the zstd form of an entry's body and its ETag.
 type ZstdForm struct {
@@ -156,11 +184,46 @@ type ZstdForm struct {
 // at returns the stored value sp locates.
 func (e *Entry) at(sp Span) []byte { return e.Hdr[sp.Start:sp.End:sp.End] }
 
+// NumFields returns the number of stored fields.
+func (e *Entry) NumFields() int {
+	return int(e.FieldsSpan.End-e.FieldsSpan.Start) / fieldSpanSize
+}
+
 // Field returns the name and value of stored field i.
 func (e *Entry) Field(i int) (key, value []byte) {
-	f := e.Fields[i]
-	return e.Hdr[f.K0:f.K1:f.K1], e.Hdr[f.K1:f.V1:f.V1]
+	r := e.Hdr[int(e.FieldsSpan.Start)+i*fieldSpanSize:][:fieldSpanSize]
+	k0 := binary.LittleEndian.Uint32(r)
+	k1 := binary.LittleEndian.Uint32(r[4:])
+	v1 := binary.LittleEndian.Uint32(r[8:])
+	return e.Hdr[k0:k1:k1], e.Hdr[k1:v1:v1]
 }
+
+// AppendHdr adds b to the entry's header buffer and returns where it is;
+// only before the entry is sealed.
+func (e *Entry) AppendHdr(b []byte) Span {
+	start := len(e.Hdr)
+	e.Hdr = append(e.Hdr, b...)
+	return Span{Start: uint32(start), End: uint32(len(e.Hdr))}
+}
+
+// AppendFields adds the table of stored fields to the header buffer
+// (FieldsSpan); only before the entry is sealed.
+func (e *Entry) AppendFields(fields []FieldSpan) {
+	start := len(e.Hdr)
+	for _, f := range fields {
+		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.K0)
+		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.K1)
+		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.V1)
+	}
+	e.FieldsSpan = Span{Start: uint32(start), End: uint32(len(e.Hdr))}
+}
+
+// Vary returns the Vary value sent to clients (empty: none).
+func (e *Entry) Vary() []byte { return e.at(e.VarySpan) }
+
+// ETagOther returns the ETag served for the one of identity and gzip that
+// is not ETagEnc (empty: none).
+func (e *Entry) ETagOther() []byte { return e.at(e.ETagOtherSpan) }
 
 // ContentType, Date, ETag, LastModified and SurrogateControl return the
 // stored values (empty when absent; Date is always there).
@@ -203,7 +266,7 @@ func (e *Entry) ETagFor(enc cachepolicy.Encoding) []byte {
 		}
 		return e.Zstd.ETag
 	}
-	return e.ETagOther
+	return e.ETagOther()
 }
 
 // Freshness is where an entry stands at some moment.
@@ -216,9 +279,22 @@ const (
 	Gone                     // unusable
 )
 
+// clockBase is the moment entries' stored times are counted from. Times
+// taken from time.Now carry the monotonic clock, and so does the
+// difference; a wall-clock time (one read back from a file) is compared on
+// the wall clock.
+var clockBase = time.Now()
+
+// StoredAt returns when the entry was stored.
+func (e *Entry) StoredAt() time.Time { return clockBase.Add(e.stored) }
+
+// SetStoredAt records when the entry was stored; only before it is
+// published.
+func (e *Entry) SetStoredAt(t time.Time) { e.stored = t.Sub(clockBase) }
+
 // Age returns the entry's current age (RFC 9111 §4.2.3).
 func (e *Entry) Age(now time.Time) time.Duration {
-	return e.InitialAge + max(now.Sub(e.StoredAt), 0)
+	return e.InitialAge + max(now.Sub(clockBase)-e.stored, 0)
 }
 
 // expiresAt returns the age at which the entry stops being fresh: its TTL,
@@ -232,7 +308,7 @@ func (e *Entry) expiresAt() time.Duration {
 
 // State returns where the entry stands at now.
 func (e *Entry) State(now time.Time) Freshness {
-	if e.dead.Load() {
+	if e.has(flagDead) {
 		return Gone
 	}
 	a := e.Age(now)
@@ -283,17 +359,17 @@ func (e *Entry) invalidate(soft bool, now time.Time) {
 	if soft {
 		e.softPurge(now)
 	} else {
-		e.dead.Store(true)
+		e.set(flagDead)
 	}
 }
 
 // Dead reports whether the entry was hard-purged or removed: it is never
 // served again.
-func (e *Entry) Dead() bool { return e.dead.Load() }
+func (e *Entry) Dead() bool { return e.has(flagDead) }
 
 // InStore reports whether the entry was handed to the store (it may have
 // left it since).
-func (e *Entry) InStore() bool { return e.inStore.Load() }
+func (e *Entry) InStore() bool { return e.has(flagInStore) }
 
 // Identity returns the decoded copy the identity pool keeps, or nil.
 func (e *Entry) Identity() *Item[*Copy] { return e.ident.Load() }
@@ -308,7 +384,7 @@ func (e *Entry) BeginRefresh(now time.Time) bool {
 	if e.retryAt.Load() > now.UnixNano() {
 		return false
 	}
-	return e.refreshing.CompareAndSwap(false, true)
+	return e.set(flagRefreshing)
 }
 
 // EndRefresh ends the refresh BeginRefresh allowed; a non-zero retry holds
@@ -317,7 +393,7 @@ func (e *Entry) EndRefresh(retry time.Time) {
 	if !retry.IsZero() {
 		e.retryAt.Store(retry.UnixNano())
 	}
-	e.refreshing.Store(false)
+	e.flags.And(^flagRefreshing)
 }
 
 // addVariant records v under the Vary marker m, replacing an older entry
@@ -328,7 +404,7 @@ func (m *Entry) addVariant(v *Entry, limit int) {
 		var next []*Entry
 		if old != nil {
 			for _, o := range *old {
-				if string(o.Key) != string(v.Key) && !o.dead.Load() {
+				if string(o.Key) != string(v.Key) && !o.has(flagDead) {
 					next = append(next, o)
 				}
 			}

@@ -40,7 +40,7 @@ func storeSim(tb testing.TB, budget int64) (get func(int) bool, put func(int, in
 			body = make([]byte, size)
 		}
 		// A body of size bytes: the entry costs its slot.
-		putSealed(tb, st, &Entry{Key: keyOf(id), ID: st.NextID(), StoredAt: now, TTL: time.Hour, Body: body[:size], Cost: size})
+		putSealed(tb, st, &Entry{Key: keyOf(id), ID: st.NextID(), stored: now.Sub(clockBase), TTL: time.Hour, Body: body[:size], Cost: size})
 	}
 	return get, put, st.Wait, st
 }

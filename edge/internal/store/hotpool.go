@@ -108,7 +108,7 @@ func (p *HotPool[T]) Keep(e *Entry, v T, size int64) bool {
 	slot := p.slot(e)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if slot.Load() != nil || e.exited.Load() {
+	if slot.Load() != nil || e.has(flagExited) {
 		return false
 	}
 	if p.hold != nil && !p.hold(v) {
@@ -122,7 +122,7 @@ func (p *HotPool[T]) Keep(e *Entry, v T, size int64) bool {
 	slot.Store(c)
 	p.link(e, c)
 	kept := true
-	if e.exited.Load() {
+	if e.has(flagExited) {
 		p.unlink(e)
 		kept = false
 	}

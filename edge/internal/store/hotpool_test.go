@@ -50,7 +50,7 @@ func (p *HotPool[T]) check(all []*Entry) error {
 		if listed[e] != (p.slot(e).Load() != nil) {
 			return fmt.Errorf("entry %d: listed %v, copy %v", e.ID, listed[e], p.slot(e).Load() != nil)
 		}
-		if e.exited.Load() && listed[e] {
+		if e.has(flagExited) && listed[e] {
 			return fmt.Errorf("entry %d: exited but keeps its copy", e.ID)
 		}
 	}
@@ -79,7 +79,7 @@ func slabCopy(t testing.TB, sp *slab.Pool, n int) *Copy {
 
 func poolEntry(id uint64) *Entry {
 	e := &Entry{ID: id}
-	e.inStore.Store(true)
+	e.set(flagInStore)
 	return e
 }
 
@@ -141,7 +141,7 @@ func TestIdentityPool(t *testing.T) {
 	}
 	p.drop(es[1])
 	step("drop", "10000111")
-	es[5].exited.Store(true)
+	es[5].set(flagExited)
 	p.drop(es[5])
 	step("exit", "10000011")
 	if p.Keep(es[5], body, sz(body)) {
@@ -204,7 +204,7 @@ func TestIdentityPoolChurn(t *testing.T) {
 					mu.Lock()
 					all = append(all, ne)
 					mu.Unlock()
-					if slots[i].CompareAndSwap(e, ne) && e.exited.CompareAndSwap(false, true) {
+					if slots[i].CompareAndSwap(e, ne) && e.set(flagExited) {
 						p.drop(e)
 					}
 				case 3:
@@ -224,7 +224,7 @@ func TestIdentityPoolChurn(t *testing.T) {
 		t.Errorf("no copies kept at all")
 	}
 	for _, e := range all {
-		if e.exited.CompareAndSwap(false, true) {
+		if e.set(flagExited) {
 			p.drop(e)
 		}
 	}

@@ -47,7 +47,7 @@ func (s *Store) Purge(p Purge, now time.Time) int {
 	n := 0
 	live := affected[:0]
 	for _, e := range affected {
-		if e.dead.Load() {
+		if e.has(flagDead) {
 			// Hard-purged before and not yet reaped: not affected again.
 			continue
 		}

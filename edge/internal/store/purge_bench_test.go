@@ -14,12 +14,12 @@ func taggedEntries(st *Store, n, sections int) []*Entry {
 	for i := range es {
 		k := strconv.AppendInt([]byte("news.example/a/"), int64(i), 10)
 		es[i] = &Entry{
-			Key:      k,
-			ID:       st.NextID(),
-			StoredAt: time.Now(),
-			TTL:      time.Hour,
-			Cost:     1024,
-			Tags:     []string{"article:" + strconv.Itoa(i), "section:" + strconv.Itoa(i%sections), "front"},
+			Key:    k,
+			ID:     st.NextID(),
+			stored: time.Since(clockBase),
+			TTL:    time.Hour,
+			Cost:   1024,
+			Tags:   []string{"article:" + strconv.Itoa(i), "section:" + strconv.Itoa(i%sections), "front"},
 		}
 	}
 	return es

@@ -247,8 +247,8 @@ func (s *Store) Put(e *Entry, startGen uint64) bool {
 	}
 	e.ref.take() // the store's, released by onExit
 	s.insert(e)
-	s.idx.recheck(e, checked, e.StoredAt)
-	e.inStore.Store(true)
+	s.idx.recheck(e, checked, e.StoredAt())
+	e.set(flagInStore)
 	if marker != nil {
 		marker.addVariant(e, 2*s.maxVariants)
 	}
@@ -259,7 +259,7 @@ func (s *Store) Put(e *Entry, startGen uint64) bool {
 // variants, unless an equivalent one is there, and returns it.
 func (s *Store) varyMarker(e *Entry) *Entry {
 	url := e.URL()
-	if m := s.Peek(url); m != nil && m.Kind == KindVary && slices.Equal(m.VaryNames, e.VaryNames) && !m.dead.Load() {
+	if m := s.Peek(url); m != nil && m.Kind == KindVary && slices.Equal(m.VaryNames, e.VaryNames) && !m.has(flagDead) {
 		return m
 	}
 	m := &Entry{
@@ -267,7 +267,7 @@ func (s *Store) varyMarker(e *Entry) *Entry {
 		Kind:      KindVary,
 		ID:        s.NextID(),
 		VaryNames: e.VaryNames,
-		StoredAt:  e.StoredAt,
+		stored:    e.stored,
 		TTL:       e.TTL + e.Grace + e.Keep,
 	}
 	m.Cost = heapCost(int64(len(m.Key)) + EntryOverhead)
@@ -286,12 +286,12 @@ func (s *Store) RememberUncacheable(url []byte, now time.Time, ttl time.Duration
 		return
 	}
 	e := &Entry{
-		Key:      append([]byte(nil), url...),
-		Kind:     KindHitForMiss,
-		ID:       s.NextID(),
-		StoredAt: now,
-		TTL:      ttl,
+		Key:  append([]byte(nil), url...),
+		Kind: KindHitForMiss,
+		ID:   s.NextID(),
+		TTL:  ttl,
 	}
+	e.SetStoredAt(now)
 	e.Cost = heapCost(int64(len(e.Key)) + EntryOverhead)
 	s.putMarker(e)
 }
@@ -325,7 +325,7 @@ func (s *Store) insert(e *Entry) {
 
 // offer hands e to ristretto.
 func (s *Store) offer(e *Entry) {
-	if e.dead.Load() {
+	if e.has(flagDead) {
 		s.onExit(e)
 		return
 	}
@@ -338,7 +338,7 @@ func (s *Store) offer(e *Entry) {
 
 // remove deletes e if it is still the entry stored under its key.
 func (s *Store) remove(e *Entry) {
-	e.dead.Store(true)
+	e.set(flagDead)
 	if s.win.removeEntry(e) {
 		s.onExit(e)
 		return
@@ -355,7 +355,7 @@ func (s *Store) onExit(e *Entry) {
 	if e == nil {
 		return
 	}
-	if !e.exited.CompareAndSwap(false, true) {
+	if !e.set(flagExited) {
 		return // already accounted for (e.g. dropped Set, then Del)
 	}
 	s.objects.Add(-1)
