@@ -230,6 +230,11 @@ type Cache struct {
 	RefreshWorkers int `yaml:"refresh_workers"`
 	// RefreshQueue bounds queued background refreshes.
 	RefreshQueue int `yaml:"refresh_queue"`
+	// SnapshotPath, when set, is the file the edge writes its cache to on
+	// the way down (SIGTERM, an upgrade) and loads at start, so that a
+	// restart keeps the cache. Off by default: two edges on one machine
+	// must never share the file.
+	SnapshotPath string `yaml:"snapshot_path"`
 }
 
 // Key configures cache key normalisation. Whatever is removed from the key is

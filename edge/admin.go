@@ -172,6 +172,9 @@ func (s *Server) guard(d door, h http.HandlerFunc) http.HandlerFunc {
 // came through doorPurge).
 func (s *Server) handlePurgeAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if s.refusePurgeAPI(w) {
+		return
+	}
 	msg, err := purge.Decode(r.Body)
 	if err != nil {
 		s.m.purgeRefusals.WithLabelValues("request").Inc()

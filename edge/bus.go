@@ -28,6 +28,9 @@ type purgeBus struct {
 	hooks bus.Hooks
 	self  bus.Member
 	log   *slog.Logger
+	// from is the position of a cache loaded from a snapshot, for the
+	// first consumer only.
+	from bus.Position
 
 	mu     sync.Mutex // guards cons, cancel
 	cons   *bus.Consumer
@@ -38,7 +41,11 @@ type purgeBus struct {
 // consume starts a consumer.
 func (pb *purgeBus) consume() *bus.Consumer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := pb.b.Consume(ctx, pb.self, pb.hooks, pb.log)
+	pb.mu.Lock()
+	from := pb.from
+	pb.from = bus.Position{}
+	pb.mu.Unlock()
+	c := pb.b.ConsumeFrom(ctx, pb.self, pb.hooks, pb.log, from)
 	pb.mu.Lock()
 	pb.cons, pb.cancel = c, cancel
 	pb.mu.Unlock()
@@ -70,7 +77,7 @@ func (pb *purgeBus) pause() {
 // it catches up when the bus returns).
 func (s *Server) startBus() error {
 	cfg := s.cfg.Purge.Bus
-	pb := &purgeBus{node: bus.NodeName(s.cfg.Edge.NodeID), done: make(chan struct{})}
+	pb := &purgeBus{node: bus.NodeName(s.cfg.Edge.NodeID), done: make(chan struct{}), from: s.snapshotFrom}
 	b, err := bus.Connect(cfg, bus.Options{
 		Name:  "lakka edge " + pb.node,
 		Retry: true,
@@ -159,6 +166,13 @@ func (s *Server) startBus() error {
 				}
 				s.m.busCatchUpTimeouts.Inc()
 				s.log.Warn("purge bus unreachable for purge.bus.catch_up_timeout; serving without having caught up", "node", pb.node, "bus", cfg.URL, "timeout", cfg.CatchUpTimeout)
+				if s.snapshotLoaded {
+					// Purges issued since the snapshot cannot be
+					// applied: what it held is stale (promise 12).
+					s.m.busGaps.Inc()
+					n := s.purger.apply(store.Purge{All: true, Soft: true}, "", "purge bus unreachable after loading a snapshot")
+					s.log.Warn("purge bus: the objects loaded from the snapshot were marked stale", "objects", n)
+				}
 			case <-pb.done:
 				return
 			}
@@ -217,6 +231,15 @@ func (s *Server) ResumeBus() {
 		s.bus.consume()
 		s.log.Info("purge bus: resumed", "node", s.bus.node)
 	}
+}
+
+// waitCaughtUp returns once the bus lets the edge serve, or it drains.
+func (s *Server) waitCaughtUp() {
+	start := time.Now()
+	for !s.busReady() && !s.draining.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.log.Info("purge bus: caught up after loading the snapshot; serving", "waited", time.Since(start))
 }
 
 // busReady reports whether the bus lets the edge serve: true without one.

@@ -22,11 +22,16 @@ type metrics struct {
 	// Reloads (edge/reload.go).
 	reloads      *prometheus.CounterVec
 	needsUpgrade prometheus.Gauge
-	requests     [numResults]prometheus.Counter
-	durations    [numResults]prometheus.Observer
-	statuses     [6]prometheus.Counter                // 1xx..5xx, index 0 unused
-	bytesSent    [numSentEncodings]prometheus.Counter // by sentEncoding
-	panics       prometheus.Counter
+	// Snapshots (edge/snapshot.go): objects and seconds of the last load
+	// and write, and files refused or not written.
+	snapshotObjects *prometheus.GaugeVec
+	snapshotSeconds *prometheus.GaugeVec
+	snapshotErrors  *prometheus.CounterVec
+	requests        [numResults]prometheus.Counter
+	durations       [numResults]prometheus.Observer
+	statuses        [6]prometheus.Counter                // 1xx..5xx, index 0 unused
+	bytesSent       [numSentEncodings]prometheus.Counter // by sentEncoding
+	panics          prometheus.Counter
 	// badRequest is indexed by bad-request detail (detail.badRequest).
 	badRequest [numDetails]prometheus.Counter
 
@@ -240,6 +245,23 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Name: "lakka_edge_config_needs_upgrade",
 		Help: "Keys of the last reloaded configuration the running process could not take (listen addresses, the store's sizes, the logger): they wait for an upgrade or a restart.",
 	})
+	m.snapshotObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_snapshot_objects",
+		Help: "Objects in the last cache snapshot this process loaded at start or wrote (cache.snapshot_path), by op: load, write.",
+	}, []string{"op"})
+	m.snapshotSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_snapshot_seconds",
+		Help: "How long the last cache snapshot load or write took, by op: load, write.",
+	}, []string{"op"})
+	m.snapshotErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_snapshot_errors_total",
+		Help: "Cache snapshots refused at start (torn, foreign, corrupted: the edge starts empty) or that could not be written, by op: load, write.",
+	}, []string{"op"})
+	for _, op := range []string{"load", "write"} {
+		m.snapshotObjects.WithLabelValues(op)
+		m.snapshotSeconds.WithLabelValues(op)
+		m.snapshotErrors.WithLabelValues(op)
+	}
 	m.busConnected = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lakka_edge_purge_bus_connected",
 		Help: "1 while the connection to the purge bus (purge.bus.url) is up, 0 otherwise (and without a bus).",
@@ -270,9 +292,9 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 	}
 	m.purgeRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_purge_refusals_total",
-		Help: "Purge requests refused, by reason (token, network, request, closed).",
+		Help: "Purge requests refused, by reason (token, network, request, closed, handover: answered 503 while the cache is handed to a new process).",
 	}, []string{"reason"})
-	for _, r := range []string{"token", "network", "request", "closed"} {
+	for _, r := range []string{"token", "network", "request", "closed", "handover"} {
 		m.purgeRefusals.WithLabelValues(r) // shown as 0 before the first
 	}
 	m.adminRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -373,7 +395,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		slabLive, slabResident, slabRetained, slabMapped, slabRefused, bodiesUsed, bodiesLimit, bodiesRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
-		m.reloads, m.needsUpgrade,
+		m.reloads, m.needsUpgrade, m.snapshotObjects, m.snapshotSeconds, m.snapshotErrors,
 		m.busConnected, m.busLag, m.busGaps, m.busApplyErrors, m.busCatchUpTimeouts, m.busPublishes,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,

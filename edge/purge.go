@@ -106,6 +106,9 @@ func (r *request) purgeMethod() {
 		ctx.Response.SetBodyString(`{"error":"PURGE is not allowed from this address"}` + "\n")
 		return
 	}
+	if r.refusePurgeMethod() {
+		return
+	}
 	soft := equalFold(ctx.Request.Header.Peek("Purge-Mode"), "soft")
 	n := r.s.purger.apply(store.Purge{URLs: [][]byte{append([]byte(nil), r.key...)}, Soft: soft}, "", "PURGE")
 	ctx.Response.SetStatusCode(fasthttp.StatusOK)

@@ -115,6 +115,7 @@ func reloadable(running, next config.Config) config.Config {
 	out.Log.AccessFormat = next.Log.AccessFormat
 	out.Log.AccessHost = next.Log.AccessHost
 	out.Log.AccessBuffer = next.Log.AccessBuffer
+	out.Cache.SnapshotPath = next.Cache.SnapshotPath
 	c := &out.Cache
 	c.DefaultTTL, c.Grace, c.Keep = next.Cache.DefaultTTL, next.Cache.Grace, next.Cache.Keep
 	c.StripCookies = next.Cache.StripCookies

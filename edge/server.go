@@ -42,6 +42,7 @@ import (
 	"github.com/lakka-cache/lakka/config"
 	"github.com/lakka-cache/lakka/edge/internal/backend"
 	"github.com/lakka-cache/lakka/edge/internal/store"
+	"github.com/lakka-cache/lakka/purge/bus"
 )
 
 // Server is one edge node. Its methods are safe for concurrent use.
@@ -80,6 +81,13 @@ type Server struct {
 	// handingOver says the listening sockets went to a new process (an
 	// upgrade): this one stops at once and /healthz stays 200.
 	handingOver atomic.Bool
+	// purgesHeld makes purges answer 503 while an upgrade hands the cache
+	// over (HoldPurges).
+	purgesHeld atomic.Bool
+	// snapshotLoaded says objects came from cache.snapshot_path at start,
+	// as of purge bus position snapshotFrom (set before the edge serves).
+	snapshotLoaded bool
+	snapshotFrom   bus.Position
 	// lingering holds a token per connection in a lingering close.
 	lingering chan struct{}
 	requests  sync.Pool // *request
@@ -218,6 +226,7 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("edge: admin listen %s: %w", s.cfg.Edge.Admin, err)
 	}
 	s.ln, s.adminLn = ln, aln
+	s.loadSnapshot()
 	if s.cfg.Purge.Bus.URL != "" {
 		// Here rather than in Serve: the bus announces the admin address,
 		// and catching up starts as early as possible.
@@ -264,6 +273,12 @@ func (s *Server) Serve() error {
 		}
 		adminErr <- err
 	}()
+	if s.snapshotLoaded && s.bus != nil {
+		// What the snapshot holds is served only once every purge
+		// issued since it was written is applied (/healthz says 503
+		// meanwhile; in an upgrade the old process serves).
+		s.waitCaughtUp()
+	}
 	err := s.fast.Serve(s.ln)
 	if err != nil && !s.draining.Load() {
 		return fmt.Errorf("edge: serve: %w", err)
@@ -329,6 +344,12 @@ func (s *Server) closeBackground() {
 	s.closing.Do(func() {
 		if s.bus != nil {
 			s.bus.stop() // before the store closes: it applies purges
+		}
+		if !s.handingOver.Load() {
+			// After the bus stopped: the position recorded is the
+			// cache's. (After a hand-over the new process has the
+			// cache; a file written now would be older than its.)
+			_ = s.WriteSnapshot()
 		}
 		s.refresh.stopAndWait(s.dropJob)
 		g := s.g()

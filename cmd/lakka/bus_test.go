@@ -408,7 +408,10 @@ func TestUpgradeHandsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	newPID := readPID()
-	t.Cleanup(func() { _ = syscall.Kill(newPID, syscall.SIGTERM) })
+	t.Cleanup(func() {
+		_ = syscall.Kill(newPID, syscall.SIGTERM)
+		waitGone(t, newPID)
+	})
 	if newPID == cmd.Process.Pid || newPID == 0 {
 		t.Fatalf("pid file %d after the upgrade\n%s", newPID, logs())
 	}

@@ -56,6 +56,11 @@ names the new one).
 SIGTERM drains the node (healthz 503, then the listener closes, in-flight
 requests finish) and exits 0. SIGUSR1 reopens the access log file (for
 logrotate).
+With cache.snapshot_path set, the cache is written to that file on the
+way down (SIGTERM, and SIGUSR2 before the new process starts) and loaded
+at start, Age still counting; with a purge bus, purges issued meanwhile
+are applied before anything loaded is served. A torn or foreign file is
+refused (renamed *.refused) and the edge starts empty.
 
 Flags override the configuration file; see "lakka config default" for
 every key.`,
@@ -187,8 +192,17 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 			// upgrade fails.
 			logger.Info("upgrade: starting the new process")
 			srv.PauseBus()
+			// The cache goes to the new process through
+			// cache.snapshot_path (when set): written after the bus
+			// stopped, with purges held until the new process serves.
+			srv.HoldPurges(true)
+			if err := srv.WriteSnapshot(); err != nil {
+				logger.Warn("upgrade: going on without the cache", "err", err)
+			}
 			if err := upg.Upgrade(); err != nil {
 				logger.Error("upgrade failed; this process keeps serving", "err", err)
+				srv.RemoveSnapshot()
+				srv.HoldPurges(false)
 				srv.ResumeBus()
 				continue
 			}

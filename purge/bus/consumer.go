@@ -80,13 +80,48 @@ type Consumer struct {
 	// reposition says the consumer must be made again after st.Applied
 	// (purges were delivered out of order).
 	reposition bool
+	// checkFloor says the position came from outside (ConsumeFrom): the
+	// durable consumer, if there is one, must start right after it.
+	checkFloor bool
 	member     Member // self, with the last applied purge
 	readyOne   sync.Once
+}
+
+// Position is a place in the purge stream: the last purge applied, in the
+// stream created at Stream. A cache written to a snapshot records it, so
+// that the next process applies every purge after it.
+type Position struct {
+	Stream  time.Time `json:"stream_created"`
+	Applied uint64    `json:"applied"`
+}
+
+// Known reports whether p names a place (the zero Position does not).
+func (p Position) Known() bool { return !p.Stream.IsZero() }
+
+// Position returns where the consumer stands: the last purge applied and
+// the stream it counts in; not Known before the consumer has seen the
+// stream.
+func (c *Consumer) Position() Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.positioned || c.streamCreated.IsZero() {
+		return Position{}
+	}
+	return Position{Stream: c.streamCreated, Applied: c.st.Applied}
 }
 
 // Consume starts consuming for the edge self (NodeID set) until ctx ends;
 // Wait waits for it to let go (its member entry removed).
 func (b *Bus) Consume(ctx context.Context, self Member, h Hooks, log *slog.Logger) *Consumer {
+	return b.ConsumeFrom(ctx, self, h, log, Position{})
+}
+
+// ConsumeFrom is Consume for an edge whose cache is as of from (loaded
+// from a snapshot): it applies every purge after from.Applied, whatever
+// position its durable consumer holds, and a stream made again since, or
+// purges after from that already left the stream, are a gap. A from that
+// is not Known is Consume.
+func (b *Bus) ConsumeFrom(ctx context.Context, self Member, h Hooks, log *slog.Logger, from Position) *Consumer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +133,11 @@ func (b *Bus) Consume(ctx context.Context, self Member, h Hooks, log *slog.Logge
 		placed: make(chan struct{}),
 	}
 	c.member = self
+	if from.Known() {
+		c.streamCreated, c.member.Stream = from.Stream, from.Stream
+		c.checkFloor = true
+		c.setPosition(from.Applied, false)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); c.run(ctx) }()
@@ -223,8 +263,11 @@ func (c *Consumer) session(ctx context.Context) error {
 func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
 	cons, err := s.Consumer(ctx, c.durable())
 	c.mu.Lock()
-	positioned, applied, reposition := c.positioned, c.st.Applied, c.reposition
+	positioned, applied, reposition, checkFloor := c.positioned, c.st.Applied, c.reposition, c.checkFloor
 	c.reposition = false
+	if err == nil {
+		c.checkFloor = false
+	}
 	c.mu.Unlock()
 	switch {
 	case err == nil:
@@ -232,6 +275,12 @@ func (c *Consumer) consumer(ctx context.Context, s jetstream.Stream) (jetstream.
 		if !positioned {
 			applied = info.AckFloor.Stream
 			c.setPosition(applied, false)
+		}
+		if checkFloor && info.AckFloor.Stream != applied {
+			// The durable consumer stands elsewhere than the cache:
+			// start again after the cache's position.
+			c.log.Info("purge bus: consumer moved to the snapshot's position", "consumer", c.durable(), "was", info.AckFloor.Stream, "applied", applied)
+			reposition = true
 		}
 		if info.NumAckPending == 0 && !reposition {
 			return cons, nil
