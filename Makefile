@@ -7,8 +7,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 3s
 SEED      ?= 500
+DIST      ?= dist
+DEB_MAINTAINER ?= Lakka maintainers <maintainers@lakka-cache.invalid>
 
-.PHONY: help all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers clean
+.PHONY: help all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers deb clean
 
 all: build
 
@@ -62,5 +64,10 @@ bench-hit: build
 bench-peers: build
 	./scripts/bench-peers.sh $(BIN)
 
+## deb: build dist/lakka_VERSION_ARCH.deb for ops: the static binary, systemd units, /etc/lakka configuration
+##      (version from git describe; another architecture: GOARCH=arm64 make deb; see README, Installing the Debian package)
+deb:
+	@GO="$(GO)" VERSION="$(VERSION)" LDFLAGS="$(LDFLAGS)" DIST="$(DIST)" DEB_MAINTAINER="$(DEB_MAINTAINER)" ./packaging/deb.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

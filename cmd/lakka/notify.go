@@ -9,9 +9,10 @@ import (
 )
 
 // sdNotify sends a state to the service manager (systemd's notify
-// protocol, Type=notify units): READY=1 once the edge serves, RELOADING=1
-// while it reloads, STOPPING=1 when it drains. Without NOTIFY_SOCKET
-// (not run by systemd) it does nothing.
+// protocol, Type=notify units): READY=1 once the edge or the origin
+// serves, RELOADING=1 while the edge reloads, STOPPING=1 when either
+// starts to shut down. Without NOTIFY_SOCKET (not run by systemd) it does
+// nothing.
 func sdNotify(state string) error {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {

@@ -218,7 +218,25 @@ func runOrigin(cmd *cobra.Command, cfg config.Config) error {
 	}
 	logger.Info("origin listening", slog.String("addr", ln.Addr().String()),
 		slog.Any("edge_admins", cfg.Origin.EdgeAdmins), slog.String("purge_bus", cfg.Purge.Bus.URL))
-	if err := srv.Serve(ctx, ln); err != nil {
+	notify := func(state string) {
+		if err := sdNotify(state); err != nil {
+			logger.Warn("service manager notification", "err", err)
+		}
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	// Under systemd (Type=notify): ready now that the store is open
+	// and seeded and the listener open (a connection made before Serve
+	// accepts it waits in the listen queue, it is not refused), stopping
+	// when SIGTERM starts the shutdown.
+	notify("READY=1\nSTATUS=serving")
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		notify("STOPPING=1\nSTATUS=stopping")
+		err = <-served
+	}
+	if err != nil {
 		return err
 	}
 	logger.Info("origin stopped")

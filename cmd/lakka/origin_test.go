@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -192,5 +194,47 @@ func TestOriginBinary(t *testing.T) {
 				t.Errorf("log:\n%s", l)
 			}
 		})
+	}
+}
+
+// TestOriginNotifiesSystemd: under a service manager (NOTIFY_SOCKET, here
+// a socket of the test's own) the origin sends READY=1 once it serves and
+// STOPPING=1 when SIGTERM starts the shutdown, then exits 0; a Type=notify
+// unit (packaging/lakka-origin.service) relies on both.
+func TestOriginNotifiesSystemd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	next := func(want string) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		if err := l.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		if got := string(buf[:n]); !strings.HasPrefix(got, want) {
+			t.Fatalf("notified %q, want %q first", got, want)
+		}
+	}
+	m, cmd, logs := startBinary(t, originListening, []string{"NOTIFY_SOCKET=" + sock}, "origin", "--listen", "127.0.0.1:0", "--seed", "20")
+	next("READY=1")
+	if resp, _ := httpDo(t, "GET", "http://"+m[0]+"/healthz", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz after READY=1: %d", resp.StatusCode)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, logs())
+	}
+	if !strings.Contains(logs(), "origin stopped") {
+		t.Errorf("no clean stop in the log:\n%s", logs())
 	}
 }
