@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -238,13 +236,6 @@ func (c *Config) validateCache(v *validator) {
 	v.globs("cache.strip_cookies", k.StripCookies)
 	v.positive("cache.refresh_workers", k.RefreshWorkers)
 	v.positive("cache.refresh_queue", k.RefreshQueue)
-	if k.SnapshotPath != "" {
-		if fi, err := os.Stat(k.SnapshotPath); err == nil && fi.IsDir() {
-			v.errorf("cache.snapshot_path", "%s is a directory: name the snapshot file in it", k.SnapshotPath)
-		} else if fi, err := os.Stat(filepath.Dir(k.SnapshotPath)); err != nil || !fi.IsDir() {
-			v.errorf("cache.snapshot_path", "the directory %s does not exist", filepath.Dir(k.SnapshotPath))
-		}
-	}
 }
 
 func (c *Config) validateKey(v *validator) {

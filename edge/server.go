@@ -140,6 +140,9 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSnapshotPath(cfg.Cache.SnapshotPath); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	bodies := backend.NewBodyBudget(cfg.Budget().Bodies)
 	s.m, err = newMetrics(reg, func() *store.Store { return s.store }, bodies)
 	if err != nil {

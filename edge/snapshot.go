@@ -40,6 +40,22 @@ type snapshotMeta struct {
 	Bus     *bus.Position `json:"bus,omitempty"`
 }
 
+// checkSnapshotPath refuses a cache.snapshot_path the edge could not
+// write at the end (checked at start, not by config check: the package
+// ships a path whose directory exists only once installed).
+func checkSnapshotPath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("cache.snapshot_path: %s is a directory: name the snapshot file in it", path)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("cache.snapshot_path: the directory %s does not exist", filepath.Dir(path))
+	}
+	return nil
+}
+
 // loadSnapshot loads cache.snapshot_path, if there is one, before the edge
 // serves. A file that cannot be used is renamed with ".refused" appended
 // (for a look, and so that the next start does not trip over it again) and

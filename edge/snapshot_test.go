@@ -221,3 +221,24 @@ func TestSnapshotPurgesHeldDuringHandOver(t *testing.T) {
 		t.Fatalf("handover refusals %v, want 2", n)
 	}
 }
+
+// TestSnapshotPathChecked: an edge refuses at start a snapshot path it
+// could not write at the end, naming the key.
+func TestSnapshotPathChecked(t *testing.T) {
+	dir := t.TempDir()
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing", "edge.snapshot"): "cache.snapshot_path: the directory " + filepath.Join(dir, "missing") + " does not exist",
+		dir: "cache.snapshot_path: " + dir + " is a directory",
+	} {
+		c := testConfig("127.0.0.1:1")
+		c.Cache.SnapshotPath = path
+		s, err := New(c, discardLogger(), newTestRegistry())
+		if err == nil {
+			s.store.Close()
+			t.Fatalf("snapshot_path %s accepted", path)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("snapshot_path %s: %v, want %q", path, err, want)
+		}
+	}
+}
