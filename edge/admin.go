@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -202,7 +203,11 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 // Stats is the JSON answer of GET /api/stats on the admin listener, read by
 // "lakka stats". Counters are totals since start; the client computes rates.
 type Stats struct {
-	Time          time.Time          `json:"time"`
+	Time time.Time `json:"time"`
+	// Version is the binary's (SetVersion) and PID its process's: after an
+	// upgrade both say which process serves.
+	Version       string             `json:"version,omitempty"`
+	PID           int                `json:"pid"`
 	UptimeSeconds float64            `json:"uptime_seconds"`
 	Draining      bool               `json:"draining"`
 	Requests      map[string]float64 `json:"requests"` // by X-Cache value
@@ -236,6 +241,8 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 	st := s.store.Stats()
 	out := Stats{
 		Time:           now,
+		Version:        s.version,
+		PID:            os.Getpid(),
 		UptimeSeconds:  now.Sub(s.started).Seconds(),
 		Draining:       s.draining.Load(),
 		Requests:       map[string]float64{},

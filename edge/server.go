@@ -81,6 +81,8 @@ type Server struct {
 	// handingOver says the listening sockets went to a new process (an
 	// upgrade): this one stops at once and /healthz stays 200.
 	handingOver atomic.Bool
+	// version is the binary's, for /api/stats (SetVersion).
+	version string
 	// purgesHeld makes purges answer 503 while an upgrade hands the cache
 	// over (HoldPurges).
 	purgesHeld atomic.Bool
@@ -158,6 +160,25 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		}
 		return float64(s.bus.consumer().Status().Pending)
 	})); err != nil {
+		return nil, fmt.Errorf("edge: metrics: %w", err)
+	}
+	// What dashboards and alerts compare with: readiness as /healthz
+	// says it, and the configured cache size.
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_ready",
+		Help: "1 while /healthz answers 200 (serving, caught up with the purge bus, not draining), 0 otherwise.",
+	}, func() float64 {
+		if (s.draining.Load() && !s.handingOver.Load()) || !s.busReady() {
+			return 0
+		}
+		return 1
+	})); err != nil {
+		return nil, fmt.Errorf("edge: metrics: %w", err)
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_cache_limit_bytes",
+		Help: "cache.size_bytes: what lakka_edge_cache_bytes may reach; the process's resident memory stays within 1.25 times it plus 48 MiB.",
+	}, func() float64 { return float64(cfg.Cache.SizeBytes) })); err != nil {
 		return nil, fmt.Errorf("edge: metrics: %w", err)
 	}
 	if s.store, err = store.New(cfg.Budget(), cfg.Cache.MaxVariants, s.m.store); err != nil {
@@ -241,6 +262,10 @@ func (s *Server) Listen() error {
 	}
 	return nil
 }
+
+// SetVersion records the binary's version for /api/stats; call it before
+// Serve.
+func (s *Server) SetVersion(v string) { s.version = v }
 
 // HandOver tells the edge that a new process serves its sockets (an
 // upgrade): the coming Shutdown skips the drain delay, and /healthz, on

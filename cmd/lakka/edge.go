@@ -166,6 +166,7 @@ func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, 
 	if err != nil {
 		return err
 	}
+	srv.SetVersion(buildVersion())
 	// The listening sockets come from the previous process after an
 	// upgrade (SIGUSR2), and go to the next one.
 	upg, err := tableflip.New(tableflip.Options{PIDFile: cfg.Edge.PIDFile})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -132,7 +133,7 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 	if cur.Draining {
 		state = "DRAINING"
 	}
-	fmt.Fprintf(out, "lakka stats  %s  up %s  %s\n", admin, time.Duration(cur.UptimeSeconds*float64(time.Second)).Round(time.Second), state)
+	fmt.Fprintf(out, "lakka stats  %s  %s (pid %d)  up %s  %s\n", admin, cmp.Or(cur.Version, "unknown version"), cur.PID, time.Duration(cur.UptimeSeconds*float64(time.Second)).Round(time.Second), state)
 	if r := cur.Reload; r != nil {
 		switch {
 		case !r.OK:
