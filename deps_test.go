@@ -18,11 +18,14 @@ var allowed = map[string][]string{
 	"config":      {},
 	"cachepolicy": {},
 	"purge":       {},
+	// The rule language: compiled from the configuration, evaluated
+	// against views the edge (and lakka config explain) provide.
+	"rules": {"config"},
 	// The bus is how purges travel over NATS: it knows the message and the
 	// configuration, nothing of edges or origins.
 	"purge/bus":         {"config", "purge"},
 	"internal/natstest": {},
-	"edge":              {"cachepolicy", "config", "purge"},
+	"edge":              {"cachepolicy", "config", "purge", "rules"},
 	// edge's parts with invariants of their own import only downward:
 	// cachekey, coding and slab are leaves, store builds on cachekey and
 	// slab, and none of them knows edge itself.
@@ -45,6 +48,7 @@ var allowed = map[string][]string{
 var thirdParty = map[string][]string{
 	"config":                 {"go.yaml.in/yaml/v3"},
 	"cachepolicy":            {},
+	"rules":                  {},
 	"purge":                  {},
 	"purge/bus":              {"github.com/nats-io/nats.go"},
 	"internal/natstest":      {},

@@ -12,6 +12,7 @@ package config
 
 import (
 	_ "embed"
+	"slices"
 	"time"
 )
 
@@ -19,16 +20,28 @@ import (
 // Edge, Backends, Cache, Key, Routes, Compression, Purge and Log; the origin
 // reads Origin and Log.
 type Config struct {
-	Edge        Edge        `yaml:"edge"`
-	Backends    Backends    `yaml:"backends"`
-	Cache       Cache       `yaml:"cache"`
-	Key         Key         `yaml:"key"`
-	Routes      []Route     `yaml:"routes"`
-	Compression Compression `yaml:"compression"`
-	Purge       Purge       `yaml:"purge"`
-	Admin       Admin       `yaml:"admin"`
-	Log         Log         `yaml:"log"`
-	Origin      Origin      `yaml:"origin"`
+	Edge     Edge     `yaml:"edge"`
+	Backends Backends `yaml:"backends"`
+	Cache    Cache    `yaml:"cache"`
+	Key      Key      `yaml:"key"`
+	Routes   []Route  `yaml:"routes"`
+	// Rules are the edge's policy in three phases, like VCL's vcl_recv,
+	// vcl_backend_response and vcl_deliver (docs/RULES.md); compiled by
+	// package rules.
+	Rules []Rule `yaml:"rules"`
+	// Sticky configures the bucket cookie of the rules' sticky
+	// percentages.
+	Sticky Sticky `yaml:"sticky"`
+	// Pools are named backend pools beside the default one
+	// (backends.servers) that rules send requests to (do: {pool: NAME}):
+	// a canary release, a new origin. Each has its own servers and
+	// director; timeouts, limits and probes are backends'.
+	Pools       map[string]Pool `yaml:"pools"`
+	Compression Compression     `yaml:"compression"`
+	Purge       Purge           `yaml:"purge"`
+	Admin       Admin           `yaml:"admin"`
+	Log         Log             `yaml:"log"`
+	Origin      Origin          `yaml:"origin"`
 }
 
 // Edge configures the client-facing listener and the admin listener.
@@ -276,6 +289,165 @@ type Route struct {
 	IgnoreCookies bool `yaml:"ignore_cookies"`
 }
 
+// Pool is a named backend pool.
+type Pool struct {
+	// Director is "round_robin" or "fallback"; empty takes
+	// backends.director.
+	Director string `yaml:"director"`
+	// Servers are the pool's backends; their names default to
+	// "POOL/ADDRESS".
+	Servers []Backend `yaml:"servers"`
+}
+
+// Rule is one rule: when its conditions all hold, its actions apply.
+type Rule struct {
+	// Name labels the rule in errors, `lakka config explain` and the
+	// lakka_edge_rule_matches_total metric: letters, digits, '-' and '_',
+	// unique.
+	Name string `yaml:"name"`
+	// Phase is when the rule runs: "request" (the default: before the
+	// lookup, like vcl_recv), "response" (on an origin response before it
+	// is stored, like vcl_backend_response) or "deliver" (on every answer
+	// to a client, like vcl_deliver).
+	Phase string `yaml:"phase"`
+	// When holds the conditions; all must hold (none: always).
+	When Condition `yaml:"when"`
+	// Do holds the actions.
+	Do Actions `yaml:"do"`
+	// Final ends the phase after this rule when it matched; answering
+	// actions (synthetic, redirect, deny) always do.
+	Final bool `yaml:"final"`
+}
+
+// Condition is a rule's conditions. Each set field must hold; a list holds
+// when any of its items does. They read the request as the client sent it.
+type Condition struct {
+	// Host: exact host names, or "*.example.com" for its subdomains.
+	Host []string `yaml:"host"`
+	// HostRegex: a regular expression on the host (without port).
+	HostRegex string `yaml:"host_regex"`
+	// Path: exact paths (without query).
+	Path []string `yaml:"path"`
+	// PathPrefix: path prefixes.
+	PathPrefix []string `yaml:"path_prefix"`
+	// PathRegex: a regular expression on the path and query; its
+	// captures are ${1}... in the actions' templates.
+	PathRegex string `yaml:"path_regex"`
+	// Method: request methods.
+	Method []string `yaml:"method"`
+	// Query, Header, Cookie: query parameters, request headers, cookies.
+	Query  []Match `yaml:"query"`
+	Header []Match `yaml:"header"`
+	Cookie []Match `yaml:"cookie"`
+	// Client: networks (CIDR) of the client address (after trusted
+	// proxies).
+	Client []string `yaml:"client"`
+	// Percent: the reader's sticky bucket (0-99, kept in the bucket
+	// cookie) is below this.
+	Percent *int `yaml:"percent"`
+	// Status and ResponseHeader: the origin's response (response phase)
+	// or the answer (deliver phase).
+	Status         []int   `yaml:"status"`
+	ResponseHeader []Match `yaml:"response_header"`
+	// Not holds when its conditions do not all hold.
+	Not *Condition `yaml:"not"`
+}
+
+// Match is a condition on a named value (a header, a cookie, a query
+// parameter): present (the default when nothing else is set), absent
+// (present: false), equal to a string, or matching a regular expression.
+type Match struct {
+	Name    string  `yaml:"name"`
+	Present *bool   `yaml:"present"`
+	Equals  *string `yaml:"equals"`
+	Regex   string  `yaml:"regex"`
+}
+
+// Actions is what a matching rule does. Templates (location, header
+// values, body, replace) expand ${1}... (path_regex captures), ${host},
+// ${path} (with query), ${header:NAME}, ${cookie:NAME}, ${bucket} and
+// ${node}.
+type Actions struct {
+	// Answering (request phase; they end it): an answer made by the edge,
+	// a redirect, a refusal.
+	Synthetic *Synthetic `yaml:"synthetic"`
+	Redirect  *Redirect  `yaml:"redirect"`
+	Deny      int        `yaml:"deny"`
+	// Pass sends the request to the origin uncached (request phase).
+	Pass bool `yaml:"pass"`
+	// Pool chooses the backend pool (request phase).
+	Pool string `yaml:"pool"`
+	// TTL, Grace, Keep set the lifetimes (request or response phase).
+	TTL   *time.Duration `yaml:"ttl"`
+	Grace *time.Duration `yaml:"grace"`
+	Keep  *time.Duration `yaml:"keep"`
+	// KeepCookies keeps only these cookies (globs) in the request;
+	// DropCookies removes these; DropAllCookies removes the Cookie header
+	// (request phase).
+	KeepCookies    []string `yaml:"keep_cookies"`
+	DropCookies    []string `yaml:"drop_cookies"`
+	DropAllCookies bool     `yaml:"drop_all_cookies"`
+	// Key adds request headers' values to the cache key (request phase;
+	// after header actions and classify, so a header a rule set counts).
+	Key []string `yaml:"key"`
+	// Classify sets a request header to the first class whose expression
+	// matches another header (a device class from User-Agent).
+	Classify *Classify `yaml:"classify"`
+	// Request headers towards the origin (request phase) and response
+	// headers (response phase: stored; deliver phase: this answer only).
+	SetHeaders    map[string]string `yaml:"set_headers"`
+	AppendHeaders map[string]string `yaml:"append_headers"`
+	RemoveHeaders []string          `yaml:"remove_headers"`
+	// RewritePath replaces the path (and query) towards the origin and in
+	// the key (request phase).
+	RewritePath *Rewrite `yaml:"rewrite_path"`
+	// SetCookie adds a Set-Cookie to the answer (deliver phase).
+	SetCookie string `yaml:"set_cookie"`
+}
+
+// Synthetic is an answer made by the edge.
+type Synthetic struct {
+	Status  int               `yaml:"status"`
+	Headers map[string]string `yaml:"headers"`
+	Body    string            `yaml:"body"`
+}
+
+// Redirect answers with a redirect to Location (a template).
+type Redirect struct {
+	Status   int    `yaml:"status"`
+	Location string `yaml:"location"`
+}
+
+// Classify sets Into to the first class whose Regex matches Header, or to
+// Default.
+type Classify struct {
+	Header  string  `yaml:"header"`
+	Into    string  `yaml:"into"`
+	Classes []Class `yaml:"classes"`
+	Default string  `yaml:"default"`
+}
+
+// Class is one class of Classify.
+type Class struct {
+	Name  string `yaml:"name"`
+	Regex string `yaml:"regex"`
+}
+
+// Rewrite replaces what Regex matches in the path with Replace (a
+// template; ${1}... are Regex's captures).
+type Rewrite struct {
+	Regex   string `yaml:"regex"`
+	Replace string `yaml:"replace"`
+}
+
+// Sticky configures the bucket cookie: a reader without it is given a
+// uniformly random bucket 0-99 in a Set-Cookie at delivery, a reader with
+// it keeps it.
+type Sticky struct {
+	Cookie string        `yaml:"cookie"`
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
 // Compression configures how the edge stores and serves compressed bodies.
 type Compression struct {
 	// Enabled compresses compressible bodies once at store time.
@@ -509,6 +681,7 @@ func Default() Config {
 		Key: Key{
 			StripQuery: []string{"utm_*", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid"},
 		},
+		Sticky: Sticky{Cookie: "lakka_bucket", MaxAge: 30 * 24 * time.Hour},
 		Compression: Compression{
 			Enabled:   true,
 			GzipLevel: 6,
@@ -569,3 +742,14 @@ func Default() Config {
 //
 //go:embed example.yaml
 var Example []byte
+
+// PoolNames returns the backend pools: "default" (backends.servers) and
+// the named ones, sorted.
+func (c *Config) PoolNames() []string {
+	names := []string{"default"}
+	for n := range c.Pools {
+		names = append(names, n)
+	}
+	slices.Sort(names[1:])
+	return names
+}

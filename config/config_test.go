@@ -42,13 +42,15 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	text := string(b)
 	var walk func(rt reflect.Type, path string)
+	seen := map[reflect.Type]bool{} // Condition holds a Condition (not:)
 	walk = func(rt reflect.Type, path string) {
 		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice {
 			rt = rt.Elem()
 		}
-		if rt.Kind() != reflect.Struct || rt == durationType {
+		if rt.Kind() != reflect.Struct || rt == durationType || seen[rt] {
 			return
 		}
+		seen[rt] = true
 		for i := range rt.NumField() {
 			f := rt.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
@@ -263,4 +265,45 @@ func FuzzParseByteSize(f *testing.F) {
 			t.Fatalf("ParseByteSize(%q) = %d, negative", s, v)
 		}
 	})
+}
+
+// TestPoolsAndRuleMaps: maps (pools, header maps of rules) are decoded as
+// strictly as the rest; pools are validated with their key paths.
+func TestPoolsAndRuleMaps(t *testing.T) {
+	c, err := Parse([]byte(`
+pools:
+  canary:
+    director: fallback
+    servers: [{address: 127.0.0.1:8001}]
+rules:
+  - name: dl
+    do: {set_headers: {X-Dark-Launch: live-widget}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Pools["canary"]; p.Director != "fallback" || len(p.Servers) != 1 || c.Rules[0].Do.SetHeaders["X-Dark-Launch"] != "live-widget" {
+		t.Fatalf("parsed %+v %+v", c.Pools, c.Rules)
+	}
+	if got := c.PoolNames(); strings.Join(got, ",") != "default,canary" {
+		t.Errorf("PoolNames %v", got)
+	}
+	for src, want := range map[string]string{
+		"pools: {canary: {servers: [{address: x}], colour: red}}":                "pools.canary.colour: unknown key",
+		"pools: {canary: {servers: [{address: 127.0.0.1:1}]}, canary: {}}":       "pools.canary: duplicate key",
+		"rules: [{name: a, do: {set_headers: {X: [1, 2]}}}]":                     "rules[0].do.set_headers.X: want a single value",
+		"pools: {Default: {servers: [{address: 127.0.0.1:1}]}}":                  "pools.Default: a pool name is",
+		"pools: {default: {servers: [{address: 127.0.0.1:1}]}}":                  "pools.default: a pool name is",
+		"pools: {canary: {director: random, servers: [{address: 127.0.0.1:1}]}}": "pools.canary.director: must be round_robin or fallback",
+		"pools: {canary: {}}":     "pools.canary.servers: a pool needs at least one server",
+		"sticky: {cookie: 'a b'}": "sticky.cookie: must be a cookie name",
+	} {
+		c, err := Parse([]byte(src))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", src, err, want)
+		}
+	}
 }

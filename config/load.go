@@ -178,6 +178,32 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, depth int, errs *[]e
 			}
 			decodeNode(val, v.Field(idx), sub, depth+1, errs)
 		}
+	case reflect.Map:
+		// Maps with string keys (header names, pool names): each value is
+		// decoded strictly under its key's path.
+		if n.Kind != yaml.MappingNode {
+			fail("want a mapping, got %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			sub := joinPath(path, k.Value)
+			key := reflect.New(v.Type().Key()).Elem()
+			if key.Kind() != reflect.String || k.Kind != yaml.ScalarNode {
+				*errs = append(*errs, fmt.Errorf("%s: want a name as the key (line %d)", sub, k.Line))
+				continue
+			}
+			key.SetString(k.Value)
+			if m.MapIndex(key).IsValid() {
+				*errs = append(*errs, fmt.Errorf("%s: duplicate key (line %d)", sub, k.Line))
+				continue
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			decodeNode(val, elem, sub, depth+1, errs)
+			m.SetMapIndex(key, elem)
+		}
+		v.Set(m)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			fail("want a list, got %s", kindName(n))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ func (c *Config) Validate() error {
 	c.validateCache(v)
 	c.validateKey(v)
 	c.validateRoutes(v)
+	c.validatePools(v)
 	c.validateCompression(v)
 	c.validatePurge(v)
 	c.validateAdmin(v)
@@ -240,6 +242,33 @@ func (c *Config) validateCache(v *validator) {
 
 func (c *Config) validateKey(v *validator) {
 	v.globs("key.strip_query", c.Key.StripQuery)
+}
+
+// poolName is the shape of a pool name: it labels metrics and keys.
+var poolName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+func (c *Config) validatePools(v *validator) {
+	for name, p := range c.Pools {
+		key := "pools." + name
+		if !poolName.MatchString(name) || name == "default" {
+			v.errorf(key, "a pool name is 1-32 lower-case letters, digits, '-' or '_', and not \"default\" (the default pool is backends.servers)")
+		}
+		switch p.Director {
+		case "", "round_robin", "fallback":
+		default:
+			v.errorf(key+".director", "must be round_robin or fallback, got %q", p.Director)
+		}
+		if len(p.Servers) == 0 {
+			v.errorf(key+".servers", "a pool needs at least one server")
+		}
+		for i, s := range p.Servers {
+			v.addr(fmt.Sprintf("%s.servers[%d].address", key, i), s.Address, true)
+		}
+	}
+	if c.Sticky.Cookie == "" || strings.ContainsAny(c.Sticky.Cookie, "=;, \t\"") {
+		v.errorf("sticky.cookie", "must be a cookie name, got %q", c.Sticky.Cookie)
+	}
+	v.duration("sticky.max_age", c.Sticky.MaxAge, false)
 }
 
 func (c *Config) validateRoutes(v *validator) {
