@@ -109,3 +109,59 @@ func Values(key []byte, n int) [][]byte {
 	}
 	return vals
 }
+
+// Extras are the key parts rules add after the URL (a backend pool, the
+// values of request headers): each is 0x01, a name, 0x02 and a value. A
+// base key with extras is still a URL key to the rest of this package
+// (URL, AppendVariant); RealURL drops them, for purges and refreshes.
+const (
+	extraSep = 0x01
+	extraKV  = 0x02
+)
+
+// AppendExtra appends one key part to a URL key. Control bytes in value
+// (a header value has none, but the key format must not depend on that)
+// become '?'.
+func AppendExtra(dst []byte, name string, value []byte) []byte {
+	dst = append(dst, extraSep)
+	dst = append(dst, name...)
+	dst = append(dst, extraKV)
+	for _, c := range value {
+		if c < 0x20 {
+			c = '?'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// RealURL returns the URL of a URL key without its extras.
+func RealURL(url []byte) []byte {
+	if i := bytes.IndexByte(url, extraSep); i >= 0 {
+		return url[:i]
+	}
+	return url
+}
+
+// HasExtras reports whether a URL key has extras.
+func HasExtras(url []byte) bool { return bytes.IndexByte(url, extraSep) >= 0 }
+
+// EachExtra calls f with every extra of a URL key, in order.
+func EachExtra(url []byte, f func(name, value []byte)) {
+	i := bytes.IndexByte(url, extraSep)
+	for i >= 0 {
+		rest := url[i+1:]
+		end := bytes.IndexByte(rest, extraSep)
+		part := rest
+		if end >= 0 {
+			part = rest[:end]
+		}
+		if j := bytes.IndexByte(part, extraKV); j >= 0 {
+			f(part[:j], part[j+1:])
+		}
+		if end < 0 {
+			return
+		}
+		i += 1 + end
+	}
+}

@@ -2,6 +2,7 @@ package cachekey
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -82,4 +83,22 @@ func FuzzVariant(f *testing.F) {
 			t.Fatalf("rebuilt %q, want %q", again, key)
 		}
 	})
+}
+
+func TestExtras(t *testing.T) {
+	base := AppendURL(nil, []byte("example.fi"), []byte("/a?b=1"))
+	k := AppendExtra(append([]byte(nil), base...), "@pool", []byte("canary"))
+	k = AppendExtra(k, "x-device", []byte("mob\x01ile"))
+	if string(RealURL(k)) != string(base) || !HasExtras(k) || HasExtras(base) || string(URL(k)) != string(k) {
+		t.Fatalf("RealURL %q, HasExtras %v/%v, URL %q", RealURL(k), HasExtras(k), HasExtras(base), URL(k))
+	}
+	var got []string
+	EachExtra(k, func(n, v []byte) { got = append(got, string(n)+"="+string(v)) })
+	if strings.Join(got, " ") != "@pool=canary x-device=mob?ile" {
+		t.Fatalf("extras %q", got)
+	}
+	v := AppendVariantValues(nil, k, [][]byte{[]byte("fi")})
+	if string(URL(v)) != string(k) || string(RealURL(URL(v))) != string(base) {
+		t.Fatalf("variant of a key with extras: URL %q", URL(v))
+	}
 }

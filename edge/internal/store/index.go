@@ -111,30 +111,43 @@ func (x *index) addLocked(e *Entry) {
 		x.hosts[string(host)] = 1
 	}
 	for _, t := range e.Tags {
-		ts, ok := x.tags[t]
-		if !ok {
-			x.tags[t] = tagSet{one: e}
-			continue
-		}
-		switch {
-		case ts.one == nil:
-			ts.one = e
-		case ts.more == nil:
-			ts.more = &tagMore{list: []*Entry{e}}
-		case ts.more.set != nil:
-			ts.more.set[e] = struct{}{}
-		case len(ts.more.list) < tagListMax:
-			ts.more.list = append(ts.more.list, e)
-		default:
-			ts.more.set = make(map[*Entry]struct{}, 2*tagListMax)
-			for _, o := range ts.more.list {
-				ts.more.set[o] = struct{}{}
-			}
-			ts.more.set[e] = struct{}{}
-			ts.more.list = nil
-		}
-		x.tags[t] = ts
+		x.addTagLocked(t, e)
 	}
+	if u := e.URL(); cachekey.HasExtras(u) {
+		// Keyed by a rule (a pool, a device class): a URL purge finds it
+		// through its real URL.
+		x.addTagLocked(urlTag(cachekey.RealURL(u)), e)
+	}
+}
+
+// urlTag is the index's hidden tag of the entries whose keys add rule
+// parts to URL (a tag cannot start with a NUL byte).
+func urlTag(url []byte) string { return "\x00u" + string(url) }
+
+func (x *index) addTagLocked(t string, e *Entry) {
+	ts, ok := x.tags[t]
+	if !ok {
+		x.tags[t] = tagSet{one: e}
+		return
+	}
+	switch {
+	case ts.one == nil:
+		ts.one = e
+	case ts.more == nil:
+		ts.more = &tagMore{list: []*Entry{e}}
+	case ts.more.set != nil:
+		ts.more.set[e] = struct{}{}
+	case len(ts.more.list) < tagListMax:
+		ts.more.list = append(ts.more.list, e)
+	default:
+		ts.more.set = make(map[*Entry]struct{}, 2*tagListMax)
+		for _, o := range ts.more.list {
+			ts.more.set[o] = struct{}{}
+		}
+		ts.more.set[e] = struct{}{}
+		ts.more.list = nil
+	}
+	x.tags[t] = ts
 }
 
 // remove forgets e (and only e: a replacement under the same key stays).
@@ -154,26 +167,33 @@ func (x *index) removeLocked(e *Entry) {
 		}
 	}
 	for _, t := range e.Tags {
-		ts, ok := x.tags[t]
-		if !ok {
-			continue
-		}
-		if ts.one == e {
-			ts.one = nil
-		} else if ts.more != nil {
-			ts.more.delete(e)
-		}
-		if ts.one == nil && ts.more != nil {
-			ts.one = ts.more.pop()
-		}
-		if ts.more != nil && ts.more.empty() {
-			ts.more = nil
-		}
-		if ts.one == nil {
-			delete(x.tags, t)
-		} else {
-			x.tags[t] = ts
-		}
+		x.removeTagLocked(t, e)
+	}
+	if u := e.URL(); cachekey.HasExtras(u) {
+		x.removeTagLocked(urlTag(cachekey.RealURL(u)), e)
+	}
+}
+
+func (x *index) removeTagLocked(t string, e *Entry) {
+	ts, ok := x.tags[t]
+	if !ok {
+		return
+	}
+	if ts.one == e {
+		ts.one = nil
+	} else if ts.more != nil {
+		ts.more.delete(e)
+	}
+	if ts.one == nil && ts.more != nil {
+		ts.one = ts.more.pop()
+	}
+	if ts.more != nil && ts.more.empty() {
+		ts.more = nil
+	}
+	if ts.one == nil {
+		delete(x.tags, t)
+	} else {
+		x.tags[t] = ts
 	}
 }
 
@@ -236,7 +256,7 @@ func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft boo
 	if cur-startGen > min(x.logN, purgeLogSize) {
 		return true, false // older than what the log remembers
 	}
-	u := e.URL()
+	u := cachekey.RealURL(e.URL())
 	_, target := cachekey.SplitURL(u)
 	soft = true
 	for i := x.logN; i > 0 && i > x.logN-min(x.logN, purgeLogSize); i-- {

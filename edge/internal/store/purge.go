@@ -32,16 +32,20 @@ func (s *Store) Purge(p Purge, now time.Time) int {
 	for _, u := range p.URLs {
 		if len(u) > 0 && u[0] == '/' {
 			for _, h := range hosts {
-				affected = s.urlEntries(affected, cachekey.AppendURL(nil, []byte(h), u))
+				hu := cachekey.AppendURL(nil, []byte(h), u)
+				affected = s.urlEntries(affected, hu)
+				affected = s.idx.tagged(affected, urlTag(hu))
 			}
 			continue
 		}
 		affected = s.urlEntries(affected, u)
+		// Entries keyed by rules (a pool, a device class) under this URL.
+		affected = s.idx.tagged(affected, urlTag(u))
 	}
 	if p.All {
 		affected = s.allEntries(affected)
 	}
-	if len(p.Tags)+len(p.URLs) > 1 || p.All {
+	if len(p.Tags)+len(p.URLs) > 0 || p.All {
 		affected = dedupe(affected)
 	}
 	n := 0
