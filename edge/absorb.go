@@ -19,6 +19,7 @@ import (
 	"github.com/lakka-cache/lakka/edge/internal/cachekey"
 	"github.com/lakka-cache/lakka/edge/internal/coding"
 	"github.com/lakka-cache/lakka/edge/internal/store"
+	"github.com/lakka-cache/lakka/rules"
 )
 
 // absorber turns origin responses into stored entries: it reads what the
@@ -70,6 +71,10 @@ type fetchView struct {
 	h             *fasthttp.RequestHeader
 	authorization bool
 	varyValues    [][]byte // background refresh: values of the varied headers
+	// rq is the request as the response phase's conditions read it, and
+	// life the request phase's lifetimes (rules.go).
+	rq   rules.Request
+	life lifetimes
 }
 
 // absorbed is the outcome of absorbing a backend response.
@@ -140,9 +145,13 @@ func (a *absorber) absorb(url []byte, fr *backend.Fetched, stale *store.Entry, s
 		a.m.notStored.WithLabelValues("unasked-304").Inc()
 		return out
 	}
+	rl := fv.life.apply(a.rules(fv.pol, url))
+	if !fv.pol.rules.Empty(rules.PhaseResponse) && fv.rq != nil {
+		rl = a.responseRules(fv, resp, rl)
+	}
 	meta := a.responseMeta(resp, fv.pol)
 	creq := cachepolicy.Request{Authorization: fv.authorization, CacheControl: reqCC}
-	dec := cachepolicy.Decide(creq, meta.resp, fr.ReqTime, fr.ResTime, a.rules(fv.pol, url))
+	dec := cachepolicy.Decide(creq, meta.resp, fr.ReqTime, fr.ResTime, rl)
 	if dec.Store && meta.varyStar {
 		dec.Store, dec.Reason = false, cachepolicy.ReasonVaryStar
 	}
@@ -240,7 +249,7 @@ func (a *absorber) seal(e *store.Entry, borrowed bool) bool {
 
 // rules returns the caching rules of the route matching a URL key.
 func (a *absorber) rules(pol *policy, url []byte) cachepolicy.Rules {
-	host, target := cachekey.SplitURL(url)
+	host, target := cachekey.SplitURL(cachekey.RealURL(url))
 	if i := cachepolicy.MatchRoute(pol.matches, cachepolicy.HostWithoutPort(host), target); i >= 0 {
 		return pol.routes[i].rules
 	}

@@ -23,6 +23,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	r.host, r.target, r.key, r.vkey = r.host[:0], r.target[:0], r.key[:0], r.vkey[:0]
 	r.cookie, r.scratch = r.cookie[:0], r.scratch[:0]
 	r.route, r.isHEAD, r.hasCookie = -1, false, false
+	r.ruled, r.dir = false, nil
 	r.result, r.detail = resError, detailNone
 	r.began = ctx.Time()
 	r.now = s.clock.at(r.began)
@@ -44,6 +45,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	r.serve()
+	if r.g.pol.rules.Len() > 0 {
+		r.ruleDeliver()
+	}
 }
 
 var (
@@ -64,6 +68,9 @@ func (r *request) serve() {
 	method := ctx.Method()
 	if string(method) == "PURGE" {
 		r.purgeMethod()
+		return
+	}
+	if r.g.pol.rules.Len() > 0 && r.ruleRequest() {
 		return
 	}
 	get := bytes.Equal(method, strGET)
@@ -231,6 +238,11 @@ func (r *request) prepareCookies() {
 		return
 	}
 	r.cookie = cachepolicy.StripCookies(r.cookie[:0], raw, r.g.pol.stripCookies)
+	if r.ruled {
+		// The rules' cookie actions and the bucket cookie.
+		r.scratch = cachepolicy.FilterCookies(r.scratch[:0], r.cookie, r.keepCookie)
+		r.cookie = append(r.cookie[:0], r.scratch...)
+	}
 	if r.raw.cookie > 1 {
 		// A second Cookie line: Peek saw only the first. Do not guess.
 		r.hasCookie = true

@@ -131,3 +131,23 @@ func TestSlowHitsDoNotMakeHeaders(t *testing.T) {
 		t.Errorf("%.2f allocations per hit two seconds apart, want 0", allocs)
 	}
 }
+
+// TestNewsroomHitAllocatesNothing: a hit through the newsroom's rules
+// (request phase: cookies, device class, canary and dark launch checks;
+// deliver phase: header changes) allocates nothing, nor with 200 more
+// rules.
+func TestNewsroomHitAllocatesNothing(t *testing.T) {
+	for _, n := range []int{0, 200} {
+		e, _ := primedEdgeConfig(t, 2<<10, func(c *config.Config) { newsroomRules(t, c, manyRules(n)) })
+		ctx := newsroomHitCtx(t)
+		for range 1000 {
+			serveHit(e, ctx)
+		}
+		if string(ctx.Response.Header.Peek("X-Cache")) != "HIT" || string(ctx.Response.Header.Peek("X-Served-By")) != "edge-1" {
+			t.Fatalf("not a newsroom hit: X-Cache %s, X-Served-By %s", ctx.Response.Header.Peek("X-Cache"), ctx.Response.Header.Peek("X-Served-By"))
+		}
+		if allocs := testing.AllocsPerRun(200, func() { serveHit(e, ctx) }); allocs != 0 {
+			t.Errorf("newsroom rules + %d: %.1f allocations per hit, want 0", n, allocs)
+		}
+	}
+}

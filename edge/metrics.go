@@ -22,6 +22,9 @@ type metrics struct {
 	// Reloads (edge/reload.go).
 	reloads      *prometheus.CounterVec
 	needsUpgrade prometheus.Gauge
+	// ruleMatches counts matches by rule name (rules.go; the names are
+	// the configuration's rules).
+	ruleMatches *prometheus.CounterVec
 	// Snapshots (edge/snapshot.go): objects and seconds of the last load
 	// and write, and files refused or not written.
 	snapshotObjects *prometheus.GaugeVec
@@ -234,6 +237,10 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Buckets: prometheus.ExponentialBuckets(0.000005, 4, 10),
 	})
 	m.purgeDuration = purgeDur
+	m.ruleMatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_rule_matches_total",
+		Help: "Requests, origin responses and answers each rule matched, by rule name (config rules:).",
+	}, []string{"rule"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_config_reloads_total",
 		Help: "Configuration reloads (SIGHUP), by result: ok, or invalid (the file could not be read or did not validate; the running configuration stays).",
@@ -395,7 +402,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		m.decompressions, compressions, compressedIn, compressedOut, m.gzipErrors, m.accessLogDropped, objects, bytes,
 		slabLive, slabResident, slabRetained, slabMapped, slabRefused, bodiesUsed, bodiesLimit, bodiesRefused,
 		purges, m.purgedObjects, purgeDur, m.purgeRefusals, m.adminRefusals,
-		m.reloads, m.needsUpgrade, m.snapshotObjects, m.snapshotSeconds, m.snapshotErrors,
+		m.reloads, m.needsUpgrade, m.ruleMatches, m.snapshotObjects, m.snapshotSeconds, m.snapshotErrors,
 		m.busConnected, m.busLag, m.busGaps, m.busApplyErrors, m.busCatchUpTimeouts, m.busPublishes,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,

@@ -48,7 +48,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	startGen := s.store.Generation()
 	req := fasthttp.AcquireRequest()
 	r.upstream(modeCache, stale, req)
-	fr, err = r.g.dir.Fetch(req)
+	fr, err = r.director().Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		f.status, f.noAnswer = backend.Status(err), true
@@ -60,7 +60,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 		}
 		return false
 	}
-	out := s.abs.absorb(r.key, fr, stale, startGen, fetchView{pol: r.g.pol, h: &r.ctx.Request.Header})
+	out := s.abs.absorb(r.key, fr, stale, startGen, r.fetchView())
 	r.hold(out.entry) // the builder's reference
 	f.publish(out)
 	finished = true
@@ -143,6 +143,8 @@ type bgFetch struct {
 	stale    *store.Entry
 	req      *fasthttp.Request // the request for the origin
 	g        *generation       // the client request's
+	dir      *backend.Director // the pool it fetches from
+	life     lifetimes         // the request phase's
 	h        fasthttp.RequestHeader
 	startGen uint64
 	// result takes the outcome to the client while it still waits.
@@ -175,6 +177,8 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 		stale:    stale,
 		req:      fasthttp.AcquireRequest(),
 		g:        r.g,
+		dir:      r.director(),
+		life:     r.lifetimes(),
 		startGen: s.store.Generation(),
 		result:   make(chan bgResult, 1),
 		waiting:  true,
@@ -252,7 +256,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		}
 	}()
 	var err error
-	fr, err = bg.g.dir.Fetch(bg.req)
+	fr, err = bg.dir.Fetch(bg.req)
 	fasthttp.ReleaseRequest(bg.req)
 	bg.req = nil
 	if err != nil {
@@ -262,7 +266,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		bg.hand(bgResult{err: err})
 		return
 	}
-	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{pol: bg.g.pol, h: &bg.h})
+	out := s.abs.absorb(bg.url, fr, bg.stale, bg.startGen, fetchView{pol: bg.g.pol, h: &bg.h, rq: newKeyView(bg.url, bg.g.pol.node), life: bg.life})
 	built = out.entry
 	f.publish(out)
 	finished = true
@@ -410,11 +414,9 @@ func (r *request) fetchDirect(why detail) {
 		return
 	}
 	defer releaseOnPanic(fr)()
-	out := s.abs.absorb(r.key, fr, nil, startGen, fetchView{
-		pol:           r.g.pol,
-		h:             &r.ctx.Request.Header,
-		authorization: len(r.ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0,
-	})
+	fv := r.fetchView()
+	fv.authorization = len(r.ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0
+	out := s.abs.absorb(r.key, fr, nil, startGen, fv)
 	r.hold(out.entry) // the builder's reference
 	if out.entry == nil || !out.stored {
 		r.result = resPass
@@ -457,7 +459,7 @@ func releaseOnPanic(fr *backend.Fetched) func() {
 func (r *request) forward(mode fetchMode) *backend.Fetched {
 	req := fasthttp.AcquireRequest()
 	r.upstream(mode, nil, req)
-	fr, err := r.g.dir.Fetch(req)
+	fr, err := r.director().Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		r.s.logFetchError(r.key, err)
@@ -523,7 +525,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 	g := s.g()
 	g.pol.refreshRequest(e, req)
 	var err error
-	fr, err = g.dir.Fetch(req)
+	fr, err = g.poolOf(e.Key).Fetch(req)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
 		s.m.refreshes.WithLabelValues("error").Inc()
@@ -533,7 +535,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 		e.EndRefresh(s.now().Add(refreshRetry))
 		return
 	}
-	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{pol: g.pol, varyValues: cachekey.Values(e.Key, len(e.VaryNames))})
+	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{pol: g.pol, varyValues: cachekey.Values(e.Key, len(e.VaryNames)), rq: newKeyView(e.Key, g.pol.node)})
 	fr.Release()
 	if out.entry != nil {
 		defer out.entry.Release() // the builder's: waiters take their own

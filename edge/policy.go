@@ -1,11 +1,15 @@
 package edge
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lakka-cache/lakka/cachepolicy"
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/rules"
 )
 
 // policy is the configuration compiled into what requests consult: key
@@ -30,6 +34,14 @@ type policy struct {
 	forwardedProto string
 	debugHeaders   bool
 	maxURIBytes    int
+
+	// The rules (rules.go), their match counters (by rule index), the
+	// bucket cookie and the node's name for ${node}.
+	rules        *rules.Set
+	ruleMatches  []prometheus.Counter
+	stickyCookie string
+	stickyMaxAge int64 // seconds
+	node         string
 }
 
 // route is a compiled config.Route.
@@ -40,8 +52,9 @@ type route struct {
 	rules         cachepolicy.Rules
 }
 
-// newPolicy compiles a validated configuration.
-func newPolicy(cfg *config.Config) (*policy, error) {
+// newPolicy compiles a validated configuration; matches (nil: not
+// counted) gives the rules' match counters.
+func newPolicy(cfg *config.Config, matches *prometheus.CounterVec) (*policy, error) {
 	p := &policy{
 		keyRules: cachepolicy.KeyRules{
 			StripQuery: cfg.Key.StripQuery,
@@ -70,7 +83,19 @@ func newPolicy(cfg *config.Config) (*policy, error) {
 		rules.StripSetCookie = r.StripSetCookie
 		p.routes = append(p.routes, route{name: r.Name, pass: r.Pass, ignoreCookies: r.IgnoreCookies, rules: rules})
 	}
+	p.node = cmp.Or(cfg.Edge.NodeID, cfg.Edge.ViaName)
+	p.stickyCookie, p.stickyMaxAge = cfg.Sticky.Cookie, int64(cfg.Sticky.MaxAge.Seconds())
 	var err error
+	if p.rules, err = rules.Compile(cfg.Rules, rules.Options{Pools: cfg.PoolNames(), Node: p.node}); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	for i := range p.rules.Len() {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+		if matches != nil {
+			c = matches.WithLabelValues(p.rules.Name(i))
+		}
+		p.ruleMatches = append(p.ruleMatches, c)
+	}
 	if p.trusted, err = prefixes("edge.trusted_proxies", cfg.Edge.TrustedProxies); err != nil {
 		return nil, err
 	}

@@ -165,7 +165,7 @@ func (r *request) invalidateAfterUnsafe(h *fasthttp.ResponseHeader) {
 // keyURL is the absolute URL that names a URL key in a purge message (the
 // key holds no scheme: http and https share it).
 func keyURL(key []byte) string {
-	host, target := cachekey.SplitURL(key)
+	host, target := cachekey.SplitURL(cachekey.RealURL(cachekey.URL(key)))
 	return "http://" + string(host) + string(target)
 }
 
@@ -179,7 +179,7 @@ func CheckPurge(m purge.Message) error {
 		return err
 	}
 	cfg := config.Default()
-	pol, err := newPolicy(&cfg)
+	pol, err := newPolicy(&cfg, nil)
 	if err != nil {
 		return err
 	}

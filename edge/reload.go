@@ -19,6 +19,8 @@ type generation struct {
 	pol    *policy
 	dir    *backend.Director
 	access *accessLog
+	// pools are the named backend pools (config pools:), for rules.
+	pools map[string]*backend.Director
 }
 
 // g returns the current generation.
@@ -61,12 +63,12 @@ func (s *Server) Reload(cfg config.Config) (Reloaded, error) {
 	old := s.g()
 	applied := reloadable(*old.cfg, cfg)
 	needs := diffKeys("", reflect.ValueOf(applied), reflect.ValueOf(cfg))
-	pol, err := newPolicy(&applied)
+	pol, err := newPolicy(&applied, s.m.ruleMatches)
 	if err != nil {
 		s.ReloadFailed(err)
 		return Reloaded{}, err
 	}
-	next := &generation{cfg: &applied, pol: pol, dir: old.dir, access: old.access}
+	next := &generation{cfg: &applied, pol: pol, dir: old.dir, access: old.access, pools: old.pools}
 	if !reflect.DeepEqual(old.cfg.Log, applied.Log) {
 		if next.access, err = newAccessLog(applied.Log, s.m); err != nil {
 			s.ReloadFailed(err)
@@ -77,9 +79,20 @@ func (s *Server) Reload(cfg config.Config) (Reloaded, error) {
 		next.dir = backend.New(applied.Backends, s.m.backends, s.dial, s.now)
 		next.dir.Start()
 	}
+	if !reflect.DeepEqual(old.cfg.Backends, applied.Backends) || !reflect.DeepEqual(old.cfg.Pools, applied.Pools) {
+		next.pools = newPools(&applied, s.m.backends, s.dial, s.now)
+		for _, d := range next.pools {
+			d.Start()
+		}
+	}
 	s.gen.Store(next)
 	if next.dir != old.dir {
 		old.dir.Stop() // its probes; fetches in flight on it finish
+	}
+	for name, d := range old.pools {
+		if next.pools[name] != d {
+			d.Stop()
+		}
 	}
 	if next.access != old.access {
 		retired := old.access
@@ -104,6 +117,7 @@ func (s *Server) ReloadFailed(err error) {
 func reloadable(running, next config.Config) config.Config {
 	out := running
 	out.Routes = next.Routes
+	out.Rules, out.Sticky, out.Pools = next.Rules, next.Sticky, next.Pools
 	out.Key = next.Key
 	out.Backends = next.Backends
 	out.Purge.Token = next.Purge.Token

@@ -120,3 +120,53 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadRulesAndPools: a reload swaps the rules and the pools; the
+// cache and the match counters stay; rules that do not compile change
+// nothing and are reported with the rule and field.
+func TestReloadRulesAndPools(t *testing.T) {
+	a := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		fmt.Fprint(w, "a", r.URL.Path)
+	})
+	b := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		fmt.Fprint(w, "b", r.URL.Path)
+	})
+	c := testConfig(a.addr())
+	e := startEdge(t, c)
+	e.get("/x")
+	e.settle()
+
+	next := c
+	next.Pools = map[string]config.Pool{"canary": {Servers: []config.Backend{{Address: b.addr()}}}}
+	next.Rules = []config.Rule{
+		{Name: "health", When: config.Condition{Path: []string{"/health"}}, Do: config.Actions{Synthetic: &config.Synthetic{Status: 200, Body: "up"}}},
+		{Name: "canary", When: config.Condition{PathPrefix: []string{"/c/"}}, Do: config.Actions{Pool: "canary"}},
+	}
+	if _, err := e.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get("/health"); r.body != "up" || r.get("X-Cache") != "SYNTH" {
+		t.Errorf("/health after the reload: %q %s", r.body, r.get("X-Cache"))
+	}
+	if r := e.get("/c/1"); r.body != "b/c/1" {
+		t.Errorf("/c/1 after the reload: %q, want the canary pool's", r.body)
+	}
+	if r := e.get("/x"); r.get("X-Cache") != "HIT" {
+		t.Errorf("/x after the reload: %s, want the stored HIT", r.get("X-Cache"))
+	}
+	bad := next
+	bad.Rules = append([]config.Rule{}, next.Rules...)
+	bad.Rules[1].Do.Pool = "blue"
+	_, err := e.Reload(bad)
+	if err == nil || !strings.Contains(err.Error(), `rules[1] (canary).do.pool: no pool "blue"`) {
+		t.Fatalf("reload with a bad rule: %v", err)
+	}
+	if r := e.get("/health"); r.body != "up" {
+		t.Errorf("/health after the refused reload: %q", r.body)
+	}
+	if n := counter(e.m.ruleMatches.WithLabelValues("health")); n != 2 {
+		t.Errorf("health matched %v times, want 2", n)
+	}
+}

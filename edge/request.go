@@ -7,7 +7,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
+	"github.com/lakka-cache/lakka/edge/internal/backend"
 	"github.com/lakka-cache/lakka/edge/internal/store"
+	"github.com/lakka-cache/lakka/rules"
 )
 
 // request is one client request on its way through the stages: the
@@ -50,6 +52,14 @@ type request struct {
 	// sent is the length of a stored body being sent (for the bytes-sent
 	// metric), or -1.
 	sent int
+	// The rules (rules.go): ruled says the request phase ran; view is
+	// the request as conditions read it; rres and dres are the request
+	// and deliver phases' results; dir is the pool a rule chose (nil:
+	// the default).
+	ruled      bool
+	view       ruleView
+	rres, dres rules.Result
+	dir        *backend.Director
 }
 
 // maxHeld bounds what one request holds: a Vary marker and the object

@@ -18,10 +18,12 @@ const (
 	resPass
 	resError
 	resPurge
+	// resSynth is an answer a rule made (synthetic, redirect, deny).
+	resSynth
 	numResults
 )
 
-var resultNames = [numResults]string{"HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERROR", "PURGE"}
+var resultNames = [numResults]string{"HIT", "MISS", "STALE", "REVALIDATED", "PASS", "ERROR", "PURGE", "SYNTH"}
 
 func (r cacheResult) String() string { return resultNames[r] }
 
@@ -59,6 +61,8 @@ const (
 	detailUncacheable
 	detailNoTransform
 	detailBodyBudget
+	// detailRule: a rule passed the request, or answered it (SYNTH).
+	detailRule
 	// Edge-generated answers.
 	detailOnlyIfCached
 	detailPurge
@@ -89,7 +93,7 @@ var detailNames = func() (n [numDetails]string) {
 	copy(n[:], []string{
 		"", "stored", "collapsed", "not-stored",
 		"grace", "origin-error", "origin-down", "wait-timeout", "slow-origin",
-		"method", "route", "cookie", "authorization", "uncacheable", "no-transform", "body-budget",
+		"method", "route", "cookie", "authorization", "uncacheable", "no-transform", "body-budget", "rule",
 		"only-if-cached", "purge",
 		"cl-and-te", "duplicate-host", "missing-host", "target", "host", "uri-too-long",
 		"header-too-large", "body-too-large", "timeout", "parse", "variant",

@@ -138,9 +138,8 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering), busApplied: sm.busApplied}
 	s.requests.New = func() any { return &request{s: s} }
 	var err error
-	pol, err := newPolicy(&cfg)
-	if err != nil {
-		return nil, err
+	if _, err := newPolicy(&cfg, nil); err != nil {
+		return nil, err // before anything is registered or started
 	}
 	if err := checkSnapshotPath(cfg.Cache.SnapshotPath); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -194,7 +193,13 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		return nil, err
 	}
 	s.dial = sm.dial
-	s.gen.Store(&generation{cfg: &cfg, pol: pol, dir: backend.New(cfg.Backends, s.m.backends, sm.dial, s.now), access: access})
+	pol, err := newPolicy(&cfg, s.m.ruleMatches)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.gen.Store(&generation{cfg: &cfg, pol: pol, dir: backend.New(cfg.Backends, s.m.backends, sm.dial, s.now), access: access,
+		pools: newPools(&cfg, s.m.backends, sm.dial, s.now)})
 	s.purger = &purger{store: s.store, gen: &s.gen, m: s.m, log: logger, now: s.now}
 	s.refresh = newRefresher(s.refreshOne, s.fetchInBackground, s.m.refreshes.WithLabelValues("dropped"), cfg.Cache.RefreshWorkers, cfg.Cache.RefreshQueue)
 	s.fast = &fasthttp.Server{
@@ -293,6 +298,9 @@ func (s *Server) Serve() error {
 	s.started = time.Now()
 	s.refresh.start()
 	s.g().dir.Start()
+	for _, d := range s.g().pools {
+		d.Start()
+	}
 	adminErr := make(chan error, 1)
 	go func() {
 		err := s.admin.Serve(s.adminLn)
@@ -382,6 +390,9 @@ func (s *Server) closeBackground() {
 		s.refresh.stopAndWait(s.dropJob)
 		g := s.g()
 		g.dir.Stop()
+		for _, d := range g.pools {
+			d.Stop()
+		}
 		g.access.close()
 		s.store.Close()
 	})

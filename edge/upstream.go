@@ -96,6 +96,7 @@ func (r *request) upstream(mode fetchMode, stale *store.Entry, req *fasthttp.Req
 	if mode != modeCache && len(r.cookie) > 0 {
 		out.SetBytesKV([]byte(fasthttp.HeaderCookie), r.cookie)
 	}
+	r.ruleHeaders(out)
 	if mode != modePass {
 		out.Set(fasthttp.HeaderAcceptEncoding, "gzip")
 		if stale != nil {
@@ -114,9 +115,16 @@ func (r *request) upstream(mode fetchMode, stale *store.Entry, req *fasthttp.Req
 func (p *policy) refreshRequest(e *store.Entry, req *fasthttp.Request) {
 	h := &req.Header
 	h.SetMethod(fasthttp.MethodGet)
-	host, target := cachekey.SplitURL(e.URL())
+	host, target := cachekey.SplitURL(cachekey.RealURL(e.URL()))
 	h.SetRequestURIBytes(target)
 	h.SetHostBytes(host)
+	// The header values rules added to the key (a device class, a dark
+	// launch), as the request that stored it sent them.
+	cachekey.EachExtra(e.URL(), func(name, value []byte) {
+		if string(name) != poolExtra {
+			h.SetBytesKV(name, value)
+		}
+	})
 	for i, v := range cachekey.Values(e.Key, len(e.VaryNames)) {
 		if len(v) > 0 {
 			h.SetBytesV(e.VaryNames[i], v)

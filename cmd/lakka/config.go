@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/rules"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -15,7 +16,7 @@ func newConfigCmd() *cobra.Command {
 		Example: `  lakka config check /etc/lakka/lakka.yaml
   lakka config default > lakka.yaml`,
 	}
-	cmd.AddCommand(newConfigCheckCmd(), newConfigDefaultCmd())
+	cmd.AddCommand(newConfigCheckCmd(), newConfigDefaultCmd(), newConfigExplainCmd())
 	return cmd
 }
 
@@ -24,7 +25,10 @@ func newConfigCheckCmd() *cobra.Command {
 		Use:   "check FILE",
 		Short: "Check a configuration file: unknown keys, wrong types and invalid values",
 		Long: `Check loads FILE strictly: every unknown key, value of the wrong type and
-invalid value is reported with its key path, and the exit status is 1.`,
+invalid value is reported with its key path, and the exit status is 1.
+Rules are compiled as the edge compiles them: an error names the rule
+(index and name) and the field (a bad regular expression, an unknown
+pool, an action in the wrong phase).`,
 		Example: "  lakka config check lakka.yaml",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -33,10 +37,14 @@ invalid value is reported with its key path, and the exit status is 1.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := config.LoadFile(args[0]); err != nil {
+			cfg, err := config.LoadFile(args[0])
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			if _, err := rules.Compile(cfg.Rules, rules.Options{Pools: cfg.PoolNames()}); err != nil {
+				return fmt.Errorf("config: %s:\n%w", args[0], err)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return err
 		},
 	}

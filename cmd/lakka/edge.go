@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ func newEdgeCmd() *cobra.Command {
 		listen    string
 		admin     string
 		backends  []string
+		pools     []string
 		cacheSize config.ByteSize
 		nodeID    string
 		zone      string
@@ -97,6 +99,33 @@ every key.`,
 						cfg.Backends.Servers = append(cfg.Backends.Servers, config.Backend{Address: b})
 					}
 				}
+				// --pool NAME=ADDR (repeatable) replaces the servers of a
+				// pool the file names; default is backends.servers.
+				replaced := map[string]bool{}
+				for _, p := range pools {
+					name, addr, ok := strings.Cut(p, "=")
+					if !ok || name == "" || addr == "" {
+						return cfg, usagef("--pool %q: want NAME=HOST:PORT", p)
+					}
+					b := config.Backend{Address: addr}
+					if name == "default" {
+						if !replaced[name] {
+							cfg.Backends.Servers = nil
+						}
+						cfg.Backends.Servers = append(cfg.Backends.Servers, b)
+					} else {
+						pl, ok := cfg.Pools[name]
+						if !ok {
+							return cfg, usagef("--pool %s=%s: the configuration has no pool %q (pools: %s)", name, addr, name, strings.Join(cfg.PoolNames(), ", "))
+						}
+						if !replaced[name] {
+							pl.Servers = nil
+						}
+						pl.Servers = append(pl.Servers, b)
+						cfg.Pools[name] = pl
+					}
+					replaced[name] = true
+				}
 				if f.Changed("cache-size") {
 					cfg.Cache.SizeBytes = cacheSize
 				}
@@ -126,6 +155,7 @@ every key.`,
 	f.StringVar(&listen, "listen", "", "client listener address (edge.listen)")
 	f.StringVar(&admin, "admin", "", "admin listener address: /metrics, /healthz, purge API (edge.admin)")
 	f.StringArrayVar(&backends, "backend", nil, "backend address host:port, repeatable (backends.servers)")
+	f.StringArrayVar(&pools, "pool", nil, "NAME=HOST:PORT, repeatable: replaces the servers of pool NAME (pools.NAME.servers; default is backends.servers)")
 	f.Var(&cacheSize, "cache-size", "cache size in bytes, e.g. 512MiB (cache.size_bytes)")
 	f.StringVar(&nodeID, "node-id", "", "this edge's name in the fleet; default the host name (edge.node_id)")
 	f.StringVar(&zone, "zone", "", "the availability zone this edge runs in (edge.zone)")
@@ -136,7 +166,7 @@ every key.`,
 // flagNames adds the flag name to validation errors about keys that have
 // a flag, so that the user knows what to change.
 func flagNames(err error) error {
-	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --cache-size cache.size_bytes, --node-id edge.node_id, --zone edge.zone, --purge-bus purge.bus.url)", err)
+	return fmt.Errorf("%w\n(flags: --listen is edge.listen, --admin edge.admin, --backend backends.servers, --pool pools.NAME.servers, --cache-size cache.size_bytes, --node-id edge.node_id, --zone edge.zone, --purge-bus purge.bus.url)", err)
 }
 
 func runEdge(cmd *cobra.Command, cfg config.Config, load func() (config.Config, error)) error {
