@@ -70,11 +70,22 @@ func (r *request) serve() {
 		r.purgeMethod()
 		return
 	}
-	if r.g.pol.rules.Len() > 0 && r.ruleRequest() {
-		return
+	rulePass := false
+	if r.g.pol.rules.Len() > 0 {
+		var answered bool
+		if answered, rulePass = r.ruleRequest(); answered {
+			return
+		}
 	}
+	// The cookies that are forwarded (a pass sends them) and that make
+	// the request one: the strip list's and the rules' cookie actions.
+	r.prepareCookies()
 	get := bytes.Equal(method, strGET)
 	r.isHEAD = !get && bytes.Equal(method, strHEAD)
+	if rulePass {
+		r.pass(detailRule)
+		return
+	}
 	if !get && !r.isHEAD {
 		r.pass(detailMethod)
 		return
@@ -83,7 +94,7 @@ func (r *request) serve() {
 		r.pass(detailRoute)
 		return
 	}
-	if r.prepareCookies(); r.hasCookie {
+	if r.hasCookie {
 		r.pass(detailCookie)
 		return
 	}

@@ -74,14 +74,15 @@ type Explanation struct {
 
 // explainView is an ExplainRequest as conditions read it.
 type explainView struct {
-	x            *ExplainRequest
-	host, target []byte
-	cookie       []byte
-	node         string
+	x                 *ExplainRequest
+	host, target, uri []byte
+	cookie            []byte
+	node              string
 }
 
 func (v *explainView) Host() []byte   { return cachepolicy.HostWithoutPort(v.host) }
 func (v *explainView) Path() []byte   { return v.target }
+func (v *explainView) URI() []byte    { return v.uri }
 func (v *explainView) Method() []byte { return []byte(v.x.Method) }
 func (v *explainView) Header(name string) ([]byte, bool) {
 	for _, h := range v.x.Headers {
@@ -94,7 +95,7 @@ func (v *explainView) Header(name string) ([]byte, bool) {
 func (v *explainView) Cookie(name string) ([]byte, bool) {
 	return cachepolicy.CookieValue(v.cookie, name)
 }
-func (v *explainView) Query(name string) ([]byte, bool) { return queryValue(v.target, name) }
+func (v *explainView) Query(name string) ([]byte, bool) { return queryValue(v.uri, name) }
 func (v *explainView) Client() netip.Addr               { return v.x.Client }
 func (v *explainView) Bucket() int                      { return v.x.Bucket }
 func (v *explainView) Node() string                     { return v.node }
@@ -149,7 +150,7 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 	} else if x.Bucket < 0 || x.Bucket > 99 {
 		x.Bucket = 99 // a first visit draws 0-99: shown in no share
 	}
-	v := &explainView{x: &x, host: host, target: target, cookie: []byte(strings.Join(cookies, "; ")), node: pol.node}
+	v := &explainView{x: &x, host: host, target: target, uri: []byte(u.RequestURI()), cookie: []byte(strings.Join(cookies, "; ")), node: pol.node}
 	ex := &Explanation{Bucket: x.Bucket}
 	list := func(res *rules.Result) []RuleMatch {
 		var out []RuleMatch
@@ -202,6 +203,11 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 		keyText += " + pool=" + ex.Pool
 	}
 	for _, k := range res.Key {
+		if c, ok := strings.CutPrefix(k, "cookie:"); ok {
+			val, _ := v.Cookie(c)
+			keyText += fmt.Sprintf(" + %s=%s", k, val)
+			continue
+		}
 		keyText += fmt.Sprintf(" + %s=%s", k, forwarded(k))
 	}
 	ex.Key = keyText
@@ -212,8 +218,10 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 	// cookie actions, never the bucket cookie.
 	stripped := cachepolicy.StripCookies(nil, v.cookie, pol.stripCookies)
 	kept := cachepolicy.FilterCookies(nil, stripped, func(name []byte) bool {
-		if pol.rules.UsesBucket && string(name) == pol.stickyCookie {
-			return false
+		for _, k := range res.Key {
+			if k == "cookie:"+string(name) {
+				return false // keyed: sent with every fetch, no pass
+			}
 		}
 		return res.KeepCookie(name)
 	})

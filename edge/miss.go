@@ -535,7 +535,8 @@ func (s *Server) refreshOne(e *store.Entry) {
 		e.EndRefresh(s.now().Add(refreshRetry))
 		return
 	}
-	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{pol: g.pol, varyValues: cachekey.Values(e.Key, len(e.VaryNames)), rq: newKeyView(e.Key, g.pol.node)})
+	rq := newKeyView(e.Key, g.pol.node)
+	out := s.abs.absorb(e.URL(), fr, e, startGen, fetchView{pol: g.pol, varyValues: cachekey.Values(e.Key, len(e.VaryNames)), rq: rq, life: g.pol.refreshLifetimes(rq)})
 	fr.Release()
 	if out.entry != nil {
 		defer out.entry.Release() // the builder's: waiters take their own

@@ -305,3 +305,112 @@ func graceOf(e *store.Entry) time.Duration {
 func (te *testEdge) keyFor(host, path, device string) []byte {
 	return cachekey.AppendExtra(cachekey.AppendURL(nil, []byte(host), []byte(path)), "x-device", []byte(device))
 }
+
+// TestRuleCookieKey: a cookie in the key is forwarded with every fetch,
+// does not make the request a pass, and keeps one copy per value.
+func TestRuleCookieKey(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Cookie("theme")
+		w.Header().Set("Cache-Control", "max-age=60")
+		if c != nil {
+			fmt.Fprint(w, "theme=", c.Value, " cookies=", r.Header.Get("Cookie"))
+		}
+	})
+	c := testConfig(o.addr())
+	c.Rules = []config.Rule{{Name: "theme", Do: config.Actions{Key: []string{"cookie:theme"}}}}
+	te := startEdge(t, c)
+	for range 2 {
+		for _, theme := range []string{"dark", "light"} {
+			r := te.get("/p", "Cookie", "theme="+theme+"; _ga=1")
+			if r.body != "theme="+theme+" cookies=theme="+theme {
+				t.Errorf("theme %s: %q (X-Cache %s)", theme, r.body, r.get("X-Cache"))
+			}
+		}
+		te.settle()
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Errorf("the origin was asked %d times, want once per theme", n)
+	}
+}
+
+// TestRuleLifetimesSurviveRefresh: a request phase ttl applies to what a
+// grace refresh stores too.
+func TestRuleLifetimesSurviveRefresh(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300, stale-while-revalidate=60")
+		fmt.Fprint(w, "page")
+	})
+	c := testConfig(o.addr())
+	ttl := 2 * time.Second
+	c.Rules = []config.Rule{{Name: "short", When: config.Condition{PathPrefix: []string{"/p"}}, Do: config.Actions{TTL: &ttl}}}
+	te := startEdge(t, c)
+	te.get("/p", "Host", "example.com")
+	te.settle()
+	if e := te.stored([]byte("example.com/p")); e == nil || e.TTL != ttl {
+		t.Fatalf("stored with TTL %v, want 2s", ttlOf(e))
+	}
+	te.advance(3 * time.Second)
+	if r := te.get("/p", "Host", "example.com"); r.get("X-Cache") != "STALE" {
+		t.Fatalf("after 3s: X-Cache %q, want STALE (grace refresh)", r.get("X-Cache"))
+	}
+	eventually(t, "the refresh stored", func() bool {
+		e := te.store.Peek([]byte("example.com/p"))
+		return e != nil && e.Age(te.now()) < time.Second
+	})
+	if e := te.stored([]byte("example.com/p")); e == nil || e.TTL != ttl {
+		t.Errorf("refreshed with TTL %v, want the rule's 2s", ttlOf(e))
+	}
+}
+
+// TestRulePassForwardsCookies: a rule's pass (and a method pass) sends
+// the client's cookies, after the strip list and the rules' cookie
+// actions; the bucket cookie never.
+func TestRulePassForwardsCookies(t *testing.T) {
+	te, def, _ := newsroomEdge(t)
+	te.get("/a/10", "Host", "example.fi", "Cookie", "sessionid=abc; _ga=1; lakka_bucket=50")
+	if got := def.forwarded("/a/10"); len(got) != 1 || got[0].Get("Cookie") != "sessionid=abc" {
+		t.Errorf("logged-in pass forwarded Cookie %q, want sessionid=abc", got[0].Get("Cookie"))
+	}
+	te.do(http.MethodPost, "/a/11", "Host", "example.fi", "Cookie", "csrftoken=t; lakka_bucket=50")
+	if got := def.forwarded("/a/11"); len(got) != 1 || got[0].Get("Cookie") != "csrftoken=t" {
+		t.Errorf("POST forwarded Cookie %q, want csrftoken=t", got[0].Get("Cookie"))
+	}
+}
+
+// TestBucketCookieNeverPasses: with no rule reading it, the bucket cookie
+// a past canary left still makes no pass and is not forwarded.
+func TestBucketCookieNeverPasses(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "cookie=", r.Header.Get("Cookie"))
+	})
+	te := startEdge(t, testConfig(o.addr()))
+	te.get("/p", "Cookie", "lakka_bucket=5")
+	te.settle()
+	if r := te.get("/p", "Cookie", "lakka_bucket=5"); r.get("X-Cache") != "HIT" || r.body != "cookie=" {
+		t.Errorf("bucket cookie without rules: X-Cache %q, body %q", r.get("X-Cache"), r.body)
+	}
+}
+
+// TestRewriteKeepsConditionsOnTheClientPath: after rewrite_path the
+// response and deliver phases still read the path the client asked for,
+// and ${path} keeps the query parameters the key strips.
+func TestRewriteKeepsConditionsOnTheClientPath(t *testing.T) {
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, r.URL.Path)
+	})
+	c := testConfig(o.addr())
+	c.Rules = []config.Rule{
+		{Name: "rw", When: config.Condition{PathPrefix: []string{"/old/"}}, Do: config.Actions{RewritePath: &config.Rewrite{Regex: "^/old/", Replace: "/new/"}}},
+		{Name: "seen", Phase: "deliver", When: config.Condition{PathPrefix: []string{"/old/"}}, Do: config.Actions{SetHeaders: map[string]string{"X-Saw": "old"}}},
+		{Name: "go", When: config.Condition{Path: []string{"/go"}}, Do: config.Actions{Redirect: &config.Redirect{Location: "https://example.net${path}"}}},
+	}
+	te := startEdge(t, c)
+	if r := te.get("/old/x"); r.body != "/new/x" || r.get("X-Saw") != "old" {
+		t.Errorf("rewritten: body %q, X-Saw %q", r.body, r.get("X-Saw"))
+	}
+	if r := te.get("/go?utm_source=news&b=1"); r.get("Location") != "https://example.net/go?utm_source=news&b=1" {
+		t.Errorf("${path}: Location %q", r.get("Location"))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -84,6 +85,10 @@ func newPolicy(cfg *config.Config, matches *prometheus.CounterVec) (*policy, err
 		p.routes = append(p.routes, route{name: r.Name, pass: r.Pass, ignoreCookies: r.IgnoreCookies, rules: rules})
 	}
 	p.node = cmp.Or(cfg.Edge.NodeID, cfg.Edge.ViaName)
+	// The bucket cookie is the edge's own: never forwarded, never a
+	// reason to pass, with or without rules that read it (a canary that
+	// ended leaves it with readers for weeks).
+	p.stripCookies = append(slices.Clip(p.stripCookies), cfg.Sticky.Cookie)
 	p.stickyCookie, p.stickyMaxAge = cfg.Sticky.Cookie, int64(cfg.Sticky.MaxAge.Seconds())
 	var err error
 	if p.rules, err = rules.Compile(cfg.Rules, rules.Options{Pools: cfg.PoolNames(), Node: p.node}); err != nil {

@@ -44,12 +44,16 @@ type ruleView struct {
 	bucket int
 	fresh  bool
 	client netip.Addr
-	// cookies is the Cookie header as the client sent it.
-	cookies []byte
+	// cookies is the Cookie header as the client sent it; target the
+	// normalised path and query before any rewrite; uri the target as
+	// the client sent it (query parameters the key strips included).
+	cookies     []byte
+	target, uri []byte
 }
 
 func (v *ruleView) Host() []byte   { return cachepolicy.HostWithoutPort(v.r.host) }
-func (v *ruleView) Path() []byte   { return v.r.target }
+func (v *ruleView) Path() []byte   { return v.target }
+func (v *ruleView) URI() []byte    { return v.uri }
 func (v *ruleView) Method() []byte { return v.r.ctx.Method() }
 func (v *ruleView) Header(name string) ([]byte, bool) {
 	b := v.r.ctx.Request.Header.Peek(name)
@@ -58,7 +62,7 @@ func (v *ruleView) Header(name string) ([]byte, bool) {
 func (v *ruleView) Cookie(name string) ([]byte, bool) {
 	return cachepolicy.CookieValue(v.cookies, name)
 }
-func (v *ruleView) Query(name string) ([]byte, bool) { return queryValue(v.r.target, name) }
+func (v *ruleView) Query(name string) ([]byte, bool) { return queryValue(v.uri, name) }
 func (v *ruleView) Client() netip.Addr               { return v.client }
 func (v *ruleView) Bucket() int                      { return v.bucket }
 func (v *ruleView) Node() string                     { return v.r.g.pol.node }
@@ -106,47 +110,71 @@ func (v responseView) Header(name string) ([]byte, bool) {
 	return b, b != nil
 }
 
-// ruleRequest runs the request phase. It reports whether the request was
-// answered (synthetic, redirect, deny, pass).
-func (r *request) ruleRequest() bool {
+// initView sets the request up as the rules' conditions read it. draw
+// gives a reader without a bucket cookie a random one (the request phase);
+// otherwise such a reader is in no share.
+func (r *request) initView(draw bool) {
 	pol := r.g.pol
 	v := &r.view
 	v.r = r
 	v.cookies = r.ctx.Request.Header.Peek(fasthttp.HeaderCookie)
 	v.client, _ = pol.clientAddr(r.ctx)
+	v.target = append(v.target[:0], r.target...)
+	v.uri = r.ctx.Request.Header.RequestURI()
+	if len(v.uri) == 0 || v.uri[0] != '/' {
+		v.uri = v.target // absolute form: the normalised target
+	}
 	v.fresh = false
 	if b, ok := cachepolicy.CookieValue(v.cookies, pol.stickyCookie); ok && validBucket(b) {
 		v.bucket = int(b[0] - '0')
 		if len(b) == 2 {
 			v.bucket = v.bucket*10 + int(b[1]-'0')
 		}
-	} else {
+	} else if draw {
 		v.bucket, v.fresh = rand.IntN(100), true
+	} else {
+		v.bucket = noBucket
 	}
+}
+
+// noBucket is the bucket of a reader in no share: percent conditions do
+// not hold for it.
+const noBucket = 100
+
+// ruleRequest runs the request phase. It reports whether the request was
+// answered (synthetic, redirect, deny) and whether a rule passes it.
+func (r *request) ruleRequest() (answered, pass bool) {
+	r.initView(true)
+	v := &r.view
+	pol := r.g.pol
 	res := &r.rres
 	pol.rules.Request(v, res)
 	r.ruled = true
 	r.countRules(res)
 	if res.Answer {
 		r.ruleAnswer(res)
-		return true
+		return true, false
 	}
 	if res.Path != nil {
+		// What the origin is asked for and what is keyed; conditions
+		// keep reading the path the client asked for (view.target).
 		r.target = append(r.target[:0], res.Path...)
 		r.key = cachekey.AppendURL(r.key[:0], r.host, r.target)
+		r.route = cachepolicy.MatchRoute(pol.matches, cachepolicy.HostWithoutPort(r.host), r.target)
 	}
 	if res.Pool != "" && res.Pool != "default" {
 		r.dir = r.g.pools[res.Pool]
 		r.key = cachekey.AppendExtra(r.key, poolExtra, []byte(res.Pool))
 	}
 	for _, name := range res.Key {
+		if c, ok := strings.CutPrefix(name, "cookie:"); ok {
+			val, _ := v.Cookie(c)
+			r.key = cachekey.AppendExtra(r.key, name, val)
+			continue
+		}
 		r.key = cachekey.AppendExtra(r.key, name, r.forwardedHeader(name))
 	}
-	if res.Pass {
-		r.pass(detailRule)
-		return true
-	}
-	return false
+	return false, res.Pass
 }
 
 // validBucket reports whether b is a bucket, "0" to "99".
@@ -190,6 +218,14 @@ func (r *request) ruleHeaders(out *fasthttp.RequestHeader) {
 	if !r.ruled {
 		return
 	}
+	for _, k := range r.rres.Key {
+		if c, ok := strings.CutPrefix(k, "cookie:"); ok {
+			// A keyed cookie goes with every fetch: the key holds its value.
+			if val, ok := r.view.Cookie(c); ok {
+				out.SetCookie(c, string(val))
+			}
+		}
+	}
 	for _, h := range r.rres.Headers {
 		switch h.Kind {
 		case rules.HeaderSet:
@@ -206,10 +242,15 @@ func (r *request) ruleHeaders(out *fasthttp.RequestHeader) {
 // cookie pass: the rules' cookie actions, and never the bucket cookie
 // (the edge's own).
 func (r *request) keepCookie(name []byte) bool {
-	if r.g.pol.rules.UsesBucket && string(name) == r.g.pol.stickyCookie {
-		return false
+	if !r.ruled {
+		return true
 	}
-	return !r.ruled || r.rres.KeepCookie(name)
+	for _, k := range r.rres.Key {
+		if len(k) == len("cookie:")+len(name) && k[:len("cookie:")] == "cookie:" && k[len("cookie:"):] == string(name) {
+			return false // keyed: forwarded with every fetch (ruleHeaders), no pass
+		}
+	}
+	return r.rres.KeepCookie(name)
 }
 
 // ruleAnswer writes the answer a rule made (synthetic, redirect, deny).
@@ -246,10 +287,10 @@ func (r *request) ruleDeliver() {
 	pol := r.g.pol
 	h := &r.ctx.Response.Header
 	if !r.ruled {
-		// Refused before the request phase: the conditions still read
-		// the request.
-		r.view.r, r.view.cookies = r, r.ctx.Request.Header.Peek(fasthttp.HeaderCookie)
-		r.view.client, _ = pol.clientAddr(r.ctx)
+		// Answered before the request phase (a bad request, PURGE): the
+		// conditions still read this request, a reader without a bucket
+		// in no share.
+		r.initView(false)
 	}
 	if !pol.rules.Empty(rules.PhaseDeliver) {
 		res := &r.dres
@@ -330,6 +371,7 @@ func newKeyView(key []byte, node string) *keyView {
 
 func (k *keyView) Host() []byte   { return k.host }
 func (k *keyView) Path() []byte   { return k.target }
+func (k *keyView) URI() []byte    { return k.target }
 func (k *keyView) Method() []byte { return []byte(fasthttp.MethodGet) }
 func (k *keyView) Header(name string) (v []byte, ok bool) {
 	cachekey.EachExtra(k.key, func(n, val []byte) {
@@ -344,7 +386,7 @@ func (k *keyView) Query(name string) ([]byte, bool) {
 	return queryValue(k.target, name)
 }
 func (k *keyView) Client() netip.Addr { return netip.Addr{} }
-func (k *keyView) Bucket() int        { return 0 }
+func (k *keyView) Bucket() int        { return noBucket }
 func (k *keyView) Node() string       { return k.node }
 
 // lifetimes are the TTL, grace and keep a rule set (nil: unchanged).
@@ -429,4 +471,15 @@ func newPools(cfg *config.Config, m backend.Metrics, dial backend.Dialer, now fu
 		out[name] = backend.New(bc, m, dial, now)
 	}
 	return out
+}
+
+// refreshLifetimes are the request phase's lifetimes for a refresh (no
+// client): the request rebuilt from the stored key, a reader in no share.
+func (p *policy) refreshLifetimes(rq *keyView) lifetimes {
+	if p.rules.Empty(rules.PhaseRequest) {
+		return lifetimes{}
+	}
+	var res rules.Result
+	p.rules.Request(rq, &res)
+	return lifetimes{res.TTL, res.Grace, res.Keep}
 }

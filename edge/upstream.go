@@ -121,7 +121,11 @@ func (p *policy) refreshRequest(e *store.Entry, req *fasthttp.Request) {
 	// The header values rules added to the key (a device class, a dark
 	// launch), as the request that stored it sent them.
 	cachekey.EachExtra(e.URL(), func(name, value []byte) {
-		if string(name) != poolExtra {
+		switch {
+		case string(name) == poolExtra:
+		case bytes.HasPrefix(name, []byte("cookie:")):
+			h.SetCookieBytesKV(name[len("cookie:"):], value)
+		default:
 			h.SetBytesKV(name, value)
 		}
 	})

@@ -37,7 +37,8 @@ type Result struct {
 	KeepCookies, DropCookies []string
 	DropAllCookies           bool
 	// Key names the request headers whose values join the cache key (as
-	// forwarded: after Headers), lower-case.
+	// forwarded: after Headers), lower-case, and the cookies whose values
+	// do ("cookie:NAME", as the client sent them).
 	Key []string
 	// Headers are header actions, in order: towards the origin (request
 	// phase), on the stored response (response phase) or on the answer

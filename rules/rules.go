@@ -43,9 +43,12 @@ func (p Phase) String() string { return phaseNames[p] }
 // Request is what conditions read of a request, as the client sent it.
 type Request interface {
 	// Host is the host without port, lower-case; Path the path and query
-	// (normalised); Method the method.
+	// (normalised: what path conditions match); URI the target as the
+	// client sent it (for ${path}, and query conditions, which see the
+	// parameters the key strips); Method the method.
 	Host() []byte
 	Path() []byte
+	URI() []byte
 	Method() []byte
 	// Header, Cookie and Query return a value and whether it is there.
 	Header(name string) ([]byte, bool)
@@ -324,8 +327,10 @@ func Compile(rs []config.Rule, opt Options) (*Set, error) {
 	for i, r := range s.rules {
 		px := &s.phases[r.phase]
 		px.all = append(px.all, i)
-		if r.when.percent >= 0 || r.when.not != nil && r.when.not.percent >= 0 {
-			s.UsesBucket = true
+		for c := &r.when; c != nil; c = c.not {
+			if c.percent >= 0 {
+				s.UsesBucket = true
+			}
 		}
 		if len(r.when.hosts) == 0 && len(r.when.suffixes) == 0 {
 			px.anyHost = append(px.anyHost, i)
@@ -393,6 +398,24 @@ func (c *compiler) rule(r config.Rule, pools []string) *rule {
 	}
 	out.when = c.cond("when", r.When, out.phase)
 	out.do = c.actions(r.Do, out.phase, pools)
+	// Captures: ${N} of a template must exist in the rule's path_regex
+	// (rewrite_path's replacement: in its own regex).
+	groups := -1
+	if out.when.pathRegex != nil {
+		groups = out.when.pathRegex.re.NumSubexp()
+	}
+	for _, t := range out.do.templates() {
+		if t.tmpl != nil && t.tmpl.maxCapture > groups {
+			if groups < 0 {
+				c.errorf(t.field, "uses ${%d}, but the rule has no when.path_regex to capture it", t.tmpl.maxCapture)
+			} else {
+				c.errorf(t.field, "uses ${%d}, but when.path_regex has %d capture groups", t.tmpl.maxCapture, groups)
+			}
+		}
+	}
+	if rw := out.do.rewrite; rw != nil && rw.re != nil && rw.replace != nil && rw.replace.maxCapture > rw.re.NumSubexp() {
+		c.errorf("do.rewrite_path.replace", "uses ${%d}, but rewrite_path.regex has %d capture groups", rw.replace.maxCapture, rw.re.NumSubexp())
+	}
 	if out.do.answer != nil {
 		out.final = true
 	}
@@ -468,8 +491,11 @@ func (c *compiler) cond(key string, w config.Condition, ph Phase) cond {
 		}
 		out.percent = *w.Percent
 	}
-	if (len(w.Status) > 0 || len(w.ResponseHeader) > 0) && ph == PhaseRequest {
-		c.errorf(key+".status", "status and response_header are conditions of the response and deliver phases, not of the request phase (set phase:)")
+	if len(w.Status) > 0 && ph == PhaseRequest {
+		c.errorf(key+".status", "is a condition of the response and deliver phases, not of the request phase (set phase:)")
+	}
+	if len(w.ResponseHeader) > 0 && ph == PhaseRequest {
+		c.errorf(key+".response_header", "is a condition of the response and deliver phases, not of the request phase (set phase:)")
 	}
 	for i, st := range w.Status {
 		if st < 100 || st > 599 {
@@ -599,16 +625,30 @@ func (c *compiler) actions(a config.Actions, ph Phase, pools []string) actions {
 	if len(a.KeepCookies)+len(a.DropCookies) > 0 || a.DropAllCookies {
 		only("keep_cookies", PhaseRequest)
 	}
-	for i, g := range append(append([]string(nil), a.KeepCookies...), a.DropCookies...) {
-		if _, err := path.Match(g, ""); err != nil || g == "" {
-			c.errorf(fmt.Sprintf("do.cookies[%d]", i), "bad cookie name glob %q", g)
+	for _, list := range []struct {
+		field string
+		globs []string
+	}{{"keep_cookies", a.KeepCookies}, {"drop_cookies", a.DropCookies}} {
+		for i, g := range list.globs {
+			if _, err := path.Match(g, ""); err != nil || g == "" {
+				c.errorf(fmt.Sprintf("do.%s[%d]", list.field, i), "bad cookie name glob %q", g)
+			}
 		}
 	}
 	out.keepCookies, out.dropCookies, out.dropAllCookies = a.KeepCookies, a.DropCookies, a.DropAllCookies
 	if len(a.Key) > 0 {
 		only("key", PhaseRequest)
 		for i, k := range a.Key {
-			out.key = append(out.key, strings.ToLower(c.headerName(fmt.Sprintf("do.key[%d]", i), k)))
+			field := fmt.Sprintf("do.key[%d]", i)
+			if name, ok := strings.CutPrefix(k, "cookie:"); ok {
+				// A cookie's value, as the client sent it.
+				if name == "" || strings.ContainsAny(name, "=; ,\t") {
+					c.errorf(field, "%q is not a cookie name", name)
+				}
+				out.key = append(out.key, "cookie:"+name)
+				continue
+			}
+			out.key = append(out.key, strings.ToLower(c.headerName(field, k)))
 		}
 	}
 	if cl := a.Classify; cl != nil {
@@ -652,6 +692,32 @@ func (c *compiler) actions(a config.Actions, ph Phase, pools []string) actions {
 		out.setCookie = c.template("do.set_cookie", a.SetCookie)
 	}
 	return out
+}
+
+// namedTemplate is a template and the field it came from.
+type namedTemplate struct {
+	field string
+	tmpl  *template
+}
+
+// templates returns the action's templates whose captures come from the
+// rule's path_regex (not rewrite_path's replacement).
+func (a *actions) templates() []namedTemplate {
+	var out []namedTemplate
+	if an := a.answer; an != nil {
+		out = append(out, namedTemplate{"do.synthetic.body", an.body})
+		for _, h := range an.headers {
+			field := "do.synthetic.headers." + h.name
+			if h.name == "Location" {
+				field = "do.redirect.location"
+			}
+			out = append(out, namedTemplate{field, h.value})
+		}
+	}
+	for _, h := range a.headers {
+		out = append(out, namedTemplate{"do.headers." + h.name, h.value})
+	}
+	return append(out, namedTemplate{"do.set_cookie", a.setCookie})
 }
 
 // headerName checks a header name (RFC 9110 token).

@@ -20,6 +20,7 @@ type fakeReq struct {
 
 func (f *fakeReq) Host() []byte   { return []byte(f.host) }
 func (f *fakeReq) Path() []byte   { return []byte(f.path) }
+func (f *fakeReq) URI() []byte    { return []byte(f.path) }
 func (f *fakeReq) Method() []byte { return []byte(f.method) }
 func (f *fakeReq) Header(n string) ([]byte, bool) {
 	for k, v := range f.headers {
@@ -92,7 +93,13 @@ func TestCompileErrors(t *testing.T) {
 		{`[{name: a, do: {pool: blue}}]`, `rules[0] (a).do.pool: no pool "blue"`},
 		{`[{name: a, phase: deliver, do: {pass: true}}]`, "rules[0] (a).do.pass: is an action of the request phase, not of the deliver phase"},
 		{`[{name: a, phase: response, do: {redirect: {location: /x}}}]`, "rules[0] (a).do.redirect: is an action of the request phase"},
-		{`[{name: a, when: {status: [404]}}]`, "rules[0] (a).when.status: status and response_header are conditions of the response and deliver phases"},
+		{`[{name: a, when: {status: [404]}}]`, "rules[0] (a).when.status: is a condition of the response and deliver phases, not of the request phase"},
+		{`[{name: a, when: {response_header: [{name: X}]}}]`, "rules[0] (a).when.response_header: is a condition of the response and deliver phases"},
+		{`[{name: a, do: {keep_cookies: [ok, "[x"], drop_cookies: ["[y"]}}]`, `rules[0] (a).do.keep_cookies[1]: bad cookie name glob "[x"`},
+		{`[{name: a, do: {keep_cookies: [ok], drop_cookies: ["[y"]}}]`, `rules[0] (a).do.drop_cookies[0]: bad cookie name glob "[y"`},
+		{`[{name: a, when: {path_regex: '^/(a)'}, do: {redirect: {location: "/${2}"}}}]`, "rules[0] (a).do.redirect.location: uses ${2}, but when.path_regex has 1 capture groups"},
+		{`[{name: a, do: {set_headers: {X: "${1}"}}}]`, "rules[0] (a).do.headers.X: uses ${1}, but the rule has no when.path_regex"},
+		{`[{name: a, do: {rewrite_path: {regex: '^/a', replace: "/${1}"}}}]`, "rules[0] (a).do.rewrite_path.replace: uses ${1}, but rewrite_path.regex has 0 capture groups"},
 		{`[{name: a}, {name: a}]`, `rules[1] (a).name: "a" is also the name of rules[0]`},
 		{`[{name: "a b"}]`, "rules[0] (a b).name: must be 1-64 letters"},
 		{`[{do: {pass: true}}]`, "rules[0].name: must be 1-64 letters"},
@@ -350,6 +357,7 @@ type bytesReq struct {
 
 func (b *bytesReq) Host() []byte   { return b.host }
 func (b *bytesReq) Path() []byte   { return b.path }
+func (b *bytesReq) URI() []byte    { return b.path }
 func (b *bytesReq) Method() []byte { return b.method }
 func (b *bytesReq) Header(n string) ([]byte, bool) {
 	if n == "User-Agent" {

@@ -16,8 +16,10 @@ type template struct {
 	// it costs nothing.
 	constant []byte
 	// captures says a part is a capture: the rule's regular expression
-	// must be run for its submatches.
-	captures bool
+	// must be run for its submatches; maxCapture is the highest (-1:
+	// none).
+	captures   bool
+	maxCapture int
 }
 
 type partKind uint8
@@ -43,7 +45,7 @@ func (c *compiler) template(field, s string) *template {
 	if s == "" {
 		return nil
 	}
-	t := &template{}
+	t := &template{maxCapture: -1}
 	var text strings.Builder
 	flush := func() {
 		if text.Len() > 0 {
@@ -96,6 +98,7 @@ func (c *compiler) template(field, s string) *template {
 			flush()
 			t.parts = append(t.parts, part{kind: partCapture, n: n})
 			t.captures = true
+			t.maxCapture = max(t.maxCapture, n)
 		}
 	}
 	flush()
@@ -124,7 +127,7 @@ func (t *template) expand(dst []byte, req Request, subject []byte, caps []int) [
 		case partHost:
 			dst = append(dst, req.Host()...)
 		case partPath:
-			dst = append(dst, req.Path()...)
+			dst = append(dst, req.URI()...)
 		case partHeader:
 			v, _ := req.Header(p.text)
 			dst = append(dst, v...)
