@@ -157,6 +157,9 @@ type Backend struct {
 	Name string `yaml:"name"`
 	// Address is host:port.
 	Address string `yaml:"address"`
+	// Weight is the backend's share of a round-robin director's fetches
+	// relative to the others' (1-100; 0 means 1).
+	Weight int `yaml:"weight"`
 }
 
 // Probe configures active health checks, like Varnish's .probe: of the
@@ -297,6 +300,8 @@ type Pool struct {
 	// Servers are the pool's backends; their names default to
 	// "POOL/ADDRESS".
 	Servers []Backend `yaml:"servers"`
+	// Probe, when set, replaces backends.probe for this pool's servers.
+	Probe *Probe `yaml:"probe"`
 }
 
 // Rule is one rule: when its conditions all hold, its actions apply.
@@ -375,8 +380,11 @@ type Actions struct {
 	Deny      int        `yaml:"deny"`
 	// Pass sends the request to the origin uncached (request phase).
 	Pass bool `yaml:"pass"`
-	// Pool chooses the backend pool (request phase).
-	Pool string `yaml:"pool"`
+	// Pool chooses the backend pool (request phase). Its objects are
+	// cached apart from other pools' unless SameContent says the pools
+	// serve the same content (a new origin, not a new release).
+	Pool        string `yaml:"pool"`
+	SameContent bool   `yaml:"same_content"`
 	// TTL, Grace, Keep set the lifetimes (request or response phase).
 	TTL   *time.Duration `yaml:"ttl"`
 	Grace *time.Duration `yaml:"grace"`

@@ -166,6 +166,9 @@ func (c *Config) validateBackends(v *validator) {
 			v.errorf(key+".name", "%q is already used by backends.servers[%d]", name, j)
 		}
 		names[name] = i
+		if s.Weight < 0 || s.Weight > 100 {
+			v.errorf(key+".weight", "must be 1-100 (0: 1), got %d", s.Weight)
+		}
 	}
 	v.duration("backends.connect_timeout", b.ConnectTimeout, false)
 	v.duration("backends.first_byte_timeout", b.FirstByteTimeout, false)
@@ -263,6 +266,9 @@ func (c *Config) validatePools(v *validator) {
 		}
 		for i, s := range p.Servers {
 			v.addr(fmt.Sprintf("%s.servers[%d].address", key, i), s.Address, true)
+			if s.Weight < 0 || s.Weight > 100 {
+				v.errorf(fmt.Sprintf("%s.servers[%d].weight", key, i), "must be 1-100 (0: 1), got %d", s.Weight)
+			}
 		}
 	}
 	if c.Sticky.Cookie == "" || strings.ContainsAny(c.Sticky.Cookie, "=;, \t\"") {

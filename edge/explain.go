@@ -199,7 +199,7 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 		}
 		return val
 	}
-	if ex.Pool != "default" {
+	if ex.Pool != "default" && !res.SameContent {
 		keyText += " + pool=" + ex.Pool
 	}
 	for _, k := range res.Key {

@@ -414,3 +414,31 @@ func TestRewriteKeepsConditionsOnTheClientPath(t *testing.T) {
 		t.Errorf("${path}: Location %q", r.get("Location"))
 	}
 }
+
+// TestPoolWeightsAndSameContent: a round-robin pool sends each server its
+// weight's share; a pool marked same_content is cached with the default
+// pool's objects.
+func TestPoolWeightsAndSameContent(t *testing.T) {
+	heavy := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "heavy") })
+	light := startOrigin(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "light") })
+	other := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "other")
+	})
+	c := testConfig(heavy.addr())
+	c.Backends.Servers = []config.Backend{{Address: heavy.addr(), Weight: 3}, {Address: light.addr()}}
+	c.Pools = map[string]config.Pool{"mirror": {Servers: []config.Backend{{Address: other.addr()}}}}
+	c.Rules = []config.Rule{{Name: "mirror", When: config.Condition{PathPrefix: []string{"/m/"}}, Do: config.Actions{Pool: "mirror", SameContent: true}}}
+	te := startEdge(t, c)
+	for range 40 {
+		te.do(http.MethodPost, "/w", "Host", "example.com")
+	}
+	if h, l := heavy.hits.Load(), light.hits.Load(); h != 30 || l != 10 {
+		t.Errorf("weights 3:1: %d and %d fetches of 40", h, l)
+	}
+	te.get("/m/1", "Host", "example.com")
+	te.settle()
+	if e := te.stored([]byte("example.com/m/1")); e == nil {
+		t.Error("a same_content pool's object is not under the plain key")
+	}
+}

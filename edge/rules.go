@@ -164,7 +164,9 @@ func (r *request) ruleRequest() (answered, pass bool) {
 	}
 	if res.Pool != "" && res.Pool != "default" {
 		r.dir = r.g.pools[res.Pool]
-		r.key = cachekey.AppendExtra(r.key, poolExtra, []byte(res.Pool))
+		if !res.SameContent {
+			r.key = cachekey.AppendExtra(r.key, poolExtra, []byte(res.Pool))
+		}
 	}
 	for _, name := range res.Key {
 		if c, ok := strings.CutPrefix(name, "cookie:"); ok {
@@ -460,6 +462,9 @@ func newPools(cfg *config.Config, m backend.Metrics, dial backend.Dialer, now fu
 		bc := cfg.Backends
 		if p.Director != "" {
 			bc.Director = p.Director
+		}
+		if p.Probe != nil {
+			bc.Probe = *p.Probe
 		}
 		bc.Servers = nil
 		for _, s := range p.Servers {

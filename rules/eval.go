@@ -28,8 +28,11 @@ type Result struct {
 	AnswerHeaders []Header
 	Body          []byte
 	// Pass, Pool: the request goes to the origin uncached; to this pool.
-	Pass bool
-	Pool string
+	// SameContent says the pool serves what the default one does: it is
+	// not part of the key.
+	Pass        bool
+	Pool        string
+	SameContent bool
 	// TTL, Grace, Keep replace the lifetimes (nil: unchanged).
 	TTL, Grace, Keep *time.Duration
 	// KeepCookies, DropCookies: cookie name globs to keep only, to drop;
@@ -93,11 +96,11 @@ func (s *Set) eval(ph Phase, req Request, resp Response, res *Result) {
 			res.cand = cand // the scratch, for the next evaluation
 		}
 	}
+	host, subject := req.Host(), req.Path()
 	for _, i := range cand {
 		r := s.rules[i]
-		subject := req.Path()
 		var caps []int
-		if !r.when.holds(req, resp) {
+		if !r.when.holds(host, subject, req, resp) {
 			continue
 		}
 		if r.when.pathRegex != nil && r.do.usesCaptures() {
@@ -151,9 +154,9 @@ func mergeSorted(a, b []int) []int {
 	return a
 }
 
-// holds reports whether every condition set holds.
-func (c *cond) holds(req Request, resp Response) bool {
-	host := req.Host()
+// holds reports whether every condition set holds; host and p are the
+// request's (read once per evaluation).
+func (c *cond) holds(host, p []byte, req Request, resp Response) bool {
 	if len(c.hosts) > 0 || len(c.suffixes) > 0 {
 		_, ok := c.hosts[string(host)]
 		for _, s := range c.suffixes {
@@ -169,7 +172,6 @@ func (c *cond) holds(req Request, resp Response) bool {
 	if c.hostRegex != nil && !c.hostRegex.match(host) {
 		return false
 	}
-	p := req.Path()
 	if len(c.paths) > 0 || len(c.prefixes) > 0 {
 		bare := p
 		if i := bytes.IndexByte(bare, '?'); i >= 0 {
@@ -247,7 +249,7 @@ func (c *cond) holds(req Request, resp Response) bool {
 	if c.pathRegex != nil && !c.pathRegex.match(p) {
 		return false
 	}
-	if c.not != nil && c.not.holds(req, resp) {
+	if c.not != nil && c.not.holds(host, p, req, resp) {
 		return false
 	}
 	return true
@@ -320,7 +322,7 @@ func (a *actions) apply(req Request, subject []byte, caps []int, res *Result) {
 		res.Pass = true
 	}
 	if a.Pool != "" {
-		res.Pool = a.Pool
+		res.Pool, res.SameContent = a.Pool, a.SameContent
 	}
 	if a.TTL != nil {
 		res.TTL = a.TTL
@@ -377,9 +379,8 @@ func (res *Result) KeepCookie(name []byte) bool {
 	if res.DropAllCookies {
 		return false
 	}
-	n := string(name)
 	for _, g := range res.DropCookies {
-		if ok, _ := path.Match(g, n); ok {
+		if globMatch(g, name) {
 			return false
 		}
 	}
@@ -387,11 +388,21 @@ func (res *Result) KeepCookie(name []byte) bool {
 		return true
 	}
 	for _, g := range res.KeepCookies {
-		if ok, _ := path.Match(g, n); ok {
+		if globMatch(g, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// globMatch matches a cookie name glob (path.Match's syntax); a glob
+// without wildcards is compared as it is, without the matcher.
+func globMatch(g string, name []byte) bool {
+	if !strings.ContainsAny(g, "*?[\\") {
+		return g == string(name)
+	}
+	ok, _ := path.Match(g, string(name))
+	return ok
 }
 
 // CookieActions reports whether res changes the Cookie header.

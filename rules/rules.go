@@ -162,6 +162,7 @@ type actions struct {
 	answer         *answer
 	Pass           bool
 	Pool           string
+	SameContent    bool
 	TTL            *time.Duration
 	Grace          *time.Duration
 	Keep           *time.Duration
@@ -612,7 +613,9 @@ func (c *compiler) actions(a config.Actions, ph Phase, pools []string) actions {
 		if pools != nil && !containsStr(pools, a.Pool) {
 			c.errorf("do.pool", "no pool %q (pools: %s)", a.Pool, strings.Join(pools, ", "))
 		}
-		out.Pool = a.Pool
+		out.Pool, out.SameContent = a.Pool, a.SameContent
+	} else if a.SameContent {
+		c.errorf("do.same_content", "goes with pool:")
 	}
 	if a.TTL != nil || a.Grace != nil || a.Keep != nil {
 		if ph == PhaseDeliver {

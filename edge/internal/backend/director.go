@@ -56,7 +56,10 @@ type Dialer func(addr string, timeout time.Duration) (net.Conn, error)
 // Director picks a backend for each fetch (round robin or fallback, among
 // the healthy ones) and performs it.
 type Director struct {
-	backends     []*Backend
+	backends []*Backend
+	// rotation is the round-robin order, each backend as often as its
+	// weight.
+	rotation     []*Backend
 	fallback     bool
 	next         atomic.Uint64
 	queue        time.Duration
@@ -83,6 +86,7 @@ func New(c config.Backends, m Metrics, dial Dialer, now func() time.Time) *Direc
 	}
 	d := &Director{fallback: c.Director == "fallback", queue: c.QueueTimeout, fetchTimeout: c.FetchTimeout, now: now,
 		overload: c.OverloadLatency, panicAt: c.PanicThreshold, panics: m.Panic}
+	var weights []int
 	for _, s := range c.Servers {
 		name := s.Name
 		if name == "" {
@@ -108,7 +112,9 @@ func New(c config.Backends, m Metrics, dial Dialer, now func() time.Time) *Direc
 		b.health = newHealth(c, name, m)
 		b.hc = newHostClient(s.Address, c, dial, &b.limiter.dialing)
 		d.backends = append(d.backends, b)
+		weights = append(weights, max(s.Weight, 1))
 	}
+	d.rotation = weightedRotation(d.backends, weights)
 	d.probes = newProber(d.backends, c.Probe, time.Now)
 	return d
 }
@@ -169,14 +175,38 @@ func (d *Director) pick() *Backend {
 		}
 		return nil
 	}
-	n := uint64(len(d.backends))
+	n := uint64(len(d.rotation))
 	start := d.next.Add(1)
 	for k := range n {
-		if b := d.backends[(start+k)%n]; candidate(b) {
+		if b := d.rotation[(start+k)%n]; candidate(b) {
 			return b
 		}
 	}
 	return nil
+}
+
+// weightedRotation is the order round robin goes through the backends:
+// each as often as its weight, spread out (nginx's smooth weighted round
+// robin, run once over the sum of the weights).
+func weightedRotation(bs []*Backend, weights []int) []*Backend {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	cur := make([]int, len(bs))
+	out := make([]*Backend, 0, total)
+	for range total {
+		best := 0
+		for i, w := range weights {
+			cur[i] += w
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= total
+		out = append(out, bs[best])
+	}
+	return out
 }
 
 // Fetched is a backend response with its header read and its body not

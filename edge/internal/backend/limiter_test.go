@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,5 +150,22 @@ func TestLimiterGrantRacesTimeout(t *testing.T) {
 			t.Fatalf("in flight %d, queued %d; want 1, 0", in, q)
 		}
 		l.release(outcomeNeutral, 0)
+	}
+}
+
+// TestWeightedRotation: each backend comes as often as its weight,
+// spread out rather than in runs.
+func TestWeightedRotation(t *testing.T) {
+	a, b, c := &Backend{name: "a"}, &Backend{name: "b"}, &Backend{name: "c"}
+	rot := weightedRotation([]*Backend{a, b, c}, []int{5, 1, 1})
+	var got []string
+	for _, x := range rot {
+		got = append(got, x.name)
+	}
+	if s := strings.Join(got, ""); s != "aabacaa" {
+		t.Errorf("rotation %s, want aabacaa", s)
+	}
+	if rot := weightedRotation([]*Backend{a, b}, []int{1, 1}); len(rot) != 2 || rot[0] != a || rot[1] != b {
+		t.Errorf("equal weights: %v", rot)
 	}
 }
