@@ -139,6 +139,12 @@ func TestSlowHitsDoNotMakeHeaders(t *testing.T) {
 func TestNewsroomHitAllocatesNothing(t *testing.T) {
 	for _, n := range []int{0, 200} {
 		e, _ := primedEdgeConfig(t, 2<<10, func(c *config.Config) { newsroomRules(t, c, manyRules(n)) })
+		// A first context for the miss that stores the page under the
+		// reader's key: a miss's forwarding parses the request's cookies,
+		// which a context that only ever sees hits (a new request's, on
+		// the server) never has.
+		serveHit(e, newsroomHitCtx(t))
+		e.settle()
 		ctx := newsroomHitCtx(t)
 		for range 1000 {
 			serveHit(e, ctx)
@@ -146,8 +152,16 @@ func TestNewsroomHitAllocatesNothing(t *testing.T) {
 		if string(ctx.Response.Header.Peek("X-Cache")) != "HIT" || string(ctx.Response.Header.Peek("X-Served-By")) != "edge-1" {
 			t.Fatalf("not a newsroom hit: X-Cache %s, X-Served-By %s", ctx.Response.Header.Peek("X-Cache"), ctx.Response.Header.Peek("X-Served-By"))
 		}
-		if allocs := testing.AllocsPerRun(200, func() { serveHit(e, ctx) }); allocs != 0 {
-			t.Errorf("newsroom rules + %d: %.1f allocations per hit, want 0", n, allocs)
+		// AllocsPerRun counts the whole process's allocations: the edge's
+		// background goroutines (probes of its two pools, the store's)
+		// allocate now and then. The same hit again and again allocates
+		// the same each time: the best of three windows is the hit's.
+		best := 1e9
+		for range 3 {
+			best = min(best, testing.AllocsPerRun(200, func() { serveHit(e, ctx) }))
+		}
+		if best != 0 {
+			t.Errorf("newsroom rules + %d: %.1f allocations per hit, want 0", n, best)
 		}
 	}
 }
