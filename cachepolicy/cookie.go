@@ -6,27 +6,42 @@ package cachepolicy
 // kept: the origin may read them, so they must count.
 func StripCookies(dst, cookie []byte, globs []string) []byte {
 	start := len(dst)
-	for len(cookie) > 0 {
-		end := indexByte(cookie, ';')
-		piece := cookie
-		if end >= 0 {
-			piece, cookie = cookie[:end], cookie[end+1:]
-		} else {
-			cookie = nil
-		}
-		piece = trimOWS(piece)
-		if len(piece) == 0 {
+	for piece, name, rest := nextCookie(cookie); piece != nil; piece, name, rest = nextCookie(rest) {
+		if name != nil && matchAny(globs, name) {
 			continue
 		}
-		if eq := indexByte(piece, '='); eq >= 0 && matchAny(globs, trimOWS(piece[:eq])) {
-			continue
-		}
-		if len(dst) > start {
-			dst = append(dst, ';', ' ')
-		}
-		dst = append(dst, piece...)
+		dst = appendCookie(dst, start, piece)
 	}
 	return dst
+}
+
+// nextCookie splits the first cookie off a Cookie header value: the piece
+// (whitespace trimmed; empty pieces are skipped), its name (nil when the
+// piece has no '='), and the rest. piece is nil when none is left.
+func nextCookie(cookie []byte) (piece, name, rest []byte) {
+	for len(cookie) > 0 {
+		end := indexByte(cookie, ';')
+		piece, rest = cookie, nil
+		if end >= 0 {
+			piece, rest = cookie[:end], cookie[end+1:]
+		}
+		if piece = trimOWS(piece); len(piece) > 0 {
+			if eq := indexByte(piece, '='); eq >= 0 {
+				name = trimOWS(piece[:eq])
+			}
+			return piece, name, rest
+		}
+		cookie = rest
+	}
+	return nil, nil, nil
+}
+
+// appendCookie appends a cookie to the list started at dst[start:].
+func appendCookie(dst []byte, start int, piece []byte) []byte {
+	if len(dst) > start {
+		dst = append(dst, ';', ' ')
+	}
+	return append(dst, piece...)
 }
 
 func trimOWS(b []byte) []byte {
@@ -40,32 +55,17 @@ func trimOWS(b []byte) []byte {
 }
 
 // FilterCookies appends to dst the cookies of a Cookie header that keep
-// accepts (by name), "; "-separated; it allocates nothing beyond dst.
+// accepts (by name; a piece without '=' is its own name), "; "-separated;
+// it allocates nothing beyond dst.
 func FilterCookies(dst, cookie []byte, keep func(name []byte) bool) []byte {
 	start := len(dst)
-	for len(cookie) > 0 {
-		end := indexByte(cookie, ';')
-		piece := cookie
-		if end >= 0 {
-			piece, cookie = cookie[:end], cookie[end+1:]
-		} else {
-			cookie = nil
+	for piece, name, rest := nextCookie(cookie); piece != nil; piece, name, rest = nextCookie(rest) {
+		if name == nil {
+			name = piece
 		}
-		piece = trimOWS(piece)
-		if len(piece) == 0 {
-			continue
+		if keep(name) {
+			dst = appendCookie(dst, start, piece)
 		}
-		name := piece
-		if eq := indexByte(piece, '='); eq >= 0 {
-			name = trimOWS(piece[:eq])
-		}
-		if !keep(name) {
-			continue
-		}
-		if len(dst) > start {
-			dst = append(dst, ';', ' ')
-		}
-		dst = append(dst, piece...)
 	}
 	return dst
 }
@@ -73,21 +73,9 @@ func FilterCookies(dst, cookie []byte, keep func(name []byte) bool) []byte {
 // CookieValue returns the value of the first cookie called name in a
 // Cookie header, and whether there is one.
 func CookieValue(cookie []byte, name string) ([]byte, bool) {
-	for len(cookie) > 0 {
-		end := indexByte(cookie, ';')
-		piece := cookie
-		if end >= 0 {
-			piece, cookie = cookie[:end], cookie[end+1:]
-		} else {
-			cookie = nil
-		}
-		piece = trimOWS(piece)
-		eq := indexByte(piece, '=')
-		if eq < 0 {
-			continue
-		}
-		if string(trimOWS(piece[:eq])) == name {
-			return trimOWS(piece[eq+1:]), true
+	for piece, n, rest := nextCookie(cookie); piece != nil; piece, n, rest = nextCookie(rest) {
+		if n != nil && string(n) == name {
+			return trimOWS(piece[indexByte(piece, '=')+1:]), true
 		}
 	}
 	return nil, false

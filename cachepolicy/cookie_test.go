@@ -74,3 +74,44 @@ func FuzzStripCookies(f *testing.F) {
 		}
 	})
 }
+
+func TestFilterCookiesAndCookieValue(t *testing.T) {
+	in := []byte(" a=1;; b = 2 ;c;d=\"x\"")
+	keep := func(n []byte) bool { return string(n) != "b" }
+	if got := string(FilterCookies(nil, in, keep)); got != `a=1; c; d="x"` {
+		t.Errorf("FilterCookies = %q", got)
+	}
+	for name, want := range map[string]string{"a": "1", "b": "2", "d": `"x"`} {
+		if v, ok := CookieValue(in, name); !ok || string(v) != want {
+			t.Errorf("CookieValue(%q) = %q, %v; want %q", name, v, ok, want)
+		}
+	}
+	if _, ok := CookieValue(in, "c"); ok {
+		t.Error("a piece without '=' has no value")
+	}
+}
+
+// FuzzFilterCookies: FilterCookies keeping everything with a name agrees
+// with StripCookies without globs, and CookieValue finds what is kept.
+func FuzzFilterCookies(f *testing.F) {
+	for _, s := range []string{"_ga=1; session=abc", "a=1;;b", " =; = ;", "a=\"x;y\"; b=\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		all := FilterCookies(nil, in, func([]byte) bool { return true })
+		if strip := StripCookies(nil, in, nil); !bytes.Equal(all, strip) {
+			t.Errorf("FilterCookies(%q) = %q, StripCookies without globs %q", in, all, strip)
+		}
+		if none := FilterCookies(nil, in, func([]byte) bool { return false }); len(none) != 0 {
+			t.Errorf("FilterCookies(%q, none) = %q", in, none)
+		}
+		for piece, name, rest := nextCookie(in); piece != nil; piece, name, rest = nextCookie(rest) {
+			if name == nil {
+				continue
+			}
+			if _, ok := CookieValue(in, string(name)); !ok {
+				t.Errorf("CookieValue(%q, %q): not found", in, name)
+			}
+		}
+	})
+}

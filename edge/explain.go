@@ -184,20 +184,7 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 	keyText := string(key)
 	forwarded := func(name string) []byte {
 		val, _ := v.Header(name)
-		for _, h := range res.Headers {
-			if !strings.EqualFold(h.Name, name) {
-				continue
-			}
-			switch h.Kind {
-			case rules.HeaderSet:
-				val = h.Value
-			case rules.HeaderAppend:
-				val = []byte(string(val) + ", " + string(h.Value))
-			case rules.HeaderRemove:
-				val = nil
-			}
-		}
-		return val
+		return forwardedValue(val, name, res.Headers)
 	}
 	if ex.Pool != "default" && !res.SameContent {
 		keyText += " + pool=" + ex.Pool
@@ -256,16 +243,7 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 		if err := fr.Header.Read(bufio.NewReader(strings.NewReader(raw + "\r\n"))); err != nil {
 			return nil, fmt.Errorf("--response-header: %v", err)
 		}
-		for _, h := range rres.Headers {
-			switch h.Kind {
-			case rules.HeaderSet:
-				fr.Header.SetBytesV(h.Name, h.Value)
-			case rules.HeaderAppend:
-				fr.Header.AddBytesV(h.Name, h.Value)
-			case rules.HeaderRemove:
-				fr.Header.Del(h.Name)
-			}
-		}
+		applyHeaders(&fr.Header, rres.Headers)
 		rl := lifetimes{rres.TTL, rres.Grace, rres.Keep}.apply(reqLife.apply(pol.routeRules(host, target)))
 		m := (&absorber{}).responseMeta(&fr, pol) // reads only the response
 

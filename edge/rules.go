@@ -193,25 +193,7 @@ func validBucket(b []byte) bool {
 // forwardedHeader is the value of a request header as it is forwarded:
 // the client's, changed by the request phase's header actions.
 func (r *request) forwardedHeader(name string) []byte {
-	v := r.ctx.Request.Header.Peek(name)
-	for _, h := range r.rres.Headers {
-		if !strings.EqualFold(h.Name, name) {
-			continue
-		}
-		switch h.Kind {
-		case rules.HeaderSet:
-			v = h.Value
-		case rules.HeaderAppend:
-			if len(v) == 0 {
-				v = h.Value
-			} else {
-				v = append(append(append([]byte(nil), v...), ", "...), h.Value...)
-			}
-		case rules.HeaderRemove:
-			v = nil
-		}
-	}
-	return v
+	return forwardedValue(r.ctx.Request.Header.Peek(name), name, r.rres.Headers)
 }
 
 // ruleHeaders applies the request phase's header actions to a request
@@ -298,16 +280,7 @@ func (r *request) ruleDeliver() {
 		res := &r.dres
 		pol.rules.Deliver(&r.view, responseView{h}, res)
 		r.countRules(res)
-		for _, x := range res.Headers {
-			switch x.Kind {
-			case rules.HeaderSet:
-				h.SetBytesV(x.Name, x.Value)
-			case rules.HeaderAppend:
-				h.AddBytesV(x.Name, x.Value)
-			case rules.HeaderRemove:
-				h.Del(x.Name)
-			}
-		}
+		applyHeaders(h, res.Headers)
 		for _, c := range res.SetCookies {
 			h.AddBytesV(fasthttp.HeaderSetCookie, c)
 		}
@@ -322,6 +295,43 @@ func (r *request) ruleDeliver() {
 		r.scratch = b
 		h.AddBytesV(fasthttp.HeaderSetCookie, b)
 	}
+}
+
+// applyHeaders applies header actions to a response header.
+func applyHeaders(h *fasthttp.ResponseHeader, ops []rules.Header) {
+	for _, x := range ops {
+		switch x.Kind {
+		case rules.HeaderSet:
+			h.SetBytesV(x.Name, x.Value)
+		case rules.HeaderAppend:
+			h.AddBytesV(x.Name, x.Value)
+		case rules.HeaderRemove:
+			h.Del(x.Name)
+		}
+	}
+}
+
+// forwardedValue is the value of a request header after header actions:
+// v as the client sent it, changed by each action on name in order.
+func forwardedValue(v []byte, name string, ops []rules.Header) []byte {
+	for _, h := range ops {
+		if !strings.EqualFold(h.Name, name) {
+			continue
+		}
+		switch h.Kind {
+		case rules.HeaderSet:
+			v = h.Value
+		case rules.HeaderAppend:
+			if len(v) == 0 {
+				v = h.Value
+			} else {
+				v = append(append(append([]byte(nil), v...), ", "...), h.Value...)
+			}
+		case rules.HeaderRemove:
+			v = nil
+		}
+	}
+	return v
 }
 
 // countRules counts the rules that matched.
@@ -436,17 +446,7 @@ func (a *absorber) responseRules(fv fetchView, resp *fasthttp.Response, rl cache
 	for _, i := range res.Matched {
 		fv.pol.ruleMatches[i].Inc()
 	}
-	h := &resp.Header
-	for _, x := range res.Headers {
-		switch x.Kind {
-		case rules.HeaderSet:
-			h.SetBytesV(x.Name, x.Value)
-		case rules.HeaderAppend:
-			h.AddBytesV(x.Name, x.Value)
-		case rules.HeaderRemove:
-			h.Del(x.Name)
-		}
-	}
+	applyHeaders(&resp.Header, res.Headers)
 	return lifetimes{res.TTL, res.Grace, res.Keep}.apply(rl)
 }
 

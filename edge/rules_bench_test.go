@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -80,21 +79,7 @@ func BenchmarkHitRules(b *testing.B) {
 			if string(rctx.Response.Header.Peek("X-Cache")) != "HIT" || string(pctx.Response.Header.Peek("X-Cache")) != "HIT" {
 				b.Fatalf("not hits: %s, %s", rctx.Response.Header.Peek("X-Cache"), pctx.Response.Header.Peek("X-Cache"))
 			}
-			b.ReportAllocs()
-			var tr, tp time.Duration
-			b.ResetTimer()
-			for b.Loop() {
-				t0 := time.Now()
-				serveHit(ruled, rctx)
-				t1 := time.Now()
-				serveHit(plain, pctx)
-				tr += t1.Sub(t0)
-				tp += time.Since(t1)
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(tr.Nanoseconds())/n, "rules-ns")
-			b.ReportMetric(float64(tp.Nanoseconds())/n, "plain-ns")
-			b.ReportMetric(float64(tp)/float64(tr), "plain/rules")
+			interleave(b, "rules", func() { serveHit(ruled, rctx) }, "plain", func() { serveHit(plain, pctx) })
 		})
 	}
 }
@@ -121,21 +106,7 @@ func BenchmarkHitRulesConn(b *testing.B) {
 			if !strings.Contains(string(rl.last), "\r\nX-Cache: HIT\r\n") || !strings.Contains(string(pl.last), "\r\nX-Cache: HIT\r\n") {
 				b.Fatalf("not hits:\n%s\n%s", rl.last, pl.last)
 			}
-			b.ReportAllocs()
-			var tr, tp time.Duration
-			b.ResetTimer()
-			for b.Loop() {
-				t0 := time.Now()
-				rl.send(rreq)
-				t1 := time.Now()
-				pl.send(preq)
-				tr += t1.Sub(t0)
-				tp += time.Since(t1)
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(tr.Nanoseconds())/n, "rules-ns")
-			b.ReportMetric(float64(tp.Nanoseconds())/n, "plain-ns")
-			b.ReportMetric(float64(tp)/float64(tr), "plain/rules")
+			interleave(b, "rules", func() { rl.send(rreq) }, "plain", func() { pl.send(preq) })
 		})
 	}
 }
