@@ -252,7 +252,7 @@ func (r *request) prepareCookies() {
 	if r.ruled {
 		// The rules' cookie actions and the bucket cookie.
 		r.scratch = cachepolicy.FilterCookies(r.scratch[:0], r.cookie, r.keepCookie)
-		r.cookie = append(r.cookie[:0], r.scratch...)
+		r.cookie, r.scratch = r.scratch, r.cookie[:0]
 	}
 	if r.raw.cookie > 1 {
 		// A second Cookie line: Peek saw only the first. Do not guess.

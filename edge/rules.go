@@ -56,7 +56,13 @@ func (v *ruleView) Path() []byte   { return v.target }
 func (v *ruleView) URI() []byte    { return v.uri }
 func (v *ruleView) Method() []byte { return v.r.ctx.Method() }
 func (v *ruleView) Header(name string) ([]byte, bool) {
-	b := v.r.ctx.Request.Header.Peek(name)
+	h := &v.r.ctx.Request.Header
+	var b []byte
+	if name == fasthttp.HeaderUserAgent {
+		b = h.UserAgent() // without normalising the name: classify reads it on every request
+	} else {
+		b = h.Peek(name)
+	}
 	return b, b != nil
 }
 func (v *ruleView) Cookie(name string) ([]byte, bool) {
@@ -117,7 +123,9 @@ func (r *request) initView(draw bool) {
 	pol := r.g.pol
 	v := &r.view
 	v.r = r
-	v.cookies = r.ctx.Request.Header.Peek(fasthttp.HeaderCookie)
+	// A copy: a route that ignores cookies deletes the header later, and
+	// the deliver phase still reads them.
+	v.cookies = append(v.cookies[:0], r.ctx.Request.Header.Peek(fasthttp.HeaderCookie)...)
 	v.client, _ = pol.clientAddr(r.ctx)
 	v.target = append(v.target[:0], r.target...)
 	v.uri = r.ctx.Request.Header.RequestURI()
@@ -302,11 +310,11 @@ func applyHeaders(h *fasthttp.ResponseHeader, ops []rules.Header) {
 	for _, x := range ops {
 		switch x.Kind {
 		case rules.HeaderSet:
-			h.SetBytesV(x.Name, x.Value)
+			h.SetCanonical(x.Key, x.Value) // the name was made canonical once
 		case rules.HeaderAppend:
-			h.AddBytesV(x.Name, x.Value)
+			h.AddBytesKV(x.Key, x.Value)
 		case rules.HeaderRemove:
-			h.Del(x.Name)
+			h.DelBytes(x.Key)
 		}
 	}
 }
@@ -388,10 +396,12 @@ func (k *keyView) Method() []byte { return []byte(fasthttp.MethodGet) }
 func (k *keyView) Header(name string) (v []byte, ok bool) {
 	cachekey.EachExtra(k.key, func(n, val []byte) {
 		if strings.EqualFold(string(n), name) {
-			v, ok = val, true
+			v = val
 		}
 	})
-	return v, ok
+	// The key holds a value, not whether the header was sent: an empty
+	// one counts as absent.
+	return v, len(v) > 0
 }
 func (k *keyView) Cookie(string) ([]byte, bool) { return nil, false }
 func (k *keyView) Query(name string) ([]byte, bool) {

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -108,5 +110,61 @@ func BenchmarkHitRulesConn(b *testing.B) {
 			}
 			interleave(b, "rules", func() { rl.send(rreq) }, "plain", func() { pl.send(preq) })
 		})
+	}
+}
+
+// BenchmarkHitRulesTCP is BenchmarkHitRulesConn over real loopback TCP
+// connections to the two edges' listeners (one keep-alive connection
+// each, a request at a time), the system calls included as a client sees
+// them: plain/rules is the ratio of requests per second.
+func BenchmarkHitRulesTCP(b *testing.B) {
+	for _, set := range []struct {
+		name  string
+		extra []config.Rule
+	}{{"newsroom", nil}, {"newsroom+200", manyRules(200)}} {
+		b.Run(set.name, func(b *testing.B) {
+			ruled, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) { newsroomRules(b, c, set.extra) })
+			plain, _ := primedEdge(b, 2<<10, "off")
+			const ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+			rreq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: lakka_bucket=50; _ga=GA1.2.3\r\n\r\n")
+			preq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: _ga=GA1.2.3\r\n\r\n")
+			rc, pc := tcpClient(b, ruled.Addr()), tcpClient(b, plain.Addr())
+			for range 100 {
+				rc.do(rreq)
+				pc.do(preq)
+			}
+			if rc.resp.Header.Peek("X-Cache")[0] != 'H' || pc.resp.Header.Peek("X-Cache")[0] != 'H' {
+				b.Fatalf("not hits: %s, %s", rc.resp.Header.Peek("X-Cache"), pc.resp.Header.Peek("X-Cache"))
+			}
+			interleave(b, "rules", func() { rc.do(rreq) }, "plain", func() { pc.do(preq) })
+		})
+	}
+}
+
+// tcpConn is a client's keep-alive connection to an edge.
+type tcpConn struct {
+	tb   testing.TB
+	c    net.Conn
+	br   *bufio.Reader
+	resp fasthttp.Response
+}
+
+func tcpClient(tb testing.TB, addr string) *tcpConn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return &tcpConn{tb: tb, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// do sends req and reads the whole response.
+func (t *tcpConn) do(req []byte) {
+	if _, err := t.c.Write(req); err != nil {
+		t.tb.Fatal(err)
+	}
+	t.resp.Reset()
+	if err := t.resp.Read(t.br); err != nil {
+		t.tb.Fatal(err)
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"time"
 )
 
-// Header is one header action of a Result, its value expanded.
+// Header is one header action of a Result, its value expanded. Key is
+// Name in the canonical form HTTP/1 servers write ("X-Served-By"), made
+// once when the rules are compiled.
 type Header struct {
 	Kind  HeaderOpKind
 	Name  string
+	Key   []byte
 	Value []byte
 }
 
@@ -342,10 +345,10 @@ func (a *actions) apply(req Request, subject []byte, caps []int, res *Result) {
 		if i := cl.of(v); i >= 0 {
 			name = cl.classes[i].name
 		}
-		res.Headers = append(res.Headers, Header{Kind: HeaderSet, Name: cl.into, Value: res.str(name)})
+		res.Headers = append(res.Headers, Header{Kind: HeaderSet, Name: cl.into, Key: cl.intoKey, Value: res.str(name)})
 	}
 	for _, h := range a.headers {
-		res.Headers = append(res.Headers, Header{Kind: h.kind, Name: h.name, Value: res.value(h.value, req, subject, caps)})
+		res.Headers = append(res.Headers, Header{Kind: h.kind, Name: h.name, Key: h.key, Value: res.value(h.value, req, subject, caps)})
 	}
 	res.Key = append(res.Key, a.key...)
 	if rw := a.rewrite; rw != nil {

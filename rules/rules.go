@@ -186,6 +186,7 @@ type answer struct {
 type classify struct {
 	header  string
 	into    string
+	intoKey []byte
 	classes []class
 	def     string
 	// cache remembers the class of recent values: a device class is read
@@ -288,7 +289,25 @@ const (
 type headerOp struct {
 	kind  HeaderOpKind
 	name  string
+	key   []byte // name, canonical
 	value *template
+}
+
+// canonicalKey returns a header name as HTTP/1 servers write it: the
+// first letter and each after '-' upper-case, the rest lower-case.
+func canonicalKey(name string) []byte {
+	b := []byte(name)
+	up := true
+	for i, c := range b {
+		switch {
+		case up && 'a' <= c && c <= 'z':
+			b[i] = c - 32
+		case !up && 'A' <= c && c <= 'Z':
+			b[i] = c + 32
+		}
+		up = c == '-'
+	}
+	return b
 }
 
 // Options are what rules are compiled against.
@@ -658,6 +677,7 @@ func (c *compiler) actions(a config.Actions, ph Phase, pools []string) actions {
 		only("classify", PhaseRequest)
 		cc := &classify{header: c.headerName("do.classify.header", cl.Header), into: c.headerName("do.classify.into", cl.Into), def: cl.Default}
 		cc.cache.seed = maphash.MakeSeed()
+		cc.intoKey = canonicalKey(cc.into)
 		for i, k := range cl.Classes {
 			if k.Name == "" {
 				c.errorf(fmt.Sprintf("do.classify.classes[%d].name", i), "is required")
@@ -671,13 +691,13 @@ func (c *compiler) actions(a config.Actions, ph Phase, pools []string) actions {
 		out.classify = cc
 	}
 	for _, k := range sortedKeys(a.SetHeaders) {
-		out.headers = append(out.headers, headerOp{kind: HeaderSet, name: c.headerName("do.set_headers", k), value: c.template("do.set_headers."+k, a.SetHeaders[k])})
+		out.headers = append(out.headers, headerOp{kind: HeaderSet, name: c.headerName("do.set_headers", k), key: canonicalKey(k), value: c.template("do.set_headers."+k, a.SetHeaders[k])})
 	}
 	for _, k := range sortedKeys(a.AppendHeaders) {
-		out.headers = append(out.headers, headerOp{kind: HeaderAppend, name: c.headerName("do.append_headers", k), value: c.template("do.append_headers."+k, a.AppendHeaders[k])})
+		out.headers = append(out.headers, headerOp{kind: HeaderAppend, name: c.headerName("do.append_headers", k), key: canonicalKey(k), value: c.template("do.append_headers."+k, a.AppendHeaders[k])})
 	}
 	for i, k := range a.RemoveHeaders {
-		out.headers = append(out.headers, headerOp{kind: HeaderRemove, name: c.headerName(fmt.Sprintf("do.remove_headers[%d]", i), k)})
+		out.headers = append(out.headers, headerOp{kind: HeaderRemove, name: c.headerName(fmt.Sprintf("do.remove_headers[%d]", i), k), key: canonicalKey(k)})
 	}
 	if rw := a.RewritePath; rw != nil {
 		only("rewrite_path", PhaseRequest)
