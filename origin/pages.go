@@ -174,9 +174,12 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, p page) {
 // etagMatch reports whether an If-None-Match value matches etag, by the
 // weak comparison of RFC 9110 section 13.1.2.
 func etagMatch(inm, etag string) bool {
+	// Weak comparison (RFC 9110 §8.8.3.2), as If-None-Match asks: the
+	// opaque tags, whichever side is weak.
+	opaque := strings.TrimPrefix(etag, "W/")
 	for c := range strings.SplitSeq(inm, ",") {
 		c = strings.TrimSpace(c)
-		if c == "*" || strings.TrimPrefix(c, "W/") == etag {
+		if c == "*" || strings.TrimPrefix(c, "W/") == opaque {
 			return true
 		}
 	}
