@@ -1,14 +1,18 @@
 package edge
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +62,7 @@ func newAdmin(s *Server, reg *prometheus.Registry) *http.Server {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState:         s.adminConns.track,
 	}
 }
 
@@ -291,4 +296,66 @@ func value(m interface{ Write(*dto.Metric) error }) float64 {
 		return d.Gauge.GetValue()
 	}
 	return 0
+}
+
+// adminConns counts the admin listener's connections that have a request
+// on its way: accepted and not yet read, or being answered. net/http's
+// Shutdown drops a request it reads after Shutdown began, unanswered; at
+// an upgrade that is a load balancer's /healthz on a connection this
+// process accepted just before, while the new process already serves.
+// drainAdmin waits for them first.
+type adminConns struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+	busy  int
+}
+
+func (a *adminConns) track(c net.Conn, st http.ConnState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state == nil {
+		a.state = make(map[net.Conn]http.ConnState)
+	}
+	wasBusy := false
+	if prev, ok := a.state[c]; ok {
+		wasBusy = prev == http.StateNew || prev == http.StateActive
+	}
+	isBusy := st == http.StateNew || st == http.StateActive
+	switch {
+	case wasBusy && !isBusy:
+		a.busy--
+	case !wasBusy && isBusy:
+		a.busy++
+	}
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(a.state, c)
+	} else {
+		a.state[c] = st
+	}
+}
+
+func (a *adminConns) idle() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.busy == 0
+}
+
+// drainAdmin stops the admin listener the way the client listener stops:
+// no new connections in this process (after a hand-over the socket stays
+// open in the new one), answers without keep-alive, and every request
+// already accepted answered (up to a second, or ctx), before
+// http.Server.Shutdown.
+func (s *Server) drainAdmin(ctx context.Context) error {
+	s.admin.SetKeepAlivesEnabled(false)
+	if s.adminLn != nil {
+		_ = s.adminLn.Close()
+	}
+	deadline := time.Now().Add(time.Second)
+	for !s.adminConns.idle() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := s.admin.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err // the listener it closes again was closed above
+	}
+	return nil
 }

@@ -90,6 +90,9 @@ type Server struct {
 	// as of purge bus position snapshotFrom (set before the edge serves).
 	snapshotLoaded bool
 	snapshotFrom   bus.Position
+	// adminConns counts the admin connections with a request on its way
+	// (drainAdmin).
+	adminConns adminConns
 	// lingering holds a token per connection in a lingering close.
 	lingering chan struct{}
 	requests  sync.Pool // *request
@@ -304,8 +307,8 @@ func (s *Server) Serve() error {
 	adminErr := make(chan error, 1)
 	go func() {
 		err := s.admin.Serve(s.adminLn)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
+		if errors.Is(err, http.ErrServerClosed) || s.draining.Load() {
+			err = nil // drainAdmin closed the listener
 		}
 		adminErr <- err
 	}()
@@ -364,7 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		t.Stop()
 	}
 	err := s.fast.ShutdownWithContext(ctx)
-	if aerr := s.admin.Shutdown(ctx); err == nil {
+	if aerr := s.drainAdmin(ctx); err == nil {
 		err = aerr
 	}
 	s.closeBackground()

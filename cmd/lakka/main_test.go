@@ -450,16 +450,15 @@ func TestEdgeUpgrade(t *testing.T) {
 	fetchedBefore := fetched.Load()
 
 	stop := make(chan struct{})
-	// Client requests (pages) must all succeed. Of the /healthz probes
-	// on the admin socket one in several thousand has been seen to get
-	// EOF as the old process closes its admin server (a keep-alive race
-	// not settled yet): at most one is tolerated, and reported.
-	var ok, failed, healthFailed atomic.Int64
-	var firstErr, healthErr atomic.Value
+	// Every request must succeed: pages and /healthz, on keep-alive
+	// connections (half the clients) and on a new connection each (the
+	// other half, as load balancers' health checks come).
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			c := &http.Client{Timeout: 10 * time.Second}
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 1}}
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -475,15 +474,11 @@ func TestEdgeUpgrade(t *testing.T) {
 							err = fmt.Errorf("%s: status %d", url, resp.StatusCode)
 						}
 					}
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case strings.HasSuffix(url, "/healthz"):
-						healthFailed.Add(1)
-						healthErr.CompareAndSwap(nil, err)
-					default:
+					if err != nil {
 						failed.Add(1)
 						firstErr.CompareAndSwap(nil, err)
+					} else {
+						ok.Add(1)
 					}
 				}
 			}
@@ -518,14 +513,11 @@ func TestEdgeUpgrade(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the new process alone
 	close(stop)
 	wg.Wait()
-	total := ok.Load() + failed.Load() + healthFailed.Load()
+	total := ok.Load() + failed.Load()
 	if failed.Load() > 0 {
 		t.Errorf("%d of %d requests failed during the upgrade; first: %v\n%s", failed.Load(), total, firstErr.Load(), logs())
 	}
-	if healthFailed.Load() > 1 {
-		t.Errorf("%d /healthz probes failed during the upgrade; first: %v\n%s", healthFailed.Load(), healthErr.Load(), logs())
-	}
-	t.Logf("%d requests during the upgrade (half of them /healthz), %d pages failed, %d /healthz failed (%v); old pid %d, new pid %d", total, failed.Load(), healthFailed.Load(), healthErr.Load(), cmd.Process.Pid, newPID)
+	t.Logf("%d requests during the upgrade (half of them /healthz, half on new connections), %d failed; old pid %d, new pid %d", total, failed.Load(), cmd.Process.Pid, newPID)
 	if x, age := get("/p7"); x != "HIT" || age < ageBefore {
 		t.Errorf("/p7 after the upgrade: X-Cache %q, Age %d (before: %d); want the HIT, its Age still counting\n%s", x, age, ageBefore, logs())
 	}
