@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/bits"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -403,7 +404,7 @@ func (a *absorber) responseMeta(resp *fasthttp.Response, pol *policy) meta {
 		m.varyNames = append(m.varyNames, n)
 	}
 	if len(sk) > 0 {
-		m.tags, _ = cachepolicy.ParseSurrogateKeys(nil, sk...)
+		m.tags = packTags(cachepolicy.ParseSurrogateKeys(nil, sk...))
 	}
 	m.noTransform = r.CacheControl.NoTransform
 	ce := bytes.TrimSpace(h.ContentEncoding())
@@ -481,4 +482,28 @@ func putBodyBuf(b []byte) {
 	}
 	b = b[:0]
 	bodyBufs[c].Put(&b)
+}
+
+// packTags copies tags into one string and a slice of exactly their
+// number: a stored object keeps its tags as long as it lives, and parsing
+// leaves a string each and a slice grown by doubling.
+func packTags(tags []string, _ int) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	n := 0
+	for _, t := range tags {
+		n += len(t)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, t := range tags {
+		b.WriteString(t)
+	}
+	all := b.String()
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i], all = all[:len(t)], all[len(t):]
+	}
+	return out
 }
