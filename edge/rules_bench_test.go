@@ -58,10 +58,7 @@ func newsroomHitCtx(tb testing.TB) *fasthttp.RequestCtx {
 // edge without rules; plain/rules is the ratio to quote (at least 0.9 for
 // the newsroom, 0.8 for 200 rules).
 func BenchmarkHitRules(b *testing.B) {
-	for _, set := range []struct {
-		name  string
-		extra []config.Rule
-	}{{"newsroom", nil}, {"newsroom+200", manyRules(200)}} {
+	for _, set := range ruleSets() {
 		b.Run(set.name, func(b *testing.B) {
 			ruled, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) { newsroomRules(b, c, set.extra) })
 			serveHit(ruled, newsroomHitCtx(b)) // the miss: the key has the device class
@@ -90,16 +87,9 @@ func BenchmarkHitRules(b *testing.B) {
 // server loop (parsing, the handler, writing), as hits are served:
 // plain/rules is the ratio to quote.
 func BenchmarkHitRulesConn(b *testing.B) {
-	for _, set := range []struct {
-		name  string
-		extra []config.Rule
-	}{{"newsroom", nil}, {"newsroom+200", manyRules(200)}} {
+	for _, set := range ruleSets() {
 		b.Run(set.name, func(b *testing.B) {
-			ruled, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) { newsroomRules(b, c, set.extra) })
-			plain, _ := primedEdge(b, 2<<10, "off")
-			const ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
-			rreq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: lakka_bucket=50; _ga=GA1.2.3\r\n\r\n")
-			preq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: _ga=GA1.2.3\r\n\r\n")
+			ruled, plain, rreq, preq := ruledAndPlain(b, set.extra)
 			rl, pl := serveLoop(ruled), serveLoop(plain)
 			for range 100 {
 				rl.send(rreq)
@@ -118,16 +108,9 @@ func BenchmarkHitRulesConn(b *testing.B) {
 // each, a request at a time), the system calls included as a client sees
 // them: plain/rules is the ratio of requests per second.
 func BenchmarkHitRulesTCP(b *testing.B) {
-	for _, set := range []struct {
-		name  string
-		extra []config.Rule
-	}{{"newsroom", nil}, {"newsroom+200", manyRules(200)}} {
+	for _, set := range ruleSets() {
 		b.Run(set.name, func(b *testing.B) {
-			ruled, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) { newsroomRules(b, c, set.extra) })
-			plain, _ := primedEdge(b, 2<<10, "off")
-			const ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
-			rreq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: lakka_bucket=50; _ga=GA1.2.3\r\n\r\n")
-			preq := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: _ga=GA1.2.3\r\n\r\n")
+			ruled, plain, rreq, preq := ruledAndPlain(b, set.extra)
 			rc, pc := tcpClient(b, ruled.Addr()), tcpClient(b, plain.Addr())
 			for range 100 {
 				rc.do(rreq)
@@ -167,4 +150,29 @@ func (t *tcpConn) do(req []byte) {
 	if err := t.resp.Read(t.br); err != nil {
 		t.tb.Fatal(err)
 	}
+}
+
+// ruleSets are the rule sets the benchmarks load: the newsroom's, and
+// with 200 more.
+func ruleSets() []struct {
+	name  string
+	extra []config.Rule
+} {
+	return []struct {
+		name  string
+		extra []config.Rule
+	}{{"newsroom", nil}, {"newsroom+200", manyRules(200)}}
+}
+
+// ruledAndPlain starts an edge with the newsroom's rules plus extra and
+// one without rules, both holding /page, and the raw request of a
+// returning desktop reader for each (the bucket cookie only an edge with
+// rules strips is left out of the other's).
+func ruledAndPlain(b *testing.B, extra []config.Rule) (ruled, plain *testEdge, rreq, preq []byte) {
+	ruled, _ = primedEdgeConfig(b, 2<<10, func(c *config.Config) { newsroomRules(b, c, extra) })
+	plain, _ = primedEdge(b, 2<<10, "off")
+	const ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+	rreq = []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: lakka_bucket=50; _ga=GA1.2.3\r\n\r\n")
+	preq = []byte("GET /page HTTP/1.1\r\nHost: example.com\r\n" + ua + "Accept-Encoding: gzip\r\nCookie: _ga=GA1.2.3\r\n\r\n")
+	return ruled, plain, rreq, preq
 }
