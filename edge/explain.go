@@ -181,37 +181,27 @@ func Explain(cfg config.Config, x ExplainRequest) (*Explanation, error) {
 	if res.Pool != "" {
 		ex.Pool = res.Pool
 	}
-	keyText := string(key)
 	forwarded := func(name string) []byte {
 		val, _ := v.Header(name)
 		return forwardedValue(val, name, res.Headers)
 	}
-	if ex.Pool != "default" && !res.SameContent {
-		keyText += " + pool=" + ex.Pool
-	}
-	for _, k := range res.Key {
-		if c, ok := strings.CutPrefix(k, "cookie:"); ok {
-			val, _ := v.Cookie(c)
-			keyText += fmt.Sprintf(" + %s=%s", k, val)
-			continue
+	// The key as the edge builds it, its extras shown as "+ name=value".
+	full := appendRuleKey(append([]byte(nil), key...), &res, forwarded, v.Cookie)
+	ex.Key = string(cachekey.RealURL(full))
+	cachekey.EachExtra(full, func(name, value []byte) {
+		n := string(name)
+		if n == poolExtra {
+			n = "pool"
 		}
-		keyText += fmt.Sprintf(" + %s=%s", k, forwarded(k))
-	}
-	ex.Key = keyText
+		ex.Key += fmt.Sprintf(" + %s=%s", n, value)
+	})
 	for _, h := range res.Headers {
 		ex.Forwarded = append(ex.Forwarded, headerAction(h))
 	}
 	// The cookies the edge forwards: the policy's strip list, the rules'
 	// cookie actions, never the bucket cookie.
 	stripped := cachepolicy.StripCookies(nil, v.cookie, pol.stripCookies)
-	kept := cachepolicy.FilterCookies(nil, stripped, func(name []byte) bool {
-		for _, k := range res.Key {
-			if k == "cookie:"+string(name) {
-				return false // keyed: sent with every fetch, no pass
-			}
-		}
-		return res.KeepCookie(name)
-	})
+	kept := cachepolicy.FilterCookies(nil, stripped, func(name []byte) bool { return keptCookie(&res, name) })
 	ex.Cookie = string(kept)
 	route := cachepolicy.MatchRoute(pol.matches, cachepolicy.HostWithoutPort(host), target)
 	switch {

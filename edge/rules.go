@@ -49,6 +49,9 @@ type ruleView struct {
 	// the client sent it (query parameters the key strips included).
 	cookies     []byte
 	target, uri []byte
+	// targetBuf holds the client's target once a rule rewrote
+	// request.target.
+	targetBuf []byte
 }
 
 func (v *ruleView) Host() []byte   { return cachepolicy.HostWithoutPort(v.r.host) }
@@ -127,7 +130,7 @@ func (r *request) initView(draw bool) {
 	// the deliver phase still reads them.
 	v.cookies = append(v.cookies[:0], r.ctx.Request.Header.Peek(fasthttp.HeaderCookie)...)
 	v.client, _ = pol.clientAddr(r.ctx)
-	v.target = append(v.target[:0], r.target...)
+	v.target = r.target // copied only if a rule rewrites it (ruleRequest)
 	v.uri = r.ctx.Request.Header.RequestURI()
 	if len(v.uri) == 0 || v.uri[0] != '/' {
 		v.uri = v.target // absolute form: the normalised target
@@ -166,25 +169,50 @@ func (r *request) ruleRequest() (answered, pass bool) {
 	if res.Path != nil {
 		// What the origin is asked for and what is keyed; conditions
 		// keep reading the path the client asked for (view.target).
+		v.targetBuf = append(v.targetBuf[:0], r.target...)
+		v.target = v.targetBuf
+		if string(v.uri) == string(r.target) {
+			v.uri = v.target // it was the absolute form's fallback
+		}
 		r.target = append(r.target[:0], res.Path...)
 		r.key = cachekey.AppendURL(r.key[:0], r.host, r.target)
 		r.route = cachepolicy.MatchRoute(pol.matches, cachepolicy.HostWithoutPort(r.host), r.target)
 	}
 	if res.Pool != "" && res.Pool != "default" {
 		r.dir = r.g.pools[res.Pool]
-		if !res.SameContent {
-			r.key = cachekey.AppendExtra(r.key, poolExtra, []byte(res.Pool))
-		}
+	}
+	r.key = appendRuleKey(r.key, res, r.forwardedHeader, v.Cookie)
+	return false, res.Pass
+}
+
+// appendRuleKey appends to a URL key the parts the request phase adds: the
+// pool (unless it serves the same content) and the key: values, a
+// header's as forwarded or a cookie's as sent. Explain renders the same.
+func appendRuleKey(key []byte, res *rules.Result, forwarded func(string) []byte, cookie func(string) ([]byte, bool)) []byte {
+	if res.Pool != "" && res.Pool != "default" && !res.SameContent {
+		key = cachekey.AppendExtra(key, poolExtra, []byte(res.Pool))
 	}
 	for _, name := range res.Key {
 		if c, ok := strings.CutPrefix(name, "cookie:"); ok {
-			val, _ := v.Cookie(c)
-			r.key = cachekey.AppendExtra(r.key, name, val)
+			val, _ := cookie(c)
+			key = cachekey.AppendExtra(key, name, val)
 			continue
 		}
-		r.key = cachekey.AppendExtra(r.key, name, r.forwardedHeader(name))
+		key = cachekey.AppendExtra(key, name, forwarded(name))
 	}
-	return false, res.Pass
+	return key
+}
+
+// keptCookie reports whether a cookie is forwarded with a pass and makes
+// one after the request phase: not when it is keyed (sent with every
+// fetch, ruleHeaders) or dropped by a cookie action.
+func keptCookie(res *rules.Result, name []byte) bool {
+	for _, k := range res.Key {
+		if len(k) == len("cookie:")+len(name) && k[:len("cookie:")] == "cookie:" && k[len("cookie:"):] == string(name) {
+			return false
+		}
+	}
+	return res.KeepCookie(name)
 }
 
 // validBucket reports whether b is a bucket, "0" to "99".
@@ -237,12 +265,7 @@ func (r *request) keepCookie(name []byte) bool {
 	if !r.ruled {
 		return true
 	}
-	for _, k := range r.rres.Key {
-		if len(k) == len("cookie:")+len(name) && k[:len("cookie:")] == "cookie:" && k[len("cookie:"):] == string(name) {
-			return false // keyed: forwarded with every fetch (ruleHeaders), no pass
-		}
-	}
-	return r.rres.KeepCookie(name)
+	return keptCookie(&r.rres, name)
 }
 
 // ruleAnswer writes the answer a rule made (synthetic, redirect, deny).
