@@ -278,9 +278,14 @@ func ParseSitemap(b []byte) (paths, children []string, err error) {
 // pathOf returns the path and query of an absolute http(s) URL or of a path.
 func pathOf(loc string) (string, bool) {
 	loc = strings.TrimSpace(loc)
+	// url.Parse lets spaces and control bytes through in a query; a request
+	// line cannot carry them, so such a line is not a URL we can replay.
+	if strings.ContainsFunc(loc, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", false
+	}
 	if strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
 		u, err := url.Parse(loc)
-		if err != nil || strings.ContainsAny(loc, " \t\r\n") {
+		if err != nil {
 			return "", false
 		}
 		return u.RequestURI(), true
