@@ -163,6 +163,9 @@ const (
 	flagInStore
 	// flagRefreshing: a background refresh is queued or running.
 	flagRefreshing
+	// flagCopy: a copy of an object another edge of the cluster owns
+	// (Store.PutCopy); it counts in the store's copy bytes.
+	flagCopy
 )
 
 // has reports whether flag f is set.

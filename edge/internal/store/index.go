@@ -17,6 +17,7 @@ const purgeLogSize = 4096
 // purgeRecord is one invalidation, as far as in-flight fetches care.
 type purgeRecord struct {
 	gen  uint64
+	at   int64 // when it was recorded (nanoseconds from clockBase)
 	soft bool
 	all  bool
 	url  string // URL key (host+target), or a target ("/path") for every host
@@ -273,14 +274,33 @@ func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft boo
 	return affected, affected && soft
 }
 
+// generationBefore returns the generation before every purge recorded
+// after t that the log remembers (a copy made at t elsewhere, before such
+// purges reached this store, is checked against them).
+func (x *index) generationBefore(t time.Time) uint64 {
+	at := int64(t.Sub(clockBase))
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	gen := x.gen.Load()
+	for i := x.logN; i > 0 && i > x.logN-min(x.logN, purgeLogSize); i-- {
+		r := &x.log[(i-1)%purgeLogSize]
+		if r.at <= at {
+			break
+		}
+		gen = r.gen - 1
+	}
+	return gen
+}
+
 // record bumps the generation and logs p for in-flight fetches; it returns
 // the hosts known now (for host-less URL purges).
 func (x *index) record(p Purge) (hosts []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	gen := x.gen.Add(1)
+	at := int64(time.Since(clockBase))
 	add := func(r purgeRecord) {
-		r.gen, r.soft = gen, p.Soft
+		r.gen, r.soft, r.at = gen, p.Soft, at
 		x.log[x.logN%purgeLogSize] = r
 		x.logN++
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -83,7 +84,7 @@ func (s *Store) WriteSnapshot(w io.Writer, meta []byte, now time.Time) (Snapshot
 			st.Skipped++
 			continue
 		}
-		scratch = appendRecord(scratch[:0], e)
+		scratch = appendRecord(scratch[:0], e, unixEpoch)
 		bw.Write(scratch)
 		bw.Write(e.Hdr)
 		bw.Write(e.Body)
@@ -110,9 +111,14 @@ func (s *Store) WriteSnapshot(w io.Writer, meta []byte, now time.Time) (Snapshot
 	return st, err
 }
 
+// unixEpoch is the base of a snapshot's stored times: they are Unix
+// nanoseconds.
+var unixEpoch = time.Unix(0, 0)
+
 // appendRecord appends an object's record up to its byte buffers (the
-// header buffer, the body and the zstd body follow it in the file).
-func appendRecord(b []byte, e *Entry) []byte {
+// header buffer, the body and the zstd body follow it in the file). Its
+// stored time is written as nanoseconds from base.
+func appendRecord(b []byte, e *Entry, base time.Time) []byte {
 	b = append(b, recordEntry)
 	b = appendBytes(b, e.Key)
 	b = binary.AppendUvarint(b, uint64(e.Status))
@@ -124,7 +130,7 @@ func appendRecord(b []byte, e *Entry) []byte {
 		flags |= 2
 	}
 	b = append(b, byte(e.Enc), byte(e.ETagEnc), flags)
-	b = binary.AppendVarint(b, e.StoredAt().UnixNano())
+	b = binary.AppendVarint(b, int64(e.StoredAt().Sub(base)))
 	for _, d := range []time.Duration{e.InitialAge, e.TTL, e.Grace, e.Keep, time.Duration(e.purgedAt.Load())} {
 		b = binary.AppendVarint(b, int64(d))
 	}
@@ -308,7 +314,7 @@ func (s *Store) readSnapshot(r io.Reader, now time.Time, l *Loaded) error {
 			return fmt.Errorf("%w: unknown record %#x at byte %d (corrupted)", ErrSnapshot, kind, sr.n-1)
 		}
 		written++
-		e, err := s.readEntry(sr)
+		e, err := s.readEntry(sr, unixEpoch)
 		if err != nil {
 			return err
 		}
@@ -348,98 +354,21 @@ func (s *Store) readSnapshot(r io.Reader, now time.Time, l *Loaded) error {
 	return nil
 }
 
+// recordLayout is what a record says of the bytes that follow it.
+type recordLayout struct {
+	spans      [8]Span
+	hl, bl, zl uint64 // header, body and zstd body lengths
+	zetag      []byte
+}
+
 // readEntry reads one object record and its bytes into a slot; nil (and
 // its bytes skipped) when the pool has no room.
-func (s *Store) readEntry(sr *snapshotReader) (*Entry, error) {
-	e := &Entry{Kind: KindObject, ID: s.NextID()}
-	var err error
-	if e.Key, err = sr.bytes("key length", maxSnapshotKey); err != nil {
-		return nil, err
-	}
-	status, err := sr.uvarint("status", 999)
+func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
+	e, l, err := s.readRecord(sr, base)
 	if err != nil {
 		return nil, err
 	}
-	e.Status = uint16(status)
-	var small [3]byte
-	if err := sr.full(small[:]); err != nil {
-		return nil, err
-	}
-	e.Enc, e.ETagEnc = cachepolicy.Encoding(small[0]), cachepolicy.Encoding(small[1])
-	if e.Enc != cachepolicy.Identity && e.Enc != cachepolicy.Gzip || e.ETagEnc != cachepolicy.Identity && e.ETagEnc != cachepolicy.Gzip {
-		return nil, fmt.Errorf("%w: encoding %d/%d at byte %d (corrupted)", ErrSnapshot, small[0], small[1], sr.n)
-	}
-	e.Revalidate, e.NoTransform = small[2]&1 != 0, small[2]&2 != 0
-	stored, err := sr.varint()
-	if err != nil {
-		return nil, err
-	}
-	e.SetStoredAt(time.Unix(0, stored))
-	var ds [5]int64
-	for i := range ds {
-		if ds[i], err = sr.varint(); err != nil {
-			return nil, err
-		}
-		if ds[i] < 0 {
-			return nil, fmt.Errorf("%w: negative lifetime at byte %d (corrupted)", ErrSnapshot, sr.n)
-		}
-	}
-	e.InitialAge, e.TTL, e.Grace, e.Keep = time.Duration(ds[0]), time.Duration(ds[1]), time.Duration(ds[2]), time.Duration(ds[3])
-	e.purgedAt.Store(ds[4])
-	il, err := sr.uvarint("decoded length", 1<<62)
-	if err != nil {
-		return nil, err
-	}
-	e.IdentityLen = int64(il)
-	if e.LastModTime, err = sr.varint(); err != nil {
-		return nil, err
-	}
-	var spans [8]Span
-	for i := range spans {
-		a, err := sr.uvarint("span", maxSnapshotHdr)
-		if err != nil {
-			return nil, err
-		}
-		b, err := sr.uvarint("span", maxSnapshotHdr)
-		if err != nil {
-			return nil, err
-		}
-		spans[i] = Span{uint32(a), uint32(b)}
-	}
-	if e.VaryNames, err = sr.strings("Vary name"); err != nil {
-		return nil, err
-	}
-	if e.Tags, err = sr.strings("tag"); err != nil {
-		return nil, err
-	}
-	hl, err := sr.uvarint("header length", maxSnapshotHdr)
-	if err != nil {
-		return nil, err
-	}
-	bl, err := sr.uvarint("body length", slab.MaxSize)
-	if err != nil {
-		return nil, err
-	}
-	zl, err := sr.uvarint("zstd body length", slab.MaxSize)
-	if err != nil {
-		return nil, err
-	}
-	zetag, err := sr.bytes("zstd ETag length", maxSnapshotStr)
-	if err != nil {
-		return nil, err
-	}
-	for i, sp := range spans {
-		if sp.Start > sp.End || uint64(sp.End) > hl {
-			return nil, fmt.Errorf("%w: span %d (%d-%d) outside the %d header bytes (corrupted)", ErrSnapshot, i, sp.Start, sp.End, hl)
-		}
-	}
-	if (spans[5].End-spans[5].Start)%fieldSpanSize != 0 {
-		return nil, fmt.Errorf("%w: a field table of %d bytes (corrupted)", ErrSnapshot, spans[5].End-spans[5].Start)
-	}
-	n := hl + bl + zl
-	if n > slab.MaxSize {
-		return nil, fmt.Errorf("%w: an object of %d bytes (corrupted)", ErrSnapshot, n)
-	}
+	n := l.hl + l.bl + l.zl
 	slot, b, ok := s.pool.Alloc(int(n))
 	if !ok {
 		// No room: read past its bytes (they still count in the checksum).
@@ -454,23 +383,167 @@ func (s *Store) readEntry(sr *snapshotReader) (*Entry, error) {
 		e.Release()
 		return nil, err
 	}
+	if err := e.layOut(b, l); err != nil {
+		e.Release()
+		return nil, err
+	}
+	e.Cost = int64(s.pool.ClassSize(int(n))) + heapCost(loadedHeapCost(e))
+	return e, nil
+}
+
+// AppendObject appends e as one peer sends it to another: its record, its
+// stored time as an offset from now (the peers' clocks may differ), then
+// its bytes.
+func AppendObject(b []byte, e *Entry, now time.Time) []byte {
+	b = appendRecord(b, e, now)
+	b = append(b, e.Hdr...)
+	b = append(b, e.Body...)
+	if e.Zstd != nil {
+		b = append(b, e.Zstd.Body...)
+	}
+	return b
+}
+
+// DecodeObject reads an object AppendObject wrote into a new entry whose
+// bytes are copies on the heap (not sealed, not stored: the caller seals
+// it to store it), stored as long before now as before the sender's now.
+// Nothing in b is trusted.
+func (s *Store) DecodeObject(b []byte, now time.Time) (*Entry, error) {
+	sr := &snapshotReader{r: bufio.NewReaderSize(bytes.NewReader(b), 16), h: crc32.New(crcTable)}
+	kind, err := sr.ReadByte()
+	if err != nil || kind != recordEntry {
+		return nil, fmt.Errorf("%w: not an object record", ErrSnapshot)
+	}
+	e, l, err := s.readRecord(sr, now)
+	if err != nil {
+		return nil, err
+	}
+	n := l.hl + l.bl + l.zl
+	if uint64(sr.n)+n != uint64(len(b)) {
+		return nil, fmt.Errorf("%w: an object record of %d bytes says %d", ErrSnapshot, len(b), uint64(sr.n)+n)
+	}
+	if err := e.layOut(bytes.Clone(b[sr.n:]), l); err != nil {
+		return nil, err
+	}
+	e.Cost = int64(n) + loadedHeapCost(e) // as a fetched entry before Seal
+	return e, nil
+}
+
+// layOut points e's buffers into b, which holds its header buffer, body
+// and zstd body, and checks its field table against them.
+func (e *Entry) layOut(b []byte, l recordLayout) error {
+	hl, bl, n := l.hl, l.bl, l.hl+l.bl+l.zl
 	e.Hdr, e.Body = b[:hl:hl], b[hl:hl+bl:hl+bl]
-	if zl > 0 || len(zetag) > 0 {
-		e.Zstd = &ZstdForm{Body: b[hl+bl : n : n], ETag: zetag}
+	if l.zl > 0 || len(l.zetag) > 0 {
+		e.Zstd = &ZstdForm{Body: b[hl+bl : n : n], ETag: l.zetag}
 	}
 	for i, p := range e.spanPtrs() {
-		*p = spans[i]
+		*p = l.spans[i]
 	}
 	for i := range e.NumFields() {
 		r := e.Hdr[int(e.FieldsSpan.Start)+i*fieldSpanSize:][:fieldSpanSize]
 		k0, k1, v1 := binary.LittleEndian.Uint32(r), binary.LittleEndian.Uint32(r[4:]), binary.LittleEndian.Uint32(r[8:])
 		if k0 > k1 || k1 > v1 || uint64(v1) > hl {
-			e.Release()
-			return nil, fmt.Errorf("%w: field %d outside the header bytes (corrupted)", ErrSnapshot, i)
+			return fmt.Errorf("%w: field %d outside the header bytes (corrupted)", ErrSnapshot, i)
 		}
 	}
-	e.Cost = int64(s.pool.ClassSize(int(n))) + heapCost(loadedHeapCost(e))
-	return e, nil
+	return nil
+}
+
+// readRecord reads an object record up to its bytes.
+func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLayout, error) {
+	var l recordLayout
+	e := &Entry{Kind: KindObject, ID: s.NextID()}
+	var err error
+	if e.Key, err = sr.bytes("key length", maxSnapshotKey); err != nil {
+		return nil, l, err
+	}
+	status, err := sr.uvarint("status", 999)
+	if err != nil {
+		return nil, l, err
+	}
+	e.Status = uint16(status)
+	var small [3]byte
+	if err := sr.full(small[:]); err != nil {
+		return nil, l, err
+	}
+	e.Enc, e.ETagEnc = cachepolicy.Encoding(small[0]), cachepolicy.Encoding(small[1])
+	if e.Enc != cachepolicy.Identity && e.Enc != cachepolicy.Gzip || e.ETagEnc != cachepolicy.Identity && e.ETagEnc != cachepolicy.Gzip {
+		return nil, l, fmt.Errorf("%w: encoding %d/%d at byte %d (corrupted)", ErrSnapshot, small[0], small[1], sr.n)
+	}
+	e.Revalidate, e.NoTransform = small[2]&1 != 0, small[2]&2 != 0
+	stored, err := sr.varint()
+	if err != nil {
+		return nil, l, err
+	}
+	e.SetStoredAt(base.Add(time.Duration(stored)))
+	var ds [5]int64
+	for i := range ds {
+		if ds[i], err = sr.varint(); err != nil {
+			return nil, l, err
+		}
+		if ds[i] < 0 {
+			return nil, l, fmt.Errorf("%w: negative lifetime at byte %d (corrupted)", ErrSnapshot, sr.n)
+		}
+	}
+	e.InitialAge, e.TTL, e.Grace, e.Keep = time.Duration(ds[0]), time.Duration(ds[1]), time.Duration(ds[2]), time.Duration(ds[3])
+	e.purgedAt.Store(ds[4])
+	il, err := sr.uvarint("decoded length", 1<<62)
+	if err != nil {
+		return nil, l, err
+	}
+	e.IdentityLen = int64(il)
+	if e.LastModTime, err = sr.varint(); err != nil {
+		return nil, l, err
+	}
+	var spans [8]Span
+	for i := range spans {
+		a, err := sr.uvarint("span", maxSnapshotHdr)
+		if err != nil {
+			return nil, l, err
+		}
+		b, err := sr.uvarint("span", maxSnapshotHdr)
+		if err != nil {
+			return nil, l, err
+		}
+		spans[i] = Span{uint32(a), uint32(b)}
+	}
+	if e.VaryNames, err = sr.strings("Vary name"); err != nil {
+		return nil, l, err
+	}
+	if e.Tags, err = sr.strings("tag"); err != nil {
+		return nil, l, err
+	}
+	hl, err := sr.uvarint("header length", maxSnapshotHdr)
+	if err != nil {
+		return nil, l, err
+	}
+	bl, err := sr.uvarint("body length", slab.MaxSize)
+	if err != nil {
+		return nil, l, err
+	}
+	zl, err := sr.uvarint("zstd body length", slab.MaxSize)
+	if err != nil {
+		return nil, l, err
+	}
+	zetag, err := sr.bytes("zstd ETag length", maxSnapshotStr)
+	if err != nil {
+		return nil, l, err
+	}
+	for i, sp := range spans {
+		if sp.Start > sp.End || uint64(sp.End) > hl {
+			return nil, l, fmt.Errorf("%w: span %d (%d-%d) outside the %d header bytes (corrupted)", ErrSnapshot, i, sp.Start, sp.End, hl)
+		}
+	}
+	if (spans[5].End-spans[5].Start)%fieldSpanSize != 0 {
+		return nil, l, fmt.Errorf("%w: a field table of %d bytes (corrupted)", ErrSnapshot, spans[5].End-spans[5].Start)
+	}
+	n := hl + bl + zl
+	if n > slab.MaxSize {
+		return nil, l, fmt.Errorf("%w: an object of %d bytes (corrupted)", ErrSnapshot, n)
+	}
+	l.spans, l.hl, l.bl, l.zl, l.zetag = spans, hl, bl, zl, zetag
+	return e, l, nil
 }
 
 // loadedHeapCost is what a loaded entry keeps on the Go heap, counted as

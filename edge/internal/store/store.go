@@ -73,6 +73,9 @@ type Store struct {
 
 	objects atomic.Int64 // entries currently held
 	bytes   atomic.Int64 // their Cost
+	// copies and copyBytes count the copies of objects other edges own
+	// (PutCopy) among them.
+	copies, copyBytes atomic.Int64
 
 	// closed is set by Close: Put refuses from then on.
 	closed atomic.Bool
@@ -144,6 +147,11 @@ func (s *Store) NextID() uint64 { return s.nextID.Add(1) }
 // Generation returns the current purge generation: a fetch records it when
 // it starts and hands it to Put.
 func (s *Store) Generation() uint64 { return s.idx.generation() }
+
+// GenerationBefore is the purge generation before every purge recorded
+// after t: an object stored elsewhere at t (a peer's) is put with it, so
+// that a purge this store applied after t removes it.
+func (s *Store) GenerationBefore(t time.Time) uint64 { return s.idx.generationBefore(t) }
 
 // SlabLimit is the most the slots of the store's pool may hold: what
 // ristretto, the admission window and the identity pool are given (their
@@ -255,6 +263,27 @@ func (s *Store) Put(e *Entry, startGen uint64) bool {
 	return true
 }
 
+// PutCopy stores e, a copy of an object another edge of the cluster owns,
+// as Put does, unless copies would then take more than limit bytes of the
+// store; it reports whether e was stored.
+func (s *Store) PutCopy(e *Entry, startGen uint64, limit int64) bool {
+	if s.copyBytes.Load()+e.Cost > limit {
+		return false
+	}
+	e.set(flagCopy) // before Put: onExit may run as soon as it is in
+	s.copyBytes.Add(e.Cost)
+	s.copies.Add(1)
+	if !s.Put(e, startGen) {
+		s.copyBytes.Add(-e.Cost)
+		s.copies.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Copies returns the number of copies stored (PutCopy) and their bytes.
+func (s *Store) Copies() (objects, bytes int64) { return s.copies.Load(), s.copyBytes.Load() }
+
 // varyMarker stores the marker that sends lookups of e's URL to its
 // variants, unless an equivalent one is there, and returns it.
 func (s *Store) varyMarker(e *Entry) *Entry {
@@ -360,6 +389,10 @@ func (s *Store) onExit(e *Entry) {
 	}
 	s.objects.Add(-1)
 	s.bytes.Add(-e.Cost)
+	if e.has(flagCopy) {
+		s.copies.Add(-1)
+		s.copyBytes.Add(-e.Cost)
+	}
 	s.idx.remove(e)
 	s.Identity.drop(e)
 	s.Headers.drop(e)
