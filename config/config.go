@@ -39,9 +39,13 @@ type Config struct {
 	Pools       map[string]Pool `yaml:"pools"`
 	Compression Compression     `yaml:"compression"`
 	Purge       Purge           `yaml:"purge"`
-	Admin       Admin           `yaml:"admin"`
-	Log         Log             `yaml:"log"`
-	Origin      Origin          `yaml:"origin"`
+	// Cluster makes the edges of a zone share one cache: each key has one
+	// owner among them, and with a shield zone one owner in the fleet
+	// (docs/CLUSTER.md).
+	Cluster Cluster `yaml:"cluster"`
+	Admin   Admin   `yaml:"admin"`
+	Log     Log     `yaml:"log"`
+	Origin  Origin  `yaml:"origin"`
 }
 
 // Edge configures the client-facing listener and the admin listener.
@@ -486,6 +490,41 @@ type Purge struct {
 	Bus Bus `yaml:"bus"`
 }
 
+// Cluster configures the edge cluster. Without Listen the edge caches on
+// its own.
+type Cluster struct {
+	// Listen is the address of the peer listener (peer fetches only,
+	// authenticated with LAKKA_CLUSTER_TOKEN); empty turns clustering off.
+	Listen string `yaml:"listen"`
+	// Peers is a static member list; empty means the members come from
+	// the purge bus's members bucket (purge.bus.url then required).
+	Peers []Peer `yaml:"peers"`
+	// ShieldZone, when set, is the zone whose owners fetch from the origin
+	// for every other zone.
+	ShieldZone string `yaml:"shield_zone"`
+	// PeerTimeout bounds connecting to a peer and its answer when it holds
+	// the object (or says it does not): a peer slower than that is
+	// skipped. A peer that fetches from the origin is waited for as long
+	// as any miss waits (cache.wait_timeout).
+	PeerTimeout time.Duration `yaml:"peer_timeout"`
+	// HotAfter is how many times within a minute a non-owner fetches an
+	// object from its owner before it keeps a copy of its own; 0 never.
+	HotAfter int `yaml:"hot_after"`
+	// HotShare is the share of cache.size_bytes that such copies may take,
+	// in percent.
+	HotShare int `yaml:"hot_share"`
+	// PreviousOwnerFor is how long after a membership change an owner that
+	// misses asks the key's previous owner before the origin.
+	PreviousOwnerFor time.Duration `yaml:"previous_owner_for"`
+}
+
+// Peer is a member of a static cluster.
+type Peer struct {
+	ID      string `yaml:"id"`
+	Zone    string `yaml:"zone"`
+	Address string `yaml:"address"`
+}
+
 // Bus configures the purge bus (NATS JetStream) that edges consume and
 // origins, "lakka purge" and edges publish to.
 type Bus struct {
@@ -690,6 +729,12 @@ func Default() Config {
 			StripQuery: []string{"utm_*", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid"},
 		},
 		Sticky: Sticky{Cookie: "lakka_bucket", MaxAge: 30 * 24 * time.Hour},
+		Cluster: Cluster{
+			PeerTimeout:      250 * time.Millisecond,
+			HotAfter:         2,
+			HotShare:         25,
+			PreviousOwnerFor: 2 * time.Minute,
+		},
 		Compression: Compression{
 			Enabled:   true,
 			GzipLevel: 6,

@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 	c.validatePools(v)
 	c.validateCompression(v)
 	c.validatePurge(v)
+	c.validateCluster(v)
 	c.validateAdmin(v)
 	c.validateLog(v)
 	c.validateOrigin(v)
@@ -350,6 +351,55 @@ func (c *Config) validatePurge(v *validator) {
 	}
 	v.networks("purge.allow_networks", c.Purge.AllowNetworks)
 	c.validateBus(v)
+}
+
+func (c *Config) validateCluster(v *validator) {
+	cl := &c.Cluster
+	v.duration("cluster.peer_timeout", cl.PeerTimeout, false)
+	v.duration("cluster.previous_owner_for", cl.PreviousOwnerFor, true)
+	v.nonNegative("cluster.hot_after", cl.HotAfter)
+	if cl.HotShare < 0 || cl.HotShare > 90 {
+		v.errorf("cluster.hot_share", "must be a percentage of cache.size_bytes from 0 to 90, got %d", cl.HotShare)
+	}
+	if cl.Listen == "" {
+		if len(cl.Peers) > 0 || cl.ShieldZone != "" {
+			v.errorf("cluster.listen", "required when cluster.peers or cluster.shield_zone is set (the address other edges fetch from)")
+		}
+		return
+	}
+	v.addr("cluster.listen", cl.Listen, true)
+	if (cl.Listen == c.Edge.Listen || cl.Listen == c.Edge.Admin) && !strings.HasSuffix(cl.Listen, ":0") {
+		v.errorf("cluster.listen", "must differ from edge.listen and edge.admin, got %s", cl.Listen)
+	}
+	if c.Edge.NodeID == "" {
+		v.errorf("edge.node_id", "required with cluster.listen: peers name each other by node id")
+	}
+	if c.Edge.Zone == "" {
+		v.errorf("edge.zone", "required with cluster.listen: ownership is per zone")
+	}
+	if len(cl.Peers) == 0 && c.Purge.Bus.URL == "" {
+		v.errorf("cluster.peers", "required without purge.bus.url: the members come from a static list or from the purge bus")
+	}
+	zones := map[string]bool{c.Edge.Zone: true}
+	ids := map[string]bool{c.Edge.NodeID: true}
+	for i, p := range cl.Peers {
+		key := fmt.Sprintf("cluster.peers[%d]", i)
+		switch {
+		case !natsName(p.ID):
+			v.errorf(key+".id", "must be 1 to 64 letters, digits, - or _, got %q", p.ID)
+		case ids[p.ID]:
+			v.errorf(key+".id", "%q appears twice (edge.node_id counts): every member needs its own id", p.ID)
+		}
+		ids[p.ID] = true
+		if p.Zone == "" || strings.ContainsAny(p.Zone, " \t\r\n") || len(p.Zone) > 64 {
+			v.errorf(key+".zone", "required, at most 64 characters without spaces, got %q", p.Zone)
+		}
+		zones[p.Zone] = true
+		v.addr(key+".address", p.Address, true)
+	}
+	if cl.ShieldZone != "" && len(cl.Peers) > 0 && !zones[cl.ShieldZone] {
+		v.errorf("cluster.shield_zone", "%q is not the zone of this edge or of any peer", cl.ShieldZone)
+	}
 }
 
 func (c *Config) validateAdmin(v *validator) {

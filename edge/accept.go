@@ -18,16 +18,7 @@ import (
 // and the access log line.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	r := s.requests.Get().(*request)
-	r.ctx = ctx
-	r.g = s.g()
-	r.host, r.target, r.key, r.vkey = r.host[:0], r.target[:0], r.key[:0], r.vkey[:0]
-	r.cookie, r.scratch = r.cookie[:0], r.scratch[:0]
-	r.route, r.isHEAD, r.hasCookie = -1, false, false
-	r.ruled, r.dir = false, nil
-	r.result, r.detail = resError, detailNone
-	r.began = ctx.Time()
-	r.now = s.clock.at(r.began)
-	r.sent = -1
+	r.reset(ctx, s)
 	defer func() {
 		if p := recover(); p != nil {
 			s.logPanic(p)
@@ -48,6 +39,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if r.g.pol.rules.Len() > 0 {
 		r.ruleDeliver()
 	}
+}
+
+// reset readies a pooled request for ctx.
+func (r *request) reset(ctx *fasthttp.RequestCtx, s *Server) {
+	r.ctx = ctx
+	r.g = s.g()
+	r.host, r.target, r.key, r.vkey = r.host[:0], r.target[:0], r.key[:0], r.vkey[:0]
+	r.cookie, r.scratch = r.cookie[:0], r.scratch[:0]
+	r.route, r.isHEAD, r.hasCookie = -1, false, false
+	r.ruled, r.dir = false, nil
+	r.peer, r.peerLife, r.peerHops, r.peerNode = peerNone, lifetimes{}, nil, ""
+	r.result, r.detail = resError, detailNone
+	r.began = ctx.Time()
+	r.now = s.clock.at(r.began)
+	r.sent = -1
 }
 
 var (

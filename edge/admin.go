@@ -239,6 +239,33 @@ type Stats struct {
 	Bus  *bus.Status `json:"bus,omitempty"`
 	// Reload is the last configuration reload (nil: none yet).
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// Cluster is the edge cluster as this edge sees it (nil without one).
+	Cluster *ClusterStats `json:"cluster,omitempty"`
+}
+
+// ClusterStats is the cluster part of Stats.
+type ClusterStats struct {
+	// Listen is the peer listener; ShieldZone the shield zone, if any.
+	Listen     string `json:"listen"`
+	ShieldZone string `json:"shield_zone,omitempty"`
+	// Static says the members come from cluster.peers, not the bus.
+	Static  bool            `json:"static"`
+	Members []ClusterMember `json:"members"`
+	// HotCopies and HotCopyBytes are the copies kept of objects other
+	// edges own.
+	HotCopies    int64   `json:"hot_copies"`
+	HotCopyBytes int64   `json:"hot_copy_bytes"`
+	Forwarded    float64 `json:"forwarded"` // misses asked of peers
+	PeerFaults   float64 `json:"peer_faults"`
+	PeerServed   float64 `json:"peer_served"` // peer requests answered
+}
+
+// ClusterMember is a member in ClusterStats.
+type ClusterMember struct {
+	ID   string `json:"id"`
+	Zone string `json:"zone"`
+	Addr string `json:"addr"`
+	Self bool   `json:"self,omitempty"`
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -270,6 +297,9 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 		out.Bus = &st
 	}
 	out.Reload = s.lastReload.Load()
+	if c := s.cluster; c != nil {
+		out.Cluster = c.stats()
+	}
 	for r := range numResults {
 		out.Requests[r.String()] = value(s.m.requests[r])
 	}

@@ -99,6 +99,12 @@ func (s *Server) startBus() error {
 		return err
 	}
 	pb.self = bus.Member{NodeID: pb.node, Zone: s.cfg.Edge.Zone, Admin: s.AdminAddr()}
+	if s.cluster != nil {
+		pb.self.Cluster = s.cluster.self.Addr
+		if len(s.cfg.Cluster.Peers) == 0 {
+			go s.cluster.watchMembers(pb)
+		}
+	}
 	pb.log = s.log
 	pb.hooks = bus.Hooks{
 		Apply: func(m purge.Message) error {

@@ -70,6 +70,10 @@ func (r *request) lookup() (f found, fkey []byte, stale *store.Entry) {
 			r.result = resHit
 			return r.served(e), nil, nil
 		case store.InGrace:
+			if r.peer.freshOnly() {
+				stale = e // a peer's refresh: fetched again
+				break
+			}
 			r.result, r.detail = resStale, detailGrace
 			s.refresh.enqueue(e, now)
 			return r.served(e), nil, nil
@@ -117,6 +121,10 @@ var (
 // no-transform: the edge may not decode it (RFC 9110 §7.7), so the origin
 // must answer this client.
 func (r *request) serveEntry(e *store.Entry) bool {
+	if r.peer != peerNone {
+		r.serveToPeer(e)
+		return true
+	}
 	ctx, now := r.ctx, r.now
 	h := &ctx.Response.Header
 	enc := chooseEncoding(e, r.ae)

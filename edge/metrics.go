@@ -67,6 +67,13 @@ type metrics struct {
 
 	staleServes prometheus.Counter
 	refreshes   *prometheus.CounterVec
+
+	// The cluster (edge/cluster.go, edge/peer.go).
+	clusterMembers *prometheus.GaugeVec
+	clusterFetches *prometheus.CounterVec
+	shieldFetches  prometheus.Counter
+	peerSeconds    *prometheus.HistogramVec
+	peerRequests   *prometheus.CounterVec
 }
 
 // purgeKind is the closed set of purge kinds in metrics.
@@ -278,6 +285,27 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Help:    "Purge lag: when this edge applied a purge from the bus minus when its issuer issued it.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	})
+	m.clusterMembers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lakka_edge_cluster_members",
+		Help: "Live members of the cluster this edge sees, by zone (itself included).",
+	}, []string{"zone"})
+	m.clusterFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_cluster_fetches_total",
+		Help: "Misses this edge asked another edge about, by the peer's role (owner: the key's owner in this zone; previous: its owner before a membership change; shield: its owner in the shield zone) and result (hit, fetched, miss, pass, error: the origin's failure; fault: the peer could not be used and the next candidate or the origin was asked).",
+	}, []string{"role", "result"})
+	m.shieldFetches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lakka_edge_cluster_shield_fetches_total",
+		Help: "Misses the shield zone answered for this edge instead of the origin.",
+	})
+	m.peerSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lakka_edge_cluster_peer_seconds",
+		Help:    "Time of a request to a peer, by mode (lookup, fresh-lookup: answered from its cache; fetch, fresh: it may fetch from the origin).",
+		Buckets: []float64{0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10},
+	}, []string{"mode"})
+	m.peerRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lakka_edge_cluster_peer_requests_total",
+		Help: "Requests other edges sent to this edge's peer listener, by mode and result (hit, stale, fetched, miss, pass, error; refused: no or a wrong token; bad; loop).",
+	}, []string{"mode", "result"})
 	m.busGaps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_purge_bus_gaps_total",
 		Help: "Gaps found in the purge stream (purges that left it before this edge applied them, or a lost consumer): each soft-purged everything stored.",
@@ -394,6 +422,26 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		Help: "Origin bodies (or decoded forms of them) that found no room in cache.inflight_bytes within cache.inflight_wait: streamed through to the client, not stored.",
 	}, func() float64 { return float64(bodies.Refused()) })
 
+	hotCopies := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_cluster_hot_copies",
+		Help: "Copies this edge keeps of objects another edge of its zone owns (fetched from the owner cluster.hot_after times within a minute).",
+	}, func() float64 {
+		if st := st(); st != nil {
+			n, _ := st.Copies()
+			return float64(n)
+		}
+		return 0
+	})
+	hotCopyBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lakka_edge_cluster_hot_copy_bytes",
+		Help: "What those copies cost of the cache (at most cluster.hot_share of cache.size_bytes).",
+	}, func() float64 {
+		if st := st(); st != nil {
+			_, b := st.Copies()
+			return float64(b)
+		}
+		return 0
+	})
 	for _, c := range []prometheus.Collector{
 		reqs, dur, statuses, sent, m.panics, badRequest, m.backends.Fetches, m.backends.FetchDuration,
 		m.coalesced, m.waitTimeouts, m.hitForMiss, m.stores, m.notStored, m.store.Dropped,
@@ -406,6 +454,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 		m.busConnected, m.busLag, m.busGaps, m.busApplyErrors, m.busCatchUpTimeouts, m.busPublishes,
 		m.backends.Healthy, m.backends.Probes, m.backends.Transitions, m.backends.FetchLimit, m.backends.InFlight,
 		m.backends.Queued, m.backends.QueueRejections, m.backends.Retries, m.backends.Panic, m.staleServes, m.refreshes,
+		m.clusterMembers, m.clusterFetches, m.shieldFetches, m.peerSeconds, m.peerRequests, hotCopies, hotCopyBytes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

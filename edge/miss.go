@@ -28,7 +28,7 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	if !leader {
 		return r.wait(f, stale, mayRetry)
 	}
-	if stale != nil && r.g.cfg.Cache.StaleWait > 0 && r.fetchOrStale(f, fkey, stale) {
+	if stale != nil && r.g.cfg.Cache.StaleWait > 0 && r.peer == peerNone && r.fetchOrStale(f, fkey, stale) {
 		return false
 	}
 	var fr *backend.Fetched
@@ -46,6 +46,18 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 		}
 	}()
 	startGen := s.store.Generation()
+	if s.cluster != nil {
+		// The key's owner, the shield, or a previous owner may have it.
+		if res := r.askCluster(); res.e != nil || res.status != 0 {
+			stored := res.e != nil && s.cluster.adopt(res, startGen, false)
+			r.hold(res.e)
+			f.publish(res.outcome(stored))
+			finished = true
+			s.flights.finish(fkey, f)
+			r.servePeer(res, stale)
+			return false
+		}
+	}
 	req := fasthttp.AcquireRequest()
 	r.upstream(modeCache, stale, req)
 	fr, err = r.director().Fetch(req)
@@ -161,6 +173,8 @@ type bgResult struct {
 	fr  *backend.Fetched
 	out absorbed
 	err error
+	// peer is set when the cluster answered (fr is nil then).
+	peer *peerResult
 }
 
 // fetchOrStale leads the fetch of flight f for the cache from a background
@@ -220,6 +234,10 @@ func (r *request) fetchOrStale(f *flight, fkey []byte, stale *store.Entry) bool 
 // answer answers a client with the outcome of the background fetch it led.
 func (r *request) answer(res bgResult, stale *store.Entry) {
 	r.hold(res.out.entry) // the builder's reference, handed over
+	if res.peer != nil {
+		r.servePeer(*res.peer, stale)
+		return
+	}
 	if res.err != nil {
 		r.s.logFetchError(r.key, res.err)
 		if !r.serveStale(stale, detailOriginDown) {
@@ -255,6 +273,23 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 			bg.hand(bgResult{err: errBackgroundPanic})
 		}
 	}()
+	if s.cluster != nil {
+		res := s.cluster.ask(peerAsk{key: bg.url, req: bg.req, vary: &bg.h, life: bg.life})
+		if res.e != nil || res.status != 0 {
+			fasthttp.ReleaseRequest(bg.req)
+			bg.req = nil
+			out := res.outcome(res.e != nil && s.cluster.adopt(res, bg.startGen, false))
+			built = out.entry
+			f.publish(out)
+			finished = true
+			s.flights.finish(bg.fkey, f)
+			if !bg.hand(bgResult{out: out, peer: &res}) && out.entry != nil {
+				out.entry.Release() // the builder's: nobody took it
+			}
+			built = nil
+			return
+		}
+	}
 	var err error
 	fr, err = bg.dir.Fetch(bg.req)
 	fasthttp.ReleaseRequest(bg.req)
@@ -379,6 +414,10 @@ func (r *request) deliver(fr *backend.Fetched, out absorbed, stale *store.Entry)
 		}
 	case out.status >= 500 && r.serveStale(stale, detailOriginError):
 		fr.Release()
+	case r.peer != peerNone:
+		// Not cacheable, or too large to store: the sender fetches it.
+		fr.Release()
+		r.peerAnswer("pass", fasthttp.StatusOK)
 	default:
 		if r.result != resPass {
 			r.result = resMiss
@@ -406,6 +445,10 @@ func (r *request) deliver(fr *backend.Fetched, out absorbed, stale *store.Entry)
 // remembered-uncacheable objects, waiters of an uncacheable answer. The
 // answer is stored if it may be.
 func (r *request) fetchDirect(why detail) {
+	if r.peer != peerNone {
+		r.peerAnswer("pass", fasthttp.StatusOK) // the sender fetches alone
+		return
+	}
 	s := r.s
 	r.detail = why
 	startGen := s.store.Generation()
@@ -427,6 +470,10 @@ func (r *request) fetchDirect(why detail) {
 // pass forwards the request as the client sent it and relays the answer; a
 // successful unsafe request invalidates what is stored for its URL.
 func (r *request) pass(why detail) {
+	if r.peer != peerNone {
+		r.peerAnswer("pass", fasthttp.StatusOK)
+		return
+	}
 	r.result, r.detail = resPass, why
 	fr := r.forward(modePass)
 	if fr == nil {
@@ -524,6 +571,29 @@ func (s *Server) refreshOne(e *store.Entry) {
 	req := fasthttp.AcquireRequest()
 	g := s.g()
 	g.pol.refreshRequest(e, req)
+	if s.cluster != nil {
+		rq := newKeyView(e.Key, g.pol.node)
+		res := s.cluster.ask(peerAsk{key: e.URL(), req: req, vary: &req.Header, life: g.pol.refreshLifetimes(rq), fresh: true})
+		if res.e != nil || res.status != 0 {
+			fasthttp.ReleaseRequest(req)
+			out := res.outcome(res.e != nil && s.cluster.adopt(res, startGen, true))
+			if out.entry != nil {
+				defer out.entry.Release() // the builder's: waiters take their own
+			}
+			f.publish(out)
+			finished = true
+			s.flights.finish(e.Key, f)
+			var retry time.Time
+			if out.entry == nil {
+				s.m.refreshes.WithLabelValues("error").Inc()
+				retry = s.now().Add(refreshRetry)
+			} else {
+				s.m.refreshes.WithLabelValues("ok").Inc()
+			}
+			e.EndRefresh(retry)
+			return
+		}
+	}
 	var err error
 	fr, err = g.poolOf(e.Key).Fetch(req)
 	fasthttp.ReleaseRequest(req)

@@ -349,6 +349,9 @@ func (r *request) cacheHeaders(stored bool, age, ttl int64) {
 	case r.detail == detailCollapsed && r.result == resMiss:
 		cs = append(cs, "; collapsed"...)
 	case r.detail == detailStored || r.detail == detailCollapsed || r.detail == detailNone:
+	case r.detail == detailPeer:
+		cs = append(cs, "; detail=peer-"...)
+		cs = append(cs, r.peerNode...)
 	default:
 		cs = append(cs, "; detail="...)
 		cs = append(cs, detailNames[r.detail]...)
@@ -369,6 +372,10 @@ func (r *request) reject(status int, d detail) {
 	}
 	r.result = resError
 	ctx.Response.Reset()
+	if r.peer != peerNone {
+		r.peerAnswer("error", status)
+		return
+	}
 	r.start.status(&ctx.Response.Header, status, nil, time.Now())
 	writeError(ctx, status)
 	r.cacheHeaders(false, 0, 0)

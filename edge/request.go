@@ -60,6 +60,14 @@ type request struct {
 	view       ruleView
 	rres, dres rules.Result
 	dir        *backend.Director
+	// The cluster (cluster.go, peer.go): peer is how a peer request asks
+	// (peerNone for a client's), peerLife the lifetimes its sender's rules
+	// set, peerHops its hop list (borrowed from ctx); peerNode is the peer
+	// that answered this request's miss (Cache-Status).
+	peer     peerMode
+	peerLife lifetimes
+	peerHops []byte
+	peerNode string
 }
 
 // maxHeld bounds what one request holds: a Vary marker and the object

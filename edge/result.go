@@ -66,6 +66,9 @@ const (
 	// Edge-generated answers.
 	detailOnlyIfCached
 	detailPurge
+	// detailPeer: another edge of the cluster answered the miss
+	// (Cache-Status says "detail=peer-NODE").
+	detailPeer
 	// Bad requests (firstBadRequest..lastBadRequest), counted by reason.
 	detailCLAndTE
 	detailDuplicateHost
@@ -94,7 +97,7 @@ var detailNames = func() (n [numDetails]string) {
 		"", "stored", "collapsed", "not-stored",
 		"grace", "origin-error", "origin-down", "wait-timeout", "slow-origin",
 		"method", "route", "cookie", "authorization", "uncacheable", "no-transform", "body-budget", "rule",
-		"only-if-cached", "purge",
+		"only-if-cached", "purge", "peer",
 		"cl-and-te", "duplicate-host", "missing-host", "target", "host", "uri-too-long",
 		"header-too-large", "body-too-large", "timeout", "parse", "variant",
 	})

@@ -454,6 +454,9 @@ func (l lifetimes) apply(rl cachepolicy.Rules) cachepolicy.Rules {
 
 // lifetimes returns the request phase's lifetimes.
 func (r *request) lifetimes() lifetimes {
+	if r.peer != peerNone {
+		return r.peerLife // the sender's rules'
+	}
 	if !r.ruled {
 		return lifetimes{}
 	}

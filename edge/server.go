@@ -62,6 +62,8 @@ type Server struct {
 	lastReload atomic.Pointer[ReloadStatus]
 	// bus is the purge bus; nil without purge.bus.url.
 	bus *purgeBus
+	// cluster is the edge cluster; nil without cluster.listen.
+	cluster *edgeCluster
 	// busApplied is seams.busApplied.
 	busApplied func(time.Duration)
 	// dial is seams.dial, for the backends a reload builds.
@@ -118,6 +120,9 @@ type seams struct {
 	// busApplied observes the lag of each purge applied from the bus
 	// (default: only the histogram); figures need every value.
 	busApplied func(lag time.Duration)
+	// listen opens the listeners (default net.Listen); cluster tests
+	// hand each edge the peer listener its peers were told of.
+	listen func(network, addr string) (net.Listener, error)
 }
 
 // freshnessClock gives the time of freshness decisions (docs/RELIABILITY.md,
@@ -138,7 +143,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	if sm.clock == nil {
 		sm.clock = monotonicClock{}
 	}
-	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering), busApplied: sm.busApplied}
+	s := &Server{cfg: cfg, log: logger, clock: sm.clock, flights: newFlights(), lingering: make(chan struct{}, maxLingering), busApplied: sm.busApplied, listen: sm.listen}
 	s.requests.New = func() any { return &request{s: s} }
 	var err error
 	if _, err := newPolicy(&cfg, nil); err != nil {
@@ -226,6 +231,12 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		Logger:                        fasthttpLogger{logger},
 	}
 	s.admin = newAdmin(s, reg)
+	if cfg.Cluster.Listen != "" {
+		if s.cluster, err = newCluster(s, &cfg); err != nil {
+			s.store.Close()
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -258,6 +269,15 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("edge: admin listen %s: %w", s.cfg.Edge.Admin, err)
 	}
 	s.ln, s.adminLn = ln, aln
+	if c := s.cluster; c != nil {
+		if c.ln, err = listen("tcp", s.cfg.Cluster.Listen); err != nil {
+			ln.Close()
+			aln.Close()
+			return fmt.Errorf("edge: cluster listen %s: %w", s.cfg.Cluster.Listen, err)
+		}
+		c.self.Addr = c.ln.Addr().String()
+		c.setView(c.staticMembers())
+	}
 	s.loadSnapshot()
 	if s.cfg.Purge.Bus.URL != "" {
 		// Here rather than in Serve: the bus announces the admin address,
@@ -265,6 +285,9 @@ func (s *Server) Listen() error {
 		if err := s.startBus(); err != nil {
 			ln.Close()
 			aln.Close()
+			if s.cluster != nil {
+				s.cluster.ln.Close()
+			}
 			return fmt.Errorf("edge: %w", err)
 		}
 	}
@@ -303,6 +326,15 @@ func (s *Server) Serve() error {
 	s.g().dir.Start()
 	for _, d := range s.g().pools {
 		d.Start()
+	}
+	if c := s.cluster; c != nil {
+		c.served.Add(1)
+		go func() {
+			defer c.served.Done()
+			if err := c.server.Serve(c.ln); err != nil && !s.draining.Load() {
+				s.log.Error("cluster: peer listener failed", "addr", c.self.Addr, "err", err)
+			}
+		}()
 	}
 	adminErr := make(chan error, 1)
 	go func() {
@@ -370,6 +402,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if aerr := s.drainAdmin(ctx); err == nil {
 		err = aerr
 	}
+	if c := s.cluster; c != nil {
+		// Last: peers asked this edge for what it owned while it drained.
+		if cerr := c.server.ShutdownWithContext(ctx); err == nil {
+			err = cerr
+		}
+		c.served.Wait()
+	}
 	s.closeBackground()
 	if err != nil {
 		return fmt.Errorf("edge: shutdown: %w", err)
@@ -381,6 +420,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // closeBackground stops the server's goroutines and releases the store.
 func (s *Server) closeBackground() {
 	s.closing.Do(func() {
+		if s.cluster != nil {
+			s.cluster.stop()
+		}
 		if s.bus != nil {
 			s.bus.stop() // before the store closes: it applies purges
 		}

@@ -71,6 +71,17 @@ func (r *request) upstream(mode fetchMode, stale *store.Entry, req *fasthttp.Req
 	out.SetHostBytes(r.host)
 	conn := in.Peek(fasthttp.HeaderConnection)
 	for k, v := range in.All() {
+		if r.peer != peerNone {
+			// A peer's request is what its edge would have sent the
+			// origin, keyed cookies included, plus the cluster's headers.
+			if len(k) > 8 && equalFold(k[:8], "x-lakka-") {
+				continue
+			}
+			if equalFold(k, "cookie") {
+				out.AddBytesKV(k, v)
+				continue
+			}
+		}
 		if inListCGI(hopByHop, k) || inListCGI(spoofable, k) || (len(conn) > 0 && connectionTokens(conn, k)) {
 			continue
 		}
@@ -170,7 +181,7 @@ func (r *request) addForwarded(h *fasthttp.RequestHeader) {
 	var ipbuf [64]byte
 	ip := ctx.RemoteIP()
 	xff := ipbuf[:0]
-	if pol.trustedPeer(ip) {
+	if pol.trustedPeer(ip) || r.peer != peerNone {
 		// Every line a trusted proxy sent, in order (RFC 9110 §5.3).
 		for _, prior := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
 			if prior = bytes.TrimSpace(prior); len(prior) > 0 {

@@ -147,6 +147,25 @@ func printStats(out io.Writer, admin string, prev, cur *edge.Stats) error {
 	if b := cur.Bus; b != nil {
 		fmt.Fprintf(out, "purge bus  node %s  applied %d  pending %d  gaps %d  connected %t  caught up %t\n", cur.Node, b.Applied, b.Pending, b.Gaps, b.Connected, b.CaughtUp)
 	}
+	if c := cur.Cluster; c != nil {
+		source := "purge bus"
+		if c.Static {
+			source = "static"
+		}
+		shield := ""
+		if c.ShieldZone != "" {
+			shield = "  shield zone " + c.ShieldZone
+		}
+		fmt.Fprintf(out, "cluster  %d members (%s)%s  forwarded %.0f  peer faults %.0f  served to peers %.0f  hot copies %d (%s)\n",
+			len(c.Members), source, shield, c.Forwarded, c.PeerFaults, c.PeerServed, c.HotCopies, fmt.Sprintf("%.1f MiB", float64(c.HotCopyBytes)/(1<<20)))
+		for _, m := range c.Members {
+			self := ""
+			if m.Self {
+				self = "  (this edge)"
+			}
+			fmt.Fprintf(out, "  %-12s zone %-8s %s%s\n", m.ID, m.Zone, m.Addr, self)
+		}
+	}
 	dt := 0.0
 	if prev != nil {
 		dt = cur.Time.Sub(prev.Time).Seconds()
