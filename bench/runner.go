@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +22,10 @@ type RunConfig struct {
 	// Target is the base URL requests go to: scheme, host and port
 	// ("http://127.0.0.1:8080"); a path in it is ignored.
 	Target string
+	// MoreTargets are further edges (a fleet): requests go to Target and
+	// each of them in turn, all with the same Host (Target's, unless Host
+	// is set), as a load balancer in front of them would send them.
+	MoreTargets []string
 	// Host is the Host header of requests that name none; empty sends the
 	// target's host.
 	Host string
@@ -126,6 +131,8 @@ type Runner struct {
 	cfg                RunConfig
 	log                *slog.Logger
 	client             *fasthttp.HostClient
+	clients            []*fasthttp.HostClient // client, then MoreTargets'
+	turn               atomic.Uint64          // the next request's client
 	scheme             string
 	host               string // Host header default
 	start              time.Time
@@ -141,16 +148,6 @@ type Runner struct {
 
 // NewRunner checks cfg and prepares a run.
 func NewRunner(cfg RunConfig) (*Runner, error) {
-	u, err := url.Parse(cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("bench: target %q: %w", cfg.Target, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("bench: target %q: scheme must be http or https", cfg.Target)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("bench: target %q: no host", cfg.Target)
-	}
 	if cfg.Connections <= 0 {
 		return nil, fmt.Errorf("bench: connections must be positive, got %d", cfg.Connections)
 	}
@@ -160,6 +157,56 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 	if cfg.Duration <= 0 {
 		return nil, fmt.Errorf("bench: duration must be positive, got %v", cfg.Duration)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var clients []*fasthttp.HostClient
+	var u *url.URL
+	for i, target := range append([]string{cfg.Target}, cfg.MoreTargets...) {
+		hc, tu, err := newTargetClient(cfg, target)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			u = tu
+		}
+		clients = append(clients, hc)
+	}
+	hc := clients[0]
+	host := cfg.Host
+	if host == "" {
+		host = u.Host
+	}
+	r := &Runner{
+		cfg:     cfg,
+		log:     log,
+		client:  hc,
+		clients: clients,
+		scheme:  u.Scheme,
+		host:    host,
+		etags:   make([]atomic.Pointer[[]byte], max(cfg.URLTableSize, 0)),
+	}
+	r.start = cfg.Start
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	r.col = newCollector(cfg.Duration+cfg.Timeout, cfg.ASAP)
+	return r, nil
+}
+
+// newTargetClient returns the client of one target.
+func newTargetClient(cfg RunConfig, target string) (*fasthttp.HostClient, *url.URL, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: target %q: %w", target, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, nil, fmt.Errorf("bench: target %q: scheme must be http or https", target)
+	}
+	if u.Host == "" {
+		return nil, nil, fmt.Errorf("bench: target %q: no host", target)
+	}
 	addr := u.Host
 	if u.Port() == "" {
 		if u.Scheme == "https" {
@@ -167,10 +214,6 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 		} else {
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	hc := &fasthttp.HostClient{
 		Addr:                     addr,
@@ -197,24 +240,7 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 		timeout := cfg.Timeout
 		hc.Dial = func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, timeout) }
 	}
-	host := cfg.Host
-	if host == "" {
-		host = u.Host
-	}
-	r := &Runner{
-		cfg:    cfg,
-		log:    log,
-		client: hc,
-		scheme: u.Scheme,
-		host:   host,
-		etags:  make([]atomic.Pointer[[]byte], max(cfg.URLTableSize, 0)),
-	}
-	r.start = cfg.Start
-	if r.start.IsZero() {
-		r.start = time.Now()
-	}
-	r.col = newCollector(cfg.Duration+cfg.Timeout, cfg.ASAP)
-	return r, nil
+	return hc, u, nil
 }
 
 // Start returns the time the schedule counts from.
@@ -294,7 +320,9 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 	<-progressDone
 	r.elapsed = time.Since(r.start)
 	r.loadEnd = loadAverage()
-	r.client.CloseIdleConnections()
+	for _, c := range r.clients {
+		c.CloseIdleConnections()
+	}
 	r.col.setCPU(processCPU()-cpu0, r.elapsed)
 	if err != nil {
 		return err
@@ -306,7 +334,7 @@ func (r *Runner) Run(ctx context.Context, src Source) error {
 // samples and edits recorded after Run count too.
 func (r *Runner) Report() *Report {
 	rep := r.col.report(r.elapsed, r.cfg.Connections)
-	rep.Target = r.cfg.Target
+	rep.Target = strings.Join(append([]string{r.cfg.Target}, r.cfg.MoreTargets...), ", ")
 	rep.StartedAt = r.start.UTC().Truncate(time.Millisecond)
 	rep.HostLoad = HostLoad{Cores: hostCores(), Start: r.loadStart, End: r.loadEnd}
 	return rep
@@ -483,7 +511,11 @@ func (r *Runner) do(req *fasthttp.Request, resp *fasthttp.Response, j *job, uri 
 
 	r.busy.Add(1)
 	sentAt := time.Now()
-	err := r.client.DoDeadline(req, resp, sentAt.Add(r.cfg.Timeout))
+	client := r.client
+	if len(r.clients) > 1 {
+		client = r.clients[r.turn.Add(1)%uint64(len(r.clients))]
+	}
+	err := client.DoDeadline(req, resp, sentAt.Add(r.cfg.Timeout))
 	doneAt := time.Now()
 	r.busy.Add(-1)
 

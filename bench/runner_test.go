@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -393,5 +394,45 @@ func TestParseVersion(t *testing.T) {
 		if got := parseVersion([]byte(in)); got != want {
 			t.Errorf("parseVersion(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// With several targets (a fleet behind no load balancer), requests go to
+// each in turn, all with the first target's Host.
+func TestRunnerSpreadsOverTargets(t *testing.T) {
+	var counts [3]atomic.Int64
+	var hosts sync.Map
+	var srvs []*httptest.Server
+	for i := range counts {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			counts[i].Add(1)
+			hosts.Store(r.Host, true)
+			w.Header().Set("X-Cache", "HIT")
+		}))
+		defer srv.Close()
+		srvs = append(srvs, srv)
+	}
+	r := newTestRunner(t, RunConfig{Target: srvs[0].URL, MoreTargets: []string{srvs[1].URL, srvs[2].URL}})
+	if err := r.Run(context.Background(), evenly(300, 0, "/")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range counts {
+		if n := counts[i].Load(); n != 100 {
+			t.Errorf("target %d got %d of 300 requests, want 100", i, n)
+		}
+	}
+	n := 0
+	hosts.Range(func(h, _ any) bool {
+		n++
+		if h != srvs[0].Listener.Addr().String() {
+			t.Errorf("a request with Host %q, want the first target's", h)
+		}
+		return true
+	})
+	if n != 1 {
+		t.Errorf("%d distinct Host headers", n)
+	}
+	if rep := r.Report(); rep.Responses != 300 || !strings.Contains(rep.Target, srvs[2].URL) {
+		t.Errorf("report: %d responses, target %q", rep.Responses, rep.Target)
 	}
 }

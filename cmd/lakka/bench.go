@@ -145,7 +145,8 @@ it is the limit. It prints its address and serves until interrupted.`,
 
 // benchRunFlags are the flags every load-generating subcommand has.
 type benchRunFlags struct {
-	target      string
+	target      string   // the first of targets
+	targets     []string // --target
 	host        string
 	connections int
 	timeout     time.Duration
@@ -159,7 +160,7 @@ type benchRunFlags struct {
 }
 
 func (f *benchRunFlags) register(fs *pflag.FlagSet, duration time.Duration) {
-	fs.StringVar(&f.target, "target", "", "base URL of the edge under test, e.g. http://127.0.0.1:8080 (required)")
+	fs.StringSliceVar(&f.targets, "target", nil, "base URL of the edge under test, e.g. http://127.0.0.1:8080 (required); several (repeated or comma-separated) share the requests in turn, all with the first one's Host, as a load balancer in front of a fleet would")
 	fs.StringVar(&f.host, "host", "", "Host header to send (default: the target's host)")
 	fs.IntVar(&f.connections, "connections", 64, "connections to the target; also the bound on requests in flight")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "timeout of one request")
@@ -173,11 +174,14 @@ func (f *benchRunFlags) register(fs *pflag.FlagSet, duration time.Duration) {
 
 // check validates the common flags; messages name the flag.
 func (f *benchRunFlags) check(ctx context.Context) error {
-	if f.target == "" {
+	if len(f.targets) == 0 || f.targets[0] == "" {
 		return usagef("--target is required")
 	}
-	if err := checkBaseURL("--target", f.target); err != nil {
-		return err
+	f.target = f.targets[0]
+	for _, t := range f.targets {
+		if err := checkBaseURL("--target", t); err != nil {
+			return err
+		}
 	}
 	if f.origin != "" {
 		if err := checkBaseURL("--origin", f.origin); err != nil {
@@ -197,7 +201,11 @@ func (f *benchRunFlags) check(ctx context.Context) error {
 	if f.allowRemote {
 		return nil
 	}
-	for _, u := range []struct{ flag, url string }{{"--target", f.target}, {"--origin", f.origin}} {
+	urls := []struct{ flag, url string }{{"--origin", f.origin}}
+	for _, t := range f.targets {
+		urls = append(urls, struct{ flag, url string }{"--target", t})
+	}
+	for _, u := range urls {
 		if u.url == "" {
 			continue
 		}
@@ -230,6 +238,7 @@ func checkBaseURL(flag, raw string) error {
 func (f *benchRunFlags) runConfig(progress func(bench.Progress)) bench.RunConfig {
 	return bench.RunConfig{
 		Target:      f.target,
+		MoreTargets: f.targets[1:],
 		Host:        f.host,
 		Connections: f.connections,
 		Timeout:     f.timeout,
