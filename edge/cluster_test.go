@@ -452,3 +452,68 @@ func TestClusterMembersFromTheBus(t *testing.T) {
 		t.Errorf("a3 took %d of %d keys from their previous owner, want about a third", moved, n)
 	}
 }
+
+// BenchmarkHitClusterTCP: hits on one edge with clustering on (a static
+// cluster of two; the object is this edge's) against the same edge with
+// it off, over keep-alive connections, access log on (a file) for both,
+// interleaved.
+func BenchmarkHitClusterTCP(b *testing.B) {
+	b.Setenv(clusterTokenEnv, testClusterToken)
+	logs := b.TempDir()
+	clustered, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) {
+		c.Log.Access = logs + "/clustered.log"
+		c.Edge.NodeID, c.Edge.Zone = "a1", "a"
+		c.Cluster.Listen = "127.0.0.1:0"
+		// A peer that is not there: the hits measured never ask it.
+		c.Cluster.Peers = []config.Peer{{ID: "a2", Zone: "a", Address: "127.0.0.1:9"}}
+	})
+	plain, _ := primedEdgeConfig(b, 2<<10, func(c *config.Config) { c.Log.Access = logs + "/plain.log" })
+	req := []byte("GET /page HTTP/1.1\r\nHost: example.com\r\nAccept-Encoding: gzip\r\n\r\n")
+	cc, pc := tcpClient(b, clustered.Addr()), tcpClient(b, plain.Addr())
+	for range 100 {
+		cc.do(req)
+		pc.do(req)
+	}
+	if cc.resp.Header.Peek("X-Cache")[0] != 'H' || pc.resp.Header.Peek("X-Cache")[0] != 'H' {
+		b.Fatalf("not hits: %s, %s", cc.resp.Header.Peek("X-Cache"), pc.resp.Header.Peek("X-Cache"))
+	}
+	interleave(b, "plain", func() { pc.do(req) }, "cluster", func() { cc.do(req) })
+}
+
+// A purge on every edge (as the bus delivers it), soft or hard, costs the
+// origin one fetch for the fleet with a shield: every edge's refresh or
+// miss goes through its owner to the shield.
+func TestClusterPurgeRefetchesOnce(t *testing.T) {
+	for _, soft := range []string{"true", "false"} {
+		t.Run("soft="+soft, func(t *testing.T) { testPurgeRefetchesOnce(t, soft) })
+	}
+}
+
+func testPurgeRefetchesOnce(t *testing.T, soft string) {
+	o, fetches := countingOrigin(t)
+	f := startFleet(t, o, map[string][]string{"a": {"a1", "a2"}, "b": {"b1", "b2"}}, "a", nil)
+	path := "/front"
+	for range 3 {
+		if bad := f.spread(path, 40, 8); len(bad) > 0 {
+			t.Fatal(bad)
+		}
+	}
+	if got := fetchesOf(fetches, path); got != 1 {
+		t.Fatalf("%d origin fetches before the purge", got)
+	}
+	for _, id := range f.ids {
+		te := f.edges[id]
+		if r := doURL(t, http.MethodPost, "http://"+te.AdminAddr()+"/api/purge", `{"tags":["tag-front"],"soft":`+soft+`}`, "Authorization", "Bearer "+testToken); r.status != 200 {
+			t.Fatalf("purge on %s: %d %s", id, r.status, r.body)
+		}
+	}
+	for range 5 {
+		if bad := f.spread(path, 40, 8); len(bad) > 0 {
+			t.Fatal(bad)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := fetchesOf(fetches, path); got != 2 {
+		t.Errorf("%d origin fetches after a purge, want 2 (one before, one after)", got)
+	}
+}
