@@ -10,7 +10,7 @@ SEED      ?= 500
 DIST      ?= dist
 DEB_MAINTAINER ?= Lakka maintainers <maintainers@lakka-cache.invalid>
 
-.PHONY: help all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers deb clean
+.PHONY: test-fleet help all build run test lint vet fmt-check unit fuzz fuzz-long bench bench-hit bench-peers deb clean
 
 all: build
 
@@ -50,6 +50,13 @@ lint: fmt-check vet
 	$(GO) mod tidy -diff
 	$(GO) mod verify
 	$(GO) tool staticcheck ./...
+
+## test-fleet: the fleet lab (docs/CLUSTER.md): three zones of edges in network namespaces, a NATS cluster of
+##             three, the origin on PostgreSQL, and the cluster's scenarios with their figures; needs root.
+##             FLEET=short is CI's smaller version
+FLEET ?= full
+test-fleet:
+	LAKKA_FLEET_LAB=$(FLEET) $(GO) test -count=1 -run '^TestFleetLab$$' -v -timeout 20m ./cmd/lakka
 
 ## bench: Go benchmarks of the hot paths (allocations included)
 bench:
