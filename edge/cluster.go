@@ -158,19 +158,6 @@ func newCluster(s *Server, cfg *config.Config) (*edgeCluster, error) {
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{s.log},
 	}
-	// Every series exists from the start: a rate over a counter that
-	// appears with its first increase misses that increase.
-	for _, role := range []string{"owner", "previous", "shield"} {
-		for _, result := range []string{"hit", "fetched", "miss", "pass", "error", "fault"} {
-			s.m.clusterFetches.WithLabelValues(role, result)
-		}
-	}
-	for m := peerLookup; m < numPeerModes; m++ {
-		s.m.peerSeconds.WithLabelValues(m.String())
-		for _, result := range []string{"hit", "stale", "fetched", "miss", "pass", "error"} {
-			s.m.peerRequests.WithLabelValues(m.String(), result)
-		}
-	}
 	return c, nil // the member list comes with the listener's address (Listen)
 }
 

@@ -401,6 +401,45 @@ func TestClusterOriginFailureThroughTheOwner(t *testing.T) {
 	}
 }
 
+// Grace and stale-if-error work through the shield: a zone that never
+// stored an object is served the shield's stale copy when the origin
+// fails, and the shield's grace copy while it refreshes.
+func TestClusterStaleThroughTheShield(t *testing.T) {
+	var down atomic.Bool
+	var fetches atomic.Int64
+	o := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=30, stale-if-error=60")
+		fmt.Fprint(w, "ok "+r.URL.Path)
+	})
+	f := startFleet(t, o, map[string][]string{"a": {"a1"}, "b": {"b1"}}, "a", func(c *config.Config) { c.Cache.Grace = 0 })
+	if r := f.get("a1", "/grace"); r.status != 200 {
+		t.Fatalf("warm: %d", r.status)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	r := f.get("b1", "/grace")
+	if r.status != 200 || r.get("X-Cache") != "STALE" || !strings.Contains(r.get("Cache-Status"), "peer-a1") {
+		t.Errorf("zone b, object in the shield's grace: %d %s %q", r.status, r.get("X-Cache"), r.get("Cache-Status"))
+	}
+	if r := f.get("a1", "/sie"); r.status != 200 {
+		t.Fatalf("warm: %d", r.status)
+	}
+	down.Store(true)
+	time.Sleep(1500 * time.Millisecond)
+	before := fetches.Load()
+	r = f.get("b1", "/sie")
+	if r.status != 200 || r.body != "ok /sie" {
+		t.Errorf("zone b with the origin down: %d %q, want the shield's stale copy", r.status, r.body)
+	}
+	if n := fetches.Load() - before; n > 1 {
+		t.Errorf("the origin was asked %d times for one stale-if-error answer through the shield", n)
+	}
+}
+
 // Members come from the purge bus: edges that start find each other, and
 // one that joins later takes about its share of the keys, asking their
 // previous owners before the origin (which sees nothing again).

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -95,16 +94,10 @@ var (
 
 // TestDashboardAndAlertsNameExportedMetrics: every metric the dashboard and
 // the alerts name, and every label value they match exactly, is in the
-// /metrics of an edge started with no purge bus and no traffic, in a
-// cluster of two (its peer not there).
+// /metrics of an edge started with no purge bus, no cluster and no
+// traffic (at zero: the features are off).
 func TestDashboardAndAlertsNameExportedMetrics(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "edge.yaml")
-	cluster := "cluster:\n  listen: 127.0.0.1:0\n  peers: [{id: a2, zone: a, address: 127.0.0.1:9}]\n"
-	if err := os.WriteFile(file, []byte(cluster), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a, _, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken, "LAKKA_CLUSTER_TOKEN=dashboard-test"}, "edge",
-		"--config", file, "--node-id", "a1", "--zone", "a",
+	a, _, logs := startBinary(t, listening, []string{"LAKKA_ADMIN_TOKEN=" + testAdminToken}, "edge",
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", "127.0.0.1:1")
 	req, _ := http.NewRequest(http.MethodGet, "http://"+a[1]+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
