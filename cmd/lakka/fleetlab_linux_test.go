@@ -418,13 +418,18 @@ func (l *lab) start(id, host string, args ...string) {
 	l.startProc(id, host, l.bin, []string{"LAKKA_CLUSTER_TOKEN=lab-cluster-secret", "LAKKA_ORIGIN_TOKEN=lab-origin-token"}, args...)
 }
 
-// kill kills a process at once (SIGKILL: no drain, no goodbye).
-func (l *lab) kill(id string) {
+// take removes process id from the lab's (nil when it is not running).
+func (l *lab) take(id string) *exec.Cmd {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	c := l.procs[id]
 	delete(l.procs, id)
-	l.mu.Unlock()
-	if c != nil {
+	return c
+}
+
+// kill kills a process at once (SIGKILL: no drain, no goodbye).
+func (l *lab) kill(id string) {
+	if c := l.take(id); c != nil {
 		_ = c.Process.Signal(syscall.SIGKILL)
 		_ = c.Wait()
 	}
@@ -432,11 +437,7 @@ func (l *lab) kill(id string) {
 
 // stop stops a process gracefully (SIGTERM) and waits.
 func (l *lab) stop(id string) {
-	l.mu.Lock()
-	c := l.procs[id]
-	delete(l.procs, id)
-	l.mu.Unlock()
-	if c != nil {
+	if c := l.take(id); c != nil {
 		_ = c.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = c.Wait(); close(done) }()
