@@ -307,3 +307,44 @@ rules:
 		}
 	}
 }
+
+func TestClusterValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"no node id", func(c *Config) { c.Edge.NodeID = "" }, "edge.node_id: required with cluster.listen"},
+		{"no zone", func(c *Config) { c.Edge.Zone = "" }, "edge.zone: required with cluster.listen"},
+		{"no members", func(c *Config) { c.Cluster.Peers = nil }, "cluster.peers: required without purge.bus.url"},
+		{"duplicate id", func(c *Config) {
+			c.Cluster.Peers = append(c.Cluster.Peers, Peer{ID: "a1", Zone: "a", Address: "127.0.0.1:7009"})
+		}, `cluster.peers[1].id: "a1" appears twice`},
+		{"bad address", func(c *Config) { c.Cluster.Peers[0].Address = "nowhere" }, "cluster.peers[0].address"},
+		{"unknown shield", func(c *Config) { c.Cluster.ShieldZone = "z" }, `cluster.shield_zone: "z" is not the zone`},
+		{"wildcard with the bus", func(c *Config) {
+			c.Cluster.Peers = nil
+			c.Purge.Bus.URL = "nats://127.0.0.1:4222"
+			c.Cluster.Listen = "0.0.0.0:7001"
+		}, "cluster.listen: \"0.0.0.0:7001\" listens on every address"},
+		{"share", func(c *Config) { c.Cluster.HotShare = 95 }, "cluster.hot_share"},
+		{"peers without listen", func(c *Config) { c.Cluster.Listen = "" }, "cluster.listen: required when cluster.peers"},
+	} {
+		c := Default()
+		c.Edge.NodeID, c.Edge.Zone = "a1", "a"
+		c.Cluster.Listen = "127.0.0.1:7001"
+		c.Cluster.Peers = []Peer{{ID: "a2", Zone: "a", Address: "127.0.0.1:7002"}}
+		tc.mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	c := Default()
+	c.Edge.NodeID, c.Edge.Zone = "a1", "a"
+	c.Cluster.Listen = "10.0.0.1:7001"
+	c.Purge.Bus.URL = "nats://127.0.0.1:4222"
+	if err := c.Validate(); err != nil {
+		t.Errorf("a cluster on the bus: %v", err)
+	}
+}

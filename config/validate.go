@@ -380,6 +380,11 @@ func (c *Config) validateCluster(v *validator) {
 	if len(cl.Peers) == 0 && c.Purge.Bus.URL == "" {
 		v.errorf("cluster.peers", "required without purge.bus.url: the members come from a static list or from the purge bus")
 	}
+	if host, _, err := net.SplitHostPort(cl.Listen); err == nil && len(cl.Peers) == 0 {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			v.errorf("cluster.listen", "%q listens on every address, and the purge bus would announce it as such: give the address the other edges reach this one at", cl.Listen)
+		}
+	}
 	zones := map[string]bool{c.Edge.Zone: true}
 	ids := map[string]bool{c.Edge.NodeID: true}
 	for i, p := range cl.Peers {

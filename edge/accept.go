@@ -49,7 +49,7 @@ func (r *request) reset(ctx *fasthttp.RequestCtx, s *Server) {
 	r.cookie, r.scratch = r.cookie[:0], r.scratch[:0]
 	r.route, r.isHEAD, r.hasCookie = -1, false, false
 	r.ruled, r.dir = false, nil
-	r.peer, r.peerLife, r.peerHops, r.peerNode = peerNone, lifetimes{}, nil, ""
+	r.peer, r.peerLife, r.peerHops, r.peerNode, r.peerWait = peerNone, lifetimes{}, nil, "", 0
 	r.result, r.detail = resError, detailNone
 	r.began = ctx.Time()
 	r.now = s.clock.at(r.began)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,11 +43,13 @@ import (
 //	                       (fetch on a miss), fresh (a refresh: only a fresh
 //	                       copy will do, else fetch)
 //	X-Lakka-Life           lifetimes the request phase's rules set
+//	X-Lakka-Wait           how long the asker waits for a fetch (ms)
 //
 // and the answer says X-Lakka-Peer-Result: hit, stale or fetched (the body
 // is the object, store.AppendObject), miss (lookup only), pass (not
-// cacheable: fetch it yourself), or error (X-Lakka-Peer-Status: the
-// status the origin's failure maps to).
+// cacheable: fetch it yourself), busy (its fetch did not finish within
+// X-Lakka-Wait: ask the origin), or error (the status the origin's failure
+// maps to).
 const (
 	hdrPeerToken  = "X-Lakka-Cluster-Token"
 	hdrPeerKey    = "X-Lakka-Key"
@@ -56,6 +59,7 @@ const (
 	hdrPeerResult = "X-Lakka-Peer-Result"
 	hdrPeerStatus = "X-Lakka-Peer-Status"
 	hdrPeerNode   = "X-Lakka-Peer-Node"
+	hdrPeerWait   = "X-Lakka-Wait"
 )
 
 // peerMode is how a peer request asks (none: a client's request).
@@ -104,8 +108,6 @@ type edgeCluster struct {
 	shield string
 	token  []byte
 	cfg    config.Cluster
-	// wait bounds a peer fetch: as long as any miss waits.
-	wait time.Duration
 	// view is the current member list; prev the one before the last
 	// change, asked until prevUntil (UnixNano).
 	view      atomic.Pointer[cluster.View]
@@ -136,7 +138,6 @@ func newCluster(s *Server, cfg *config.Config) (*edgeCluster, error) {
 		shield:   cfg.Cluster.ShieldZone,
 		token:    []byte(token),
 		cfg:      cfg.Cluster,
-		wait:     cfg.Cache.WaitTimeout + cfg.Cluster.PeerTimeout,
 		hot:      cluster.NewHot(time.Minute),
 		hotLimit: int64(cfg.Cache.SizeBytes) * int64(cfg.Cluster.HotShare) / 100,
 		clients:  make(map[string]*fasthttp.HostClient),
@@ -336,7 +337,7 @@ func (c *edgeCluster) candidates(kh uint64, hops []byte, fresh bool) []candidate
 	}
 	if p := c.previous(); p != nil {
 		if po, ok := p.Owner(c.self.Zone, kh); ok && po.ID != c.self.ID && po.ID != owner.ID && !hopsHave(hops, po.ID) {
-			out = append(out, candidate{po, peerLookup, "previous"})
+			out = append(out, candidate{po, peerLookupFor(fetch), "previous"})
 		}
 	}
 	if c.shield != "" && c.shield != c.self.Zone && !fromOther {
@@ -403,6 +404,10 @@ type peerAsk struct {
 	// client's miss).
 	hops  []byte
 	fresh bool
+	// budget bounds a peer's fetch (its lookup has cluster.peer_timeout):
+	// half of what the asker itself may wait, so that the origin can
+	// still be asked in time when the peer fails.
+	budget time.Duration
 }
 
 // peerResult is what the cluster answered.
@@ -428,11 +433,26 @@ func (c *edgeCluster) ask(a peerAsk) peerResult {
 	kh := cluster.KeyHash(a.key)
 	owner, _ := c.view.Load().Owner(c.self.Zone, kh)
 	res := peerResult{owner: owner.ID == c.self.ID || len(a.hops) > 0}
+	if a.budget <= 0 {
+		a.budget = c.cfg.PeerTimeout
+	}
 	for _, cand := range c.candidates(kh, a.hops, a.fresh) {
-		r, err := c.askOne(cand, a)
+		r, fetching, err := c.askOne(cand, a)
 		if err != nil {
 			c.s.m.clusterFetches.WithLabelValues(cand.role, "fault").Inc()
 			c.s.log.Warn("cluster: peer skipped", "peer", cand.m.ID, "addr", cand.m.Addr, "role", cand.role, "url", string(cachekey.RealURL(a.key)), "err", err)
+			if fetching {
+				// Alive, but not done within the budget: it was asking
+				// the next candidates itself (the shield, the origin).
+				// The origin now, while this edge's waiters still wait.
+				return res
+			}
+			continue
+		}
+		if r.e != nil && c.s.store.PurgedSince(r.e, r.e.StoredAt()) {
+			// The peer stored it before a purge this edge has applied
+			// and it has not yet: not to be served here.
+			c.s.m.clusterFetches.WithLabelValues(cand.role, "purged").Inc()
 			continue
 		}
 		switch {
@@ -458,24 +478,27 @@ func (c *edgeCluster) ask(a peerAsk) peerResult {
 }
 
 // askOne asks one peer. An error means the peer could not be used (it
-// refused, timed out, or answered nonsense): the caller goes on.
-func (c *edgeCluster) askOne(cand candidate, a peerAsk) (peerResult, error) {
+// refused, timed out, or answered nonsense): the caller goes on; fetching
+// says it failed in fetch mode, after answering a lookup.
+func (c *edgeCluster) askOne(cand candidate, a peerAsk) (r peerResult, fetching bool, err error) {
 	mode := cand.mode
-	if mode != peerLookup {
+	if !mode.lookupOnly() {
 		// A lookup first, within the short timeout: a peer that does not
 		// answer from its cache at once is skipped; one that answers
-		// "miss" is then given the time any miss waits for the origin.
+		// "miss" is then given the budget of a fetch.
 		r, err := c.roundTrip(cand, a, peerLookupFor(mode))
 		if err != nil || r.e != nil || r.pass || r.status != 0 {
-			return r, err
+			return r, false, err
 		}
 	}
-	return c.roundTrip(cand, a, mode)
+	r, err = c.roundTrip(cand, a, mode)
+	return r, !mode.lookupOnly(), err
 }
 
-// peerLookupFor is the lookup that goes before a fetch in mode.
+// peerLookupFor is the lookup that goes before a fetch in mode (and that
+// asks a previous owner): a refresh takes only a fresh copy.
 func peerLookupFor(mode peerMode) peerMode {
-	if mode == peerFresh {
+	if mode.freshOnly() {
 		return peerFreshLookup
 	}
 	return peerLookup
@@ -483,6 +506,10 @@ func peerLookupFor(mode peerMode) peerMode {
 
 // errPeerAnswer is a peer answer that makes no sense.
 var errPeerAnswer = errors.New("cluster: unusable peer answer")
+
+// errPeerBusy is a peer that could not answer within the asker's budget
+// (its own fetch goes on).
+var errPeerBusy = errors.New("cluster: the peer's fetch did not finish within the budget")
 
 // roundTrip sends one peer request in mode and reads the answer.
 func (c *edgeCluster) roundTrip(cand candidate, a peerAsk, mode peerMode) (peerResult, error) {
@@ -494,6 +521,16 @@ func (c *edgeCluster) roundTrip(cand candidate, a peerAsk, mode peerMode) (peerR
 	h := &req.Header
 	h.Del(fasthttp.HeaderIfNoneMatch)
 	h.Del(fasthttp.HeaderIfModifiedSince)
+	// The cluster's headers are this edge's alone: a client's never pass.
+	var theirs []string
+	for k := range h.All() {
+		if len(k) > 8 && equalFold(k[:8], "x-lakka-") {
+			theirs = append(theirs, string(k))
+		}
+	}
+	for _, k := range theirs {
+		h.Del(k)
+	}
 	h.SetBytesV(hdrPeerToken, c.token)
 	h.Set(hdrPeerKey, base64.RawURLEncoding.EncodeToString(a.key))
 	hop := c.self.Zone + "/" + c.self.ID
@@ -506,8 +543,9 @@ func (c *edgeCluster) roundTrip(cand candidate, a peerAsk, mode peerMode) (peerR
 		h.Set(hdrPeerLife, l)
 	}
 	timeout := c.cfg.PeerTimeout
-	if mode == peerFetch || mode == peerFresh {
-		timeout = c.wait
+	if !mode.lookupOnly() {
+		timeout = max(a.budget, c.cfg.PeerTimeout)
+		h.Set(hdrPeerWait, strconv.FormatInt(timeout.Milliseconds(), 10))
 	}
 	start := time.Now()
 	err := c.client(cand.m.Addr).DoTimeout(req, resp, timeout)
@@ -528,6 +566,8 @@ func (c *edgeCluster) roundTrip(cand candidate, a peerAsk, mode peerMode) (peerR
 		rekey(e, a.key, a.vary)
 		res.e, res.hit, res.stale = e, result != "fetched", result == "stale"
 	case "miss":
+	case "busy":
+		return peerResult{}, errPeerBusy
 	case "pass":
 		res.pass = true
 	case "error":

@@ -556,3 +556,132 @@ func testPurgeRefetchesOnce(t *testing.T, soft string) {
 		t.Errorf("%d origin fetches after a purge, want 2 (one before, one after)", got)
 	}
 }
+
+// The cluster's headers are the edges' own: a client's X-Lakka-Life does
+// not set the owner's lifetimes, and a malformed one does not make the
+// owner refuse the hop.
+func TestClusterClientCannotSendPeerHeaders(t *testing.T) {
+	o, fetches := countingOrigin(t)
+	f := startFleet(t, o, map[string][]string{"a": {"a1", "a2"}}, "", nil)
+	path := f.pathOwnedBy("a1", "a", "life")
+	if r := f.edges["a2"].get(path, "Host", newsHost, "X-Lakka-Life", "ttl=1000h,keep=1000h", "X-Lakka-Peer-Mode", "lookup"); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	if cs := f.get("a1", path).get("Cache-Status"); !strings.Contains(cs, "ttl=5") && !strings.Contains(cs, "ttl=6") {
+		t.Errorf("owner's Cache-Status %q: the origin said max-age=60", cs)
+	}
+	other := f.pathOwnedBy("a1", "a", "malformed")
+	r := f.edges["a2"].get(other, "Host", newsHost, "X-Lakka-Life", "x")
+	if r.status != 200 || !strings.Contains(r.get("Cache-Status"), "peer-a1") {
+		t.Errorf("a client's malformed X-Lakka-Life: %d %q, want the owner's answer", r.status, r.get("Cache-Status"))
+	}
+	if n := counter(f.edges["a2"].m.clusterFetches.WithLabelValues("owner", "fault")); n != 0 {
+		t.Errorf("%v faults", n)
+	}
+	if got := fetchesOf(fetches, other); got != 1 {
+		t.Errorf("%d origin fetches", got)
+	}
+}
+
+// An edge that applied a purge before the owner did never serves the
+// owner's older copy: it asks the origin.
+func TestClusterPurgedHereIsNotServedFromAPeer(t *testing.T) {
+	o, fetches := countingOrigin(t)
+	f := startFleet(t, o, map[string][]string{"a": {"a1", "a2"}}, "", nil)
+	path := f.pathOwnedBy("a1", "a", "purged")
+	first := f.get("a1", path)
+	time.Sleep(20 * time.Millisecond)
+	tag := "tag-" + strings.Trim(path, "/")
+	if r := doURL(t, http.MethodPost, "http://"+f.edges["a2"].AdminAddr()+"/api/purge", `{"tags":["`+tag+`"]}`, "Authorization", "Bearer "+testToken); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	for i := range 3 {
+		if r := f.get("a2", path); r.body == first.body {
+			t.Errorf("request %d: a2 applied the purge and serves %q", i, r.body)
+		}
+	}
+	if n := counter(f.edges["a2"].m.clusterFetches.WithLabelValues("owner", "purged")); n == 0 {
+		t.Error("no purged answer counted")
+	}
+	if got := fetchesOf(fetches, path); got < 2 {
+		t.Errorf("%d origin fetches", got)
+	}
+}
+
+// A shield that answers lookups and then stalls on fetches costs no
+// client error: the owner in the other zone gives up on it within half
+// its budget and asks the origin, and its peers' waiters are answered
+// before their own budget ends.
+func TestClusterStalledShieldFetchCostsNoError(t *testing.T) {
+	o, fetches := countingOrigin(t)
+	t.Setenv(clusterTokenEnv, testClusterToken)
+	shield, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m := r.Header.Get(hdrPeerMode); m == "lookup" || m == "fresh-lookup" {
+			w.Header().Set(hdrPeerResult, "miss")
+			return
+		}
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	})}
+	go srv.Serve(shield)
+	t.Cleanup(func() { close(stop); srv.Close() })
+	lns := map[string]net.Listener{}
+	peers := []config.Peer{{ID: "s1", Zone: "a", Address: shield.Addr().String()}}
+	var ms []cluster.Member
+	for _, id := range []string{"b1", "b2"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[id] = ln
+		peers = append(peers, config.Peer{ID: id, Zone: "b", Address: ln.Addr().String()})
+		ms = append(ms, cluster.Member{ID: id, Zone: "b"})
+	}
+	edges := map[string]*testEdge{}
+	for _, id := range []string{"b1", "b2"} {
+		c := testConfig(o.addr())
+		c.Edge.NodeID, c.Edge.Zone = id, "b"
+		c.Cluster.Listen = lns[id].Addr().String()
+		c.Cluster.ShieldZone = "a"
+		c.Cluster.PeerTimeout = 200 * time.Millisecond
+		c.Cache.WaitTimeout = 2 * time.Second
+		for _, p := range peers {
+			if p.ID != id {
+				c.Cluster.Peers = append(c.Cluster.Peers, p)
+			}
+		}
+		ln := lns[id]
+		edges[id] = startEdgeWith(t, c, seams{listen: func(n, a string) (net.Listener, error) {
+			if a == ln.Addr().String() {
+				return ln, nil
+			}
+			return net.Listen(n, a)
+		}})
+	}
+	f := &fleet{t: t, view: cluster.NewView(ms)}
+	path := f.pathOwnedBy("b2", "b", "stall")
+	var wg sync.WaitGroup
+	statuses := make(chan int, 4)
+	for i, id := range []string{"b1", "b1", "b2", "b1"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+			statuses <- edges[id].get(path, "Host", newsHost).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for st := range statuses {
+		if st != 200 {
+			t.Errorf("a client got %d with the origin up (origin fetches %d)", st, fetchesOf(fetches, path))
+		}
+	}
+}

@@ -291,7 +291,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 	}, []string{"zone"})
 	m.clusterFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_cluster_fetches_total",
-		Help: "Misses this edge asked another edge about, by the peer's role (owner: the key's owner in this zone; previous: its owner before a membership change; shield: its owner in the shield zone) and result (hit, fetched, miss, pass, error: the origin's failure; fault: the peer could not be used and the next candidate or the origin was asked).",
+		Help: "Misses this edge asked another edge about, by the peer's role (owner: the key's owner in this zone; previous: its owner before a membership change; shield: its owner in the shield zone) and result (hit, fetched, miss, pass, error: the origin's failure; purged: stored before a purge this edge applied, not served; fault: the peer could not be used, or did not finish within the budget, and the next candidate or the origin was asked).",
 	}, []string{"role", "result"})
 	m.shieldFetches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_cluster_shield_fetches_total",
@@ -304,7 +304,7 @@ func newMetrics(reg prometheus.Registerer, st func() *store.Store, bodies *backe
 	}, []string{"mode"})
 	m.peerRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lakka_edge_cluster_peer_requests_total",
-		Help: "Requests other edges sent to this edge's peer listener, by mode and result (hit, stale, fetched, miss, pass, error; refused: no or a wrong token; bad; loop).",
+		Help: "Requests other edges sent to this edge's peer listener, by mode and result (hit, stale, fetched, miss, pass, busy: not fetched within the asker's budget, error; refused: no or a wrong token; bad; loop).",
 	}, []string{"mode", "result"})
 	m.busGaps = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lakka_edge_purge_bus_gaps_total",

@@ -93,7 +93,16 @@ func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool
 	if stale != nil && r.g.cfg.Cache.StaleWait > 0 {
 		timeout, why = r.g.cfg.Cache.StaleWait, detailSlowOrigin
 	}
+	if r.peer != peerNone {
+		// A peer gives up after its budget: answer before it does, so
+		// that it asks the origin rather than counting a fault.
+		timeout = min(timeout, max(r.peerWait-r.g.cfg.Cluster.PeerTimeout, r.peerWait/2))
+	}
 	if !f.wait(timeout) {
+		if r.peer != peerNone {
+			r.peerAnswer("busy", fasthttp.StatusOK)
+			return false
+		}
 		if why == detailWaitTimeout {
 			s.m.waitTimeouts.Inc()
 		}
@@ -274,7 +283,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		}
 	}()
 	if s.cluster != nil {
-		res := s.cluster.ask(peerAsk{key: bg.url, req: bg.req, vary: &bg.h, life: bg.life})
+		res := s.cluster.ask(peerAsk{key: bg.url, req: bg.req, vary: &bg.h, life: bg.life, budget: bg.g.cfg.Cache.WaitTimeout / 2})
 		if res.e != nil || res.status != 0 {
 			fasthttp.ReleaseRequest(bg.req)
 			bg.req = nil
@@ -573,7 +582,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 	g.pol.refreshRequest(e, req)
 	if s.cluster != nil {
 		rq := newKeyView(e.Key, g.pol.node)
-		res := s.cluster.ask(peerAsk{key: e.URL(), req: req, vary: &req.Header, life: g.pol.refreshLifetimes(rq), fresh: true})
+		res := s.cluster.ask(peerAsk{key: e.URL(), req: req, vary: &req.Header, life: g.pol.refreshLifetimes(rq), fresh: true, budget: g.cfg.Cache.WaitTimeout / 2})
 		if res.e != nil || res.status != 0 {
 			fasthttp.ReleaseRequest(req)
 			out := res.outcome(res.e != nil && s.cluster.adopt(res, startGen, true))

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -28,6 +31,14 @@ func (s *Server) handlePeer(ctx *fasthttp.RequestCtx) {
 	key, kerr := base64.RawURLEncoding.DecodeString(string(h.Peek(hdrPeerKey)))
 	life, lerr := parseLifetimes(h.Peek(hdrPeerLife))
 	hops := h.Peek(hdrPeerHop)
+	wait := s.cfg.Cache.WaitTimeout
+	if w := h.Peek(hdrPeerWait); len(w) > 0 {
+		ms, err := strconv.ParseInt(string(w), 10, 64)
+		if err != nil || ms <= 0 {
+			lerr = fmt.Errorf("bad %s %q", hdrPeerWait, w)
+		}
+		wait = min(wait, time.Duration(ms)*time.Millisecond)
+	}
 	if mode == peerNone || kerr != nil || len(key) == 0 || lerr != nil || len(hops) == 0 || !bytes.Equal(ctx.Method(), strGET) {
 		s.m.peerRequests.WithLabelValues("", "bad").Inc()
 		ctx.Error("400 not a peer request\n", fasthttp.StatusBadRequest)
@@ -53,7 +64,7 @@ func (s *Server) handlePeer(ctx *fasthttp.RequestCtx) {
 		s.requests.Put(r)
 	}()
 	r.raw = countRaw(h.RawHeaders())
-	r.peer, r.peerLife, r.peerHops = mode, life, hops
+	r.peer, r.peerLife, r.peerHops, r.peerWait = mode, life, hops, wait
 	r.key = append(r.key[:0], key...)
 	r.host = append(r.host[:0], h.Host()...)
 	r.target = append(r.target[:0], h.RequestURI()...)
@@ -125,7 +136,13 @@ func (r *request) askCluster() peerResult {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	r.upstream(modeCache, nil, req)
-	return r.s.cluster.ask(peerAsk{key: r.key, req: req, vary: &r.ctx.Request.Header, life: r.lifetimes(), hops: r.peerHops, fresh: r.peer.freshOnly()})
+	// Half of what this request may wait: the rest is the origin's, should
+	// the peer fail.
+	budget := r.g.cfg.Cache.WaitTimeout / 2
+	if r.peer != peerNone {
+		budget = r.peerWait / 2
+	}
+	return r.s.cluster.ask(peerAsk{key: r.key, req: req, vary: &r.ctx.Request.Header, life: r.lifetimes(), hops: r.peerHops, fresh: r.peer.freshOnly(), budget: budget})
 }
 
 // servePeer answers the client (or the peer) with what the cluster

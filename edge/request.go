@@ -68,6 +68,8 @@ type request struct {
 	peerLife lifetimes
 	peerHops []byte
 	peerNode string
+	// peerWait is how long a peer waits for this request's fetch.
+	peerWait time.Duration
 }
 
 // maxHeld bounds what one request holds: a Vary marker and the object

@@ -235,13 +235,13 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 	// cluster (dashboards list them on every edge), and a rate over a
 	// counter that appears with its first increase misses that increase.
 	for _, role := range []string{"owner", "previous", "shield"} {
-		for _, result := range []string{"hit", "fetched", "miss", "pass", "error", "fault"} {
+		for _, result := range []string{"hit", "fetched", "miss", "pass", "error", "purged", "fault"} {
 			s.m.clusterFetches.WithLabelValues(role, result)
 		}
 	}
 	for m := peerLookup; m < numPeerModes; m++ {
 		s.m.peerSeconds.WithLabelValues(m.String())
-		for _, result := range []string{"hit", "stale", "fetched", "miss", "pass", "error"} {
+		for _, result := range []string{"hit", "stale", "fetched", "miss", "pass", "busy", "error"} {
 			s.m.peerRequests.WithLabelValues(m.String(), result)
 		}
 	}

@@ -275,21 +275,49 @@ func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft boo
 }
 
 // generationBefore returns the generation before every purge recorded
-// after t that the log remembers (a copy made at t elsewhere, before such
-// purges reached this store, is checked against them).
+// after t (a copy made at t elsewhere, before such purges reached this
+// store, is checked against them). When the log no longer remembers back
+// to t it returns 0, which every check treats as "purged since".
 func (x *index) generationBefore(t time.Time) uint64 {
-	at := int64(t.Sub(clockBase))
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	gen := x.gen.Load()
-	for i := x.logN; i > 0 && i > x.logN-min(x.logN, purgeLogSize); i-- {
+	gen, _ := x.generationBeforeLocked(t)
+	return gen
+}
+
+// generationBeforeLocked is generationBefore; ok is false when the log no
+// longer remembers back to t.
+func (x *index) generationBeforeLocked(t time.Time) (gen uint64, ok bool) {
+	at := int64(t.Sub(clockBase))
+	gen = x.gen.Load()
+	remembered := min(x.logN, purgeLogSize)
+	for i := x.logN; i > x.logN-remembered; i-- {
 		r := &x.log[(i-1)%purgeLogSize]
 		if r.at <= at {
-			break
+			return gen, true
 		}
 		gen = r.gen - 1
 	}
-	return gen
+	if x.logN > purgeLogSize {
+		return 0, false // older than what the log remembers
+	}
+	return gen, true
+}
+
+// purgedSince reports whether a purge recorded after t affects e (or may
+// have: the log no longer remembers back to t).
+func (x *index) purgedSince(e *Entry, t time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	gen, ok := x.generationBeforeLocked(t)
+	if !ok {
+		return true
+	}
+	if gen == x.gen.Load() {
+		return false
+	}
+	affected, _ := x.purgedSinceLocked(gen, e)
+	return affected
 }
 
 // record bumps the generation and logs p for in-flight fetches; it returns

@@ -153,6 +153,11 @@ func (s *Store) Generation() uint64 { return s.idx.generation() }
 // that a purge this store applied after t removes it.
 func (s *Store) GenerationBefore(t time.Time) uint64 { return s.idx.generationBefore(t) }
 
+// PurgedSince reports whether a purge this store recorded after t affects
+// e (an object stored elsewhere at t, which a purge applied here first
+// must keep from being served here).
+func (s *Store) PurgedSince(e *Entry, t time.Time) bool { return s.idx.purgedSince(e, t) }
+
 // SlabLimit is the most the slots of the store's pool may hold: what
 // ristretto, the admission window and the identity pool are given (their
 // entries' Costs and copies' sizes count their slots), plus a sixteenth of the store's share for bodies
