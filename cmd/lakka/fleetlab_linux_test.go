@@ -206,7 +206,7 @@ func TestFleetLab(t *testing.T) {
 		l.timedGet("a2", other, p) // the second: kept
 		hotCopy = append(hotCopy, l.timedGet("a2", other, p))
 	}
-	report.add("latency from a reader in zone a, median of %d (no added delay): hit on the owner %s, forwarded hit through a non-owner %s, hot-copy hit %s",
+	report.add("latency from a reader in zone a (gzip accepted), median of %d (no added delay): hit on the owner %s, forwarded hit through a non-owner %s, hot-copy hit %s",
 		n, median(onOwner), median(forwarded), median(hotCopy))
 
 	// 6. A seventh edge: about a seventh of the keys move to it, and
@@ -920,6 +920,7 @@ func (l *lab) timedGet(host, edge, path string) time.Duration {
 	l.mu.Unlock()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+l.ips[edge]+":8080"+path, nil)
 	req.Host = "news.lab"
+	req.Header.Set("Accept-Encoding", "gzip") // as browsers do
 	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
