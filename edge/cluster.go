@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lakka-cache/lakka/config"
@@ -97,6 +95,10 @@ func parsePeerMode(b []byte) peerMode {
 	return peerNone
 }
 
+// clusterHeader reports the cluster's own header names (X-Lakka-*): a
+// client's are never passed on, a peer's never reach the origin.
+func clusterHeader(name []byte) bool { return len(name) > 8 && equalFold(name[:8], "x-lakka-") }
+
 // clusterTokenEnv names the environment variable holding the shared secret
 // of the peer listener.
 const clusterTokenEnv = "LAKKA_CLUSTER_TOKEN"
@@ -172,35 +174,60 @@ func (c *edgeCluster) stats() *ClusterStats {
 		}
 	}
 	st.HotCopies, st.HotCopyBytes = c.s.store.Copies()
-	st.Forwarded = sumCounters(c.s.m.clusterFetches, "")
-	st.PeerFaults = sumCounters(c.s.m.clusterFetches, "fault")
-	st.PeerServed = sumCounters(c.s.m.peerRequests, "")
+	st.Forwarded = c.s.m.forwarded(clusterResults...)
+	st.PeerFaults = c.s.m.forwarded("fault")
+	st.PeerServed = c.s.m.servedToPeers()
 	return st
 }
 
-// sumCounters adds up a counter vector's children, those whose result
-// label is result (all when "").
-func sumCounters(v *prometheus.CounterVec, result string) float64 {
-	ch := make(chan prometheus.Metric, 64)
-	go func() { v.Collect(ch); close(ch) }()
+// The label values of the cluster's counters: every series exists from
+// the start (initClusterSeries), and stats sums them.
+var (
+	clusterRoles   = []string{"owner", "previous", "shield"}
+	clusterResults = []string{"hit", "fetched", "miss", "pass", "error", "purged", "fault"}
+	peerResults    = []string{"hit", "stale", "fetched", "miss", "pass", "busy", "error"}
+)
+
+// initClusterSeries creates every cluster series at zero, on every edge:
+// dashboards list them on an edge without a cluster too, and a rate over a
+// counter that appears with its first increase misses that increase.
+func initClusterSeries(m *metrics, zone string, clustered bool) {
+	for _, role := range clusterRoles {
+		for _, result := range clusterResults {
+			m.clusterFetches.WithLabelValues(role, result)
+		}
+	}
+	for mode := peerLookup; mode < numPeerModes; mode++ {
+		m.peerSeconds.WithLabelValues(mode.String())
+		for _, result := range peerResults {
+			m.peerRequests.WithLabelValues(mode.String(), result)
+		}
+	}
+	if !clustered {
+		m.clusterMembers.WithLabelValues(zone).Set(0)
+	}
+}
+
+// forwarded sums lakka_edge_cluster_fetches_total over the roles, for the
+// given results.
+func (m *metrics) forwarded(results ...string) float64 {
 	total := 0.0
-	for m := range ch {
-		var d dto.Metric
-		if m.Write(&d) != nil {
-			continue
+	for _, role := range clusterRoles {
+		for _, result := range results {
+			total += value(m.clusterFetches.WithLabelValues(role, result))
 		}
-		if result != "" {
-			match := false
-			for _, l := range d.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					match = true
-				}
-			}
-			if !match {
-				continue
-			}
+	}
+	return total
+}
+
+// servedToPeers sums lakka_edge_cluster_peer_requests_total over the
+// modes and the answers with a result.
+func (m *metrics) servedToPeers() float64 {
+	total := 0.0
+	for mode := peerLookup; mode < numPeerModes; mode++ {
+		for _, result := range peerResults {
+			total += value(m.peerRequests.WithLabelValues(mode.String(), result))
 		}
-		total += d.GetCounter().GetValue()
 	}
 	return total
 }
@@ -524,7 +551,7 @@ func (c *edgeCluster) roundTrip(cand candidate, a peerAsk, mode peerMode) (peerR
 	// The cluster's headers are this edge's alone: a client's never pass.
 	var theirs []string
 	for k := range h.All() {
-		if len(k) > 8 && equalFold(k[:8], "x-lakka-") {
+		if clusterHeader(k) {
 			theirs = append(theirs, string(k))
 		}
 	}
@@ -616,6 +643,15 @@ func (c *edgeCluster) adopt(res peerResult, startGen uint64, again bool) (stored
 		return s.store.Put(e, startGen)
 	}
 	return s.store.PutCopy(e, startGen, c.hotLimit)
+}
+
+// keep is what a flight publishes of a cluster answer, the object stored
+// when this edge keeps it (adopt).
+func (c *edgeCluster) keep(res peerResult, startGen uint64, again bool) absorbed {
+	if res.e == nil {
+		return absorbed{status: res.status}
+	}
+	return absorbed{entry: res.e, stored: c.adopt(res, startGen, again)}
 }
 
 // encode writes lifetimes for X-Lakka-Life ("ttl=1m0s,grace=10s"), ""

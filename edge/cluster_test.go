@@ -124,6 +124,17 @@ func (f *fleet) get(node, path string) response {
 	return f.edges[node].get(path, "Host", newsHost)
 }
 
+// purge sends a purge (the purge API's JSON) to each of the edges, as
+// the origin does without a bus.
+func (f *fleet) purge(body string, ids ...string) {
+	f.t.Helper()
+	for _, id := range ids {
+		if r := doURL(f.t, http.MethodPost, "http://"+f.edges[id].AdminAddr()+"/api/purge", body, "Authorization", "Bearer "+testToken); r.status != 200 {
+			f.t.Fatalf("purge on %s: %d %s", id, r.status, r.body)
+		}
+	}
+}
+
 // spread sends n requests for path over the edges, c at a time, and
 // returns the statuses that were not 200.
 func (f *fleet) spread(path string, n, c int) []string {
@@ -206,17 +217,11 @@ func TestClusterForwardedCopyKeepsFreshness(t *testing.T) {
 	if hit.get("X-Cache") != "HIT" || strings.Contains(hit.get("Cache-Status"), "peer") {
 		t.Errorf("third request on the non-owner: %s %q, want a local hit", hit.get("X-Cache"), hit.get("Cache-Status"))
 	}
-	if n := sumCounters(f.edges["a2"].m.clusterFetches, ""); n < 2 {
+	if n := f.edges["a2"].m.forwarded(clusterResults...); n < 2 {
 		t.Errorf("%v forwarded fetches counted", n)
 	}
 	// A purge by tag, sent to each edge as the origin does without a bus.
-	tag := "tag-" + strings.Trim(path, "/")
-	for _, id := range f.ids {
-		te := f.edges[id]
-		if r := doURL(t, http.MethodPost, "http://"+te.AdminAddr()+"/api/purge", `{"tags":["`+tag+`"]}`, "Authorization", "Bearer "+testToken); r.status != 200 {
-			t.Fatalf("purge on %s: %d %s", id, r.status, r.body)
-		}
-	}
+	f.purge(`{"tags":["tag-`+strings.Trim(path, "/")+`"]}`, f.ids...)
 	after := f.get("a2", path)
 	if after.body == first.body {
 		t.Errorf("after the purge the non-owner still serves %q", after.body)
@@ -467,7 +472,7 @@ func TestClusterMembersFromTheBus(t *testing.T) {
 			t.Fatalf("%s: %d", p, r.status)
 		}
 	}
-	forwarded := sumCounters(a1.m.clusterFetches, "") + sumCounters(a2.m.clusterFetches, "")
+	forwarded := a1.m.forwarded(clusterResults...) + a2.m.forwarded(clusterResults...)
 	if forwarded < n/4 {
 		t.Errorf("%v of %d misses were forwarded: the edges do not share keys", forwarded, n)
 	}
@@ -540,12 +545,7 @@ func testPurgeRefetchesOnce(t *testing.T, soft string) {
 	if got := fetchesOf(fetches, path); got != 1 {
 		t.Fatalf("%d origin fetches before the purge", got)
 	}
-	for _, id := range f.ids {
-		te := f.edges[id]
-		if r := doURL(t, http.MethodPost, "http://"+te.AdminAddr()+"/api/purge", `{"tags":["tag-front"],"soft":`+soft+`}`, "Authorization", "Bearer "+testToken); r.status != 200 {
-			t.Fatalf("purge on %s: %d %s", id, r.status, r.body)
-		}
-	}
+	f.purge(`{"tags":["tag-front"],"soft":`+soft+`}`, f.ids...)
 	for range 5 {
 		if bad := f.spread(path, 40, 8); len(bad) > 0 {
 			t.Fatal(bad)
@@ -591,10 +591,7 @@ func TestClusterPurgedHereIsNotServedFromAPeer(t *testing.T) {
 	path := f.pathOwnedBy("a1", "a", "purged")
 	first := f.get("a1", path)
 	time.Sleep(20 * time.Millisecond)
-	tag := "tag-" + strings.Trim(path, "/")
-	if r := doURL(t, http.MethodPost, "http://"+f.edges["a2"].AdminAddr()+"/api/purge", `{"tags":["`+tag+`"]}`, "Authorization", "Bearer "+testToken); r.status != 200 {
-		t.Fatal(r.status)
-	}
+	f.purge(`{"tags":["tag-`+strings.Trim(path, "/")+`"]}`, "a2")
 	for i := range 3 {
 		if r := f.get("a2", path); r.body == first.body {
 			t.Errorf("request %d: a2 applied the purge and serves %q", i, r.body)

@@ -49,9 +49,9 @@ func (r *request) fetchShared(fkey []byte, stale *store.Entry, mayRetry bool) (r
 	if s.cluster != nil {
 		// The key's owner, the shield, or a previous owner may have it.
 		if res := r.askCluster(); res.e != nil || res.status != 0 {
-			stored := res.e != nil && s.cluster.adopt(res, startGen, false)
-			r.hold(res.e)
-			f.publish(res.outcome(stored))
+			out := s.cluster.keep(res, startGen, false)
+			r.hold(out.entry)
+			f.publish(out)
 			finished = true
 			s.flights.finish(fkey, f)
 			r.servePeer(res, stale)
@@ -287,7 +287,7 @@ func (s *Server) fetchInBackground(bg *bgFetch) {
 		if res.e != nil || res.status != 0 {
 			fasthttp.ReleaseRequest(bg.req)
 			bg.req = nil
-			out := res.outcome(res.e != nil && s.cluster.adopt(res, bg.startGen, false))
+			out := s.cluster.keep(res, bg.startGen, false)
 			built = out.entry
 			f.publish(out)
 			finished = true
@@ -585,7 +585,7 @@ func (s *Server) refreshOne(e *store.Entry) {
 		res := s.cluster.ask(peerAsk{key: e.URL(), req: req, vary: &req.Header, life: g.pol.refreshLifetimes(rq), fresh: true, budget: g.cfg.Cache.WaitTimeout / 2})
 		if res.e != nil || res.status != 0 {
 			fasthttp.ReleaseRequest(req)
-			out := res.outcome(res.e != nil && s.cluster.adopt(res, startGen, true))
+			out := s.cluster.keep(res, startGen, true)
 			if out.entry != nil {
 				defer out.entry.Release() // the builder's: waiters take their own
 			}

@@ -166,11 +166,3 @@ func (r *request) servePeer(res peerResult, stale *store.Entry) {
 	r.detail, r.peerNode = detailPeer, res.node
 	r.serveOrPass(res.e)
 }
-
-// peerOutcome is what a flight publishes of a cluster answer.
-func (res peerResult) outcome(stored bool) absorbed {
-	if res.e == nil {
-		return absorbed{status: res.status}
-	}
-	return absorbed{entry: res.e, stored: stored}
-}

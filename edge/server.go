@@ -231,23 +231,7 @@ func newServer(cfg config.Config, logger *slog.Logger, reg *prometheus.Registry,
 		Logger:                        fasthttpLogger{logger},
 	}
 	s.admin = newAdmin(s, reg)
-	// Every cluster series exists from the start, at zero without a
-	// cluster (dashboards list them on every edge), and a rate over a
-	// counter that appears with its first increase misses that increase.
-	for _, role := range []string{"owner", "previous", "shield"} {
-		for _, result := range []string{"hit", "fetched", "miss", "pass", "error", "purged", "fault"} {
-			s.m.clusterFetches.WithLabelValues(role, result)
-		}
-	}
-	for m := peerLookup; m < numPeerModes; m++ {
-		s.m.peerSeconds.WithLabelValues(m.String())
-		for _, result := range []string{"hit", "stale", "fetched", "miss", "pass", "busy", "error"} {
-			s.m.peerRequests.WithLabelValues(m.String(), result)
-		}
-	}
-	if cfg.Cluster.Listen == "" {
-		s.m.clusterMembers.WithLabelValues(cfg.Edge.Zone).Set(0)
-	}
+	initClusterSeries(s.m, cfg.Edge.Zone, cfg.Cluster.Listen != "")
 	if cfg.Cluster.Listen != "" {
 		if s.cluster, err = newCluster(s, &cfg); err != nil {
 			s.store.Close()

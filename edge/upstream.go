@@ -74,7 +74,7 @@ func (r *request) upstream(mode fetchMode, stale *store.Entry, req *fasthttp.Req
 		if r.peer != peerNone {
 			// A peer's request is what its edge would have sent the
 			// origin, keyed cookies included, plus the cluster's headers.
-			if len(k) > 8 && equalFold(k[:8], "x-lakka-") {
+			if clusterHeader(k) {
 				continue
 			}
 			if equalFold(k, "cookie") {

@@ -350,10 +350,9 @@ func (l *lab) partition(z string, cut bool) {
 
 // getFrom requests path of edge from host's namespace (a reader there).
 func (l *lab) getFrom(host, edge, path string) int {
-	c := &http.Client{Transport: &http.Transport{DialContext: nsDialer(l.nsPath(host)), DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+l.ips[edge]+":8080"+path, nil)
 	req.Host = "news.lab"
-	resp, err := c.Do(req)
+	resp, err := l.reader(host).Do(req)
 	if err != nil {
 		return 0
 	}
@@ -494,8 +493,6 @@ purge:
   bus: {url: "%s", replicas: 3}
 admin:
   allow_networks: [10.77.0.0/16]
-log:
-  access: "off"
 cache:
   size_bytes: 64MiB
 `, name, name[:1], ip, ip, l.ips["origin"], busURL)
@@ -715,8 +712,7 @@ func (l *lab) appliedBy(edge string) uint64 {
 			Applied uint64 `json:"applied"`
 		} `json:"bus"`
 	}
-	c := &http.Client{Transport: &http.Transport{DialContext: nsDialer(l.nsPath(edge))}, Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + l.ips[edge] + ":8081/api/stats")
+	resp, err := l.reader(edge).Get("http://" + l.ips[edge] + ":8081/api/stats")
 	if err != nil {
 		return 0
 	}
@@ -899,6 +895,18 @@ func nsDialer(path string) func(ctx context.Context, network, addr string) (net.
 	}
 }
 
+// reader is a keep-alive client in host's namespace (a reader there).
+func (l *lab) reader(host string) *http.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.readers[host]
+	if c == nil {
+		c = &http.Client{Transport: &http.Transport{DialContext: nsDialer(l.nsPath(host)), DisableCompression: true}, Timeout: 10 * time.Second}
+		l.readers[host] = c
+	}
+	return c
+}
+
 // ownerOf returns which of a1, a2 owns path (from the answer's
 // Cache-Status on the other), and the other.
 func (l *lab) ownerOf(path string) (owner, other string) {
@@ -911,13 +919,7 @@ func (l *lab) ownerOf(path string) (owner, other string) {
 
 // timedGet times one request of a reader in host's namespace to edge.
 func (l *lab) timedGet(host, edge, path string) time.Duration {
-	l.mu.Lock()
-	c := l.readers[host]
-	if c == nil {
-		c = &http.Client{Transport: &http.Transport{DialContext: nsDialer(l.nsPath(host)), DisableCompression: true}, Timeout: 10 * time.Second}
-		l.readers[host] = c
-	}
-	l.mu.Unlock()
+	c := l.reader(host)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+l.ips[edge]+":8080"+path, nil)
 	req.Host = "news.lab"
 	req.Header.Set("Accept-Encoding", "gzip") // as browsers do
