@@ -350,8 +350,8 @@ type meta struct {
 	resp        cachepolicy.Response
 	varyNames   []string // without accept-encoding, which the edge handles
 	varyStar    bool
-	varyAE      bool // the origin varies on Accept-Encoding
-	tags        []string
+	varyAE      bool   // the origin varies on Accept-Encoding
+	tags        string // separated by spaces (store.Entry.TagList)
 	enc         cachepolicy.Encoding
 	encodingOK  bool // identity or gzip: something the edge can store
 	noTransform bool
@@ -404,7 +404,8 @@ func (a *absorber) responseMeta(resp *fasthttp.Response, pol *policy) meta {
 		m.varyNames = append(m.varyNames, n)
 	}
 	if len(sk) > 0 {
-		m.tags = packTags(cachepolicy.ParseSurrogateKeys(nil, sk...))
+		tags, _ := cachepolicy.ParseSurrogateKeys(nil, sk...)
+		m.tags = strings.Join(tags, " ")
 	}
 	m.noTransform = r.CacheControl.NoTransform
 	ce := bytes.TrimSpace(h.ContentEncoding())
@@ -482,28 +483,4 @@ func putBodyBuf(b []byte) {
 	}
 	b = b[:0]
 	bodyBufs[c].Put(&b)
-}
-
-// packTags copies tags into one string and a slice of exactly their
-// number: a stored object keeps its tags as long as it lives, and parsing
-// leaves a string each and a slice grown by doubling.
-func packTags(tags []string, _ int) []string {
-	if len(tags) == 0 {
-		return nil
-	}
-	n := 0
-	for _, t := range tags {
-		n += len(t)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, t := range tags {
-		b.WriteString(t)
-	}
-	all := b.String()
-	out := make([]string, len(tags))
-	for i, t := range tags {
-		out[i], all = all[:len(t)], all[len(t):]
-	}
-	return out
 }

@@ -121,8 +121,9 @@ func (r *request) wait(f *flight, stale *store.Entry, mayRetry bool) (retry bool
 
 // fetched answers a waiter with what the finished fetch f brought.
 func (r *request) fetched(f *flight, stale *store.Entry, mayRetry bool) (retry bool) {
-	selected := f.entry != nil && selects(&r.ctx.Request.Header, f.entry)
-	if selected && !r.acquire(f.entry) {
+	// The entry's key is read under a reference only: it lives in the
+	// entry's slot, which holds another object once the last one went.
+	if f.entry != nil && !f.entry.Acquire() {
 		// Its last reference went before this waiter woke (not stored,
 		// or evicted at once): look up again, or fetch alone.
 		if mayRetry {
@@ -130,6 +131,12 @@ func (r *request) fetched(f *flight, stale *store.Entry, mayRetry bool) (retry b
 		}
 		r.fetchDirect(detailNotStored)
 		return false
+	}
+	selected := f.entry != nil && selects(&r.ctx.Request.Header, f.entry)
+	if selected {
+		r.hold(f.entry)
+	} else if f.entry != nil {
+		f.entry.Release()
 	}
 	switch {
 	case selected:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -52,7 +51,7 @@ func (a *absorber) newEntry(url []byte, resp *fasthttp.Response, m meta, body []
 	if err := a.storeBody(e, m, body); err != nil {
 		return nil, err
 	}
-	e.VarySpan = e.AppendHdr(varyValue(m, e.Enc == cachepolicy.Gzip))
+	e.SetSpan(store.SpanVary, e.AppendHdr(varyValue(m, e.Enc == cachepolicy.Gzip)))
 	e.Cost += restCost(e)
 	return e, nil
 }
@@ -82,8 +81,8 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 		Keep:       dec.Keep,
 		Revalidate: dec.Revalidate,
 		VaryNames:  m.varyNames,
-		Tags:       m.tags,
 	}
+	e.SetTagList(m.tags)
 	e.SetStoredAt(resTime)
 	// Headers, in one buffer; the entry keeps offsets into it.
 	var buf []byte
@@ -110,30 +109,31 @@ func (a *absorber) entryFrom(resp *fasthttp.Response, m meta, dec cachepolicy.De
 		buf = append(buf, b...)
 		return store.Span{Start: uint32(start), End: uint32(len(buf))}
 	}
-	e.CTSpan = piece(h.ContentType())
+	var sp [store.SpanSC + 1]store.Span
+	sp[store.SpanCT] = piece(h.ContentType())
 	if d := originDate(h.Peek(fasthttp.HeaderDate)); len(d) > 0 {
-		e.DateSpan = piece(d)
+		sp[store.SpanDate] = piece(d)
 	} else {
-		e.DateSpan = piece(cachepolicy.AppendHTTPDate(nil, resTime))
+		sp[store.SpanDate] = piece(cachepolicy.AppendHTTPDate(nil, resTime))
 	}
-	e.ETagSpan = piece(h.Peek(fasthttp.HeaderETag))
-	e.LMSpan = piece(h.Peek(fasthttp.HeaderLastModified))
-	e.SCSpan = piece(h.Peek("Surrogate-Control"))
+	sp[store.SpanETag] = piece(h.Peek(fasthttp.HeaderETag))
+	sp[store.SpanLM] = piece(h.Peek(fasthttp.HeaderLastModified))
+	sp[store.SpanSC] = piece(h.Peek("Surrogate-Control"))
 
 	// One allocation, with room for the table of fields and the values
 	// added later (Vary, a derived ETag); Seal copies it into the entry's
 	// slot, so its size matters only for entries that are not stored.
-	e.Hdr = append(make([]byte, 0, len(buf)+len(spans)*12+64), buf...)
+	e.InitHdr(buf, len(spans)*12+64)
+	for id, s := range sp {
+		e.SetSpan(store.SpanID(id), s)
+	}
 	e.AppendFields(spans)
 	if lm := e.LastModified(); len(lm) > 0 {
 		if t, ok := cachepolicy.ParseHTTPDate(lm); ok {
 			e.LastModTime = t.Unix()
 		}
 	}
-	e.Cost = int64(len(e.Hdr)) + store.EntryOverhead + int64(e.NumFields())*int64(unsafe.Sizeof(store.FieldSpan{}))
-	for _, t := range e.Tags {
-		e.Cost += int64(len(t)) + 64
-	}
+	e.Cost = store.EntryOverhead + e.TagsCost() // Hdr, with the fields' table, is restCost's
 	return e
 }
 
@@ -232,7 +232,7 @@ func (a *absorber) addZstd(e *store.Entry, plain []byte) {
 // setETags derives the ETags of the encodings e is served in from the
 // origin's, which belongs to e.ETagEnc.
 func setETags(e *store.Entry) {
-	e.ETagOtherSpan = store.Span{}
+	e.SetSpan(store.SpanETagOther, store.Span{})
 	if len(e.ETag()) == 0 || e.Enc != cachepolicy.Gzip {
 		return
 	}
@@ -240,7 +240,7 @@ func setETags(e *store.Entry) {
 	if e.ETagEnc == cachepolicy.Identity {
 		other = cachepolicy.Gzip
 	}
-	e.ETagOtherSpan = e.AppendHdr(suffixETag(e.ETag(), other))
+	e.SetSpan(store.SpanETagOther, e.AppendHdr(suffixETag(e.ETag(), other)))
 	if e.Zstd != nil {
 		e.Zstd.ETag = suffixETag(e.ETag(), cachepolicy.Zstd)
 	}
@@ -332,10 +332,8 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *polic
 	if len(h.Peek(fasthttp.HeaderLastModified)) == 0 && len(stale.LastModified()) > 0 {
 		mh.SetBytesV(fasthttp.HeaderLastModified, stale.LastModified())
 	}
-	if len(stale.Tags) > 0 && len(h.Peek("Surrogate-Key")) == 0 && len(h.Peek("xkey")) == 0 {
-		for _, t := range stale.Tags {
-			mh.Add("Surrogate-Key", t)
-		}
+	if stale.TagList() != "" && len(h.Peek("Surrogate-Key")) == 0 && len(h.Peek("xkey")) == 0 {
+		mh.Set("Surrogate-Key", stale.TagList())
 	}
 	mh.SetContentTypeBytes(stale.ContentType())
 
@@ -344,14 +342,14 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *polic
 	rules := a.rules(pol, stale.URL())
 	dec := cachepolicy.Decide(cachepolicy.Request{CacheControl: cachepolicy.NewDirectives()}, m.resp, fr.ReqTime, fr.ResTime, rules)
 	e := a.entryFrom(merged, m, dec, fr.ResTime, pol)
-	e.Key = stale.Key
+	e.Key = bytes.Clone(stale.Key) // stale's is in stale's slot
 	e.Body, e.Enc, e.IdentityLen, e.ETagEnc = stale.Body, stale.Enc, stale.IdentityLen, stale.ETagEnc
 	e.NoTransform = stale.NoTransform
 	if stale.Zstd != nil {
 		e.Zstd = &store.ZstdForm{Body: stale.Zstd.Body}
 	}
 	setETags(e)
-	e.VarySpan = e.AppendHdr(stale.Vary())
+	e.SetSpan(store.SpanVary, e.AppendHdr(stale.Vary()))
 	e.VaryNames = stale.VaryNames
 	e.Cost += restCost(e)
 	if !dec.Store {

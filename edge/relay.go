@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -275,8 +274,8 @@ func addVaryAcceptEncoding(h *fasthttp.ResponseHeader) {
 
 // debugHeaders shows what the edge consumed (edge.debug_headers).
 func debugHeaders(h *fasthttp.ResponseHeader, e *store.Entry) {
-	if len(e.Tags) > 0 {
-		h.Set("Surrogate-Key", strings.Join(e.Tags, " "))
+	if e.TagList() != "" {
+		h.Set("Surrogate-Key", e.TagList())
 	}
 	if len(e.SurrogateControl()) > 0 {
 		h.SetBytesV("Surrogate-Control", e.SurrogateControl())

@@ -99,16 +99,6 @@ func (r *request) holdBytes(b heldBytes) {
 	r.nheld++
 }
 
-// acquire takes a reference on e for the request; it reports false when e
-// left the store and nobody reads it any more (treat it as not found).
-func (r *request) acquire(e *store.Entry) bool {
-	if e == nil || !e.Acquire() {
-		return false
-	}
-	r.hold(e)
-	return true
-}
-
 // releaseHeld gives back every reference the request holds.
 func (r *request) releaseHeld() {
 	for i := range r.nheld {

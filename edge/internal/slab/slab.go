@@ -90,6 +90,7 @@
 package slab
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -154,8 +155,65 @@ type Pool struct {
 	larges         atomic.Pointer[[]*large]
 }
 
-// poolIDs numbers pools (modulo 2^16) for Slot.pool.
-var poolIDs atomic.Uint32
+// pools registers the open pools by id (Slot.pool), so that a Slot is
+// enough to free it (Slot.Free): whoever keeps one need not keep its pool
+// too. Ids are given modulo 2^16, skipping those still open.
+var pools struct {
+	mu   sync.RWMutex
+	byID map[uint16]*Pool
+	last uint16
+}
+
+// register gives p an id no open pool has.
+func register(p *Pool) error {
+	pools.mu.Lock()
+	defer pools.mu.Unlock()
+	if pools.byID == nil {
+		pools.byID = make(map[uint16]*Pool)
+	}
+	for range 1 << 16 {
+		pools.last++
+		if _, taken := pools.byID[pools.last]; pools.last != 0 && !taken {
+			p.id = pools.last
+			pools.byID[p.id] = p
+			return nil
+		}
+	}
+	return errors.New("slab: 65535 pools are open")
+}
+
+// Pool returns the pool that allocated s, or nil for the zero Slot (or a
+// slot of a closed pool).
+func (s Slot) Pool() *Pool {
+	pools.mu.RLock()
+	p := pools.byID[s.pool]
+	pools.mu.RUnlock()
+	return p
+}
+
+// Size returns what s costs: the size of its class (Pool.ClassSize of
+// its length).
+func (s Slot) Size() int {
+	if s.cls == largeClass {
+		return roundUp(int(s.n), pageSize)
+	}
+	return classSizes[s.cls]
+}
+
+// pageSize is the OS page size, which large slots are rounded up to.
+var pageSize = os.Getpagesize()
+
+// IsZero reports whether s is the zero Slot, which no Alloc returns.
+func (s Slot) IsZero() bool { return s == Slot{} }
+
+// Free returns s to the pool that allocated it (Pool.Free).
+func (s Slot) Free() {
+	p := s.Pool()
+	if p == nil {
+		panic("slab: Free of a Slot whose pool is closed, or of the zero Slot")
+	}
+	p.Free(s)
+}
 
 // maxDefaultRetain caps the retain budget New sets.
 const maxDefaultRetain = 64 << 20
@@ -185,7 +243,10 @@ func NewRetain(limit, retain int64) (*Pool, error) {
 	if page <= 0 || runSize%page != 0 || runSize/page > maxPages {
 		return nil, fmt.Errorf("slab: page size %d does not divide the run size %d in at most %d pages", page, runSize, maxPages)
 	}
-	p := &Pool{limit: limit, retain: retain, page: page, id: uint16(poolIDs.Add(1))}
+	p := &Pool{limit: limit, retain: retain, page: page}
+	if err := register(p); err != nil {
+		return nil, err
+	}
 	for i := range p.classes {
 		p.classes[i].init(i)
 	}
@@ -299,6 +360,9 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	pools.mu.Lock()
+	delete(pools.byID, p.id)
+	pools.mu.Unlock()
 	for _, ch := range *p.chunks.Load() {
 		if err := unmap(ch.mem); err != nil {
 			p.noteErr(fmt.Errorf("slab: unmapping a chunk: %w", err))

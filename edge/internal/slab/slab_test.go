@@ -477,3 +477,54 @@ func fullestRunFirst(t *testing.T, retain int64) {
 	}
 	checkPool(t, p)
 }
+
+// TestSlotKnowsItsPool checks what a Slot alone gives: its pool (while the
+// pool is open), its cost, and Free into the right pool, with many pools
+// open and some closed (their ids are given again, never while in use).
+func TestSlotKnowsItsPool(t *testing.T) {
+	var open []*Pool
+	for i := range 40 {
+		p, err := New(64 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, p)
+		if i%3 == 0 { // close some, so that ids are handed out again
+			p.Close()
+			open = slices.Delete(open, len(open)-1, len(open))
+		}
+	}
+	ids := map[uint16]bool{}
+	for _, p := range open {
+		if ids[p.id] {
+			t.Fatalf("two open pools have id %d", p.id)
+		}
+		ids[p.id] = true
+	}
+	for _, p := range open {
+		for _, n := range []int{1, 100, 4500, maxClassSize, maxClassSize + 1, 1 << 20} {
+			s, _, ok := p.Alloc(n)
+			if !ok {
+				t.Fatalf("Alloc(%d) failed", n)
+			}
+			if s.Pool() != p {
+				t.Fatalf("the slot of %d bytes names another pool", n)
+			}
+			if s.Size() != p.ClassSize(n) {
+				t.Fatalf("Size of a slot of %d bytes: %d, ClassSize %d", n, s.Size(), p.ClassSize(n))
+			}
+			s.Free()
+		}
+		if st := p.Stats(); st.Slots != 0 {
+			t.Fatalf("%d slots left after Free", st.Slots)
+		}
+		p.Close()
+		if s, _, _ := p.Alloc(1); s.Pool() != nil {
+			t.Fatal("a closed pool is still named")
+		}
+	}
+	if !(Slot{}).IsZero() || (Slot{}).Pool() != nil {
+		t.Fatal("the zero Slot names a pool")
+	}
+	mustPanic(t, "pool is closed", func() { Slot{}.Free() })
+}

@@ -2,8 +2,11 @@ package store
 
 import (
 	"encoding/binary"
+	"iter"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
 	"github.com/lakka-cache/lakka/edge/internal/cachekey"
@@ -27,6 +30,34 @@ const (
 // Span locates a stored header value in an entry's Hdr buffer.
 type Span struct{ Start, End uint32 }
 
+// SpanID names one of an entry's spans into its Hdr (Entry.Span).
+type SpanID uint8
+
+const (
+	SpanCT   SpanID = iota // Content-Type
+	SpanDate               // Date (the origin's, or when the edge received the response)
+	SpanETag               // the origin's ETag
+	SpanLM                 // Last-Modified
+	SpanSC                 // Surrogate-Control, to compute freshness again after a 304
+	// SpanFields locates the table of stored fields in Hdr: FieldSpan
+	// records of fieldSpanSize bytes (NumFields, Field). They are the
+	// end-to-end headers served as they are (not Content-Length,
+	// Content-Encoding, Content-Type, Date, ETag, Vary, Age or hop-by-hop
+	// ones, which are handled separately).
+	SpanFields
+	// SpanVary locates the Vary value sent to clients (the origin's, with
+	// Accept-Encoding added when the encoding depends on the request).
+	SpanVary
+	// SpanETagOther locates the ETag served for the one of identity and
+	// gzip that is not ETagEnc.
+	SpanETagOther
+	numSpans
+)
+
+// SpanTableSize is the size of the table of spans at the end of an
+// entry's Hdr: numSpans records of two little-endian uint32s.
+const SpanTableSize = int(numSpans) * 8
+
 // FieldSpan locates one stored header field in an entry's Hdr buffer: its
 // name is Hdr[K0:K1], its value Hdr[K1:V1]. Offsets, not slices: 12 bytes a
 // field instead of 48, paid once per stored object, and kept in Hdr itself
@@ -40,35 +71,26 @@ type FieldSpan struct{ K0, K1, V1 uint32 }
 // refresh in progress) is atomic and reached through methods.
 type Entry struct {
 	// Key is the full storage key (cachekey's format); a hit compares it
-	// with the lookup key (ristretto compares only 128-bit hashes).
+	// with the lookup key (ristretto compares only 128-bit hashes). Once
+	// the entry is sealed it lives in the entry's slot, like Hdr: read it
+	// while the entry is in the store or under a reference (Acquire);
+	// after that, its bytes may be another object's (Store.Peek).
 	Key []byte
 	// ID is unique per entry (Store.NextID): the tag index and the pools
 	// use it to tell a replaced entry from its replacement.
 	ID uint64
 
 	// Hdr holds the stored header fields and values, the Vary value, the
-	// derived ETag and the table of field spans, in one buffer that Seal
-	// moves into the entry's slot; the spans below are offsets into it
-	// (read them with Field and the methods of the spans' names). Add to it
-	// only before the entry is sealed (AppendHdr).
+	// derived ETag, the table of field spans and, in its last SpanTableSize
+	// bytes, the table of the entry's spans (SpanID), in one buffer that
+	// Seal moves into the entry's slot: the spans are offsets into it
+	// (read them with Field and the methods of the spans' names), and they
+	// live in the slot, not in the Entry, because every byte of the Entry
+	// is paid on the Go heap, twice (GOGC), per stored object. Add to it
+	// only before the entry is sealed (InitHdr, AppendHdr, SetSpan).
 	Hdr []byte
 	// Body is stored in encoding Enc (cachepolicy.Identity or Gzip).
 	Body []byte
-
-	CTSpan, DateSpan, ETagSpan, LMSpan Span
-	SCSpan                             Span // Surrogate-Control, to compute freshness again after a 304
-	// FieldsSpan locates the table of stored fields in Hdr: FieldSpan
-	// records of fieldSpanSize bytes (NumFields, Field). They are the
-	// end-to-end headers served as they are (not Content-Length,
-	// Content-Encoding, Content-Type, Date, ETag, Vary, Age or hop-by-hop
-	// ones, which are handled separately).
-	FieldsSpan Span
-	// VarySpan locates the Vary value sent to clients (the origin's, with
-	// Accept-Encoding added when the encoding depends on the request).
-	VarySpan Span
-	// ETagOtherSpan locates the ETag served for the one of identity and
-	// gzip that is not ETagEnc.
-	ETagOtherSpan Span
 
 	// IdentityLen is the length of the decoded body (len(Body) when Enc is
 	// Identity).
@@ -109,8 +131,13 @@ type Entry struct {
 	// VaryNames are the request headers the entry (or a KindVary marker)
 	// varies on, lower-case, in the order of the variant key.
 	VaryNames []string
-	// Tags are the Surrogate-Key tags of the response.
-	Tags []string
+	// tags are the Surrogate-Key tags of the response, separated by
+	// spaces (which no tag holds): one string, where a []string would
+	// cost a slice header and a string header per tag on the heap (Tags,
+	// SetTags). Like Key, it moves into the entry's slot when the entry
+	// is sealed: read it under the same conditions (the tag index does,
+	// while the entry is indexed, which ends before the store lets go).
+	tags string
 	// Cost is what the entry counts against the store's byte budget.
 	Cost int64
 
@@ -146,10 +173,6 @@ type Entry struct {
 	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
 	// without gzip are passed to the origin.
 	NoTransform bool
-
-	// wprev and wnext link the entry into the store's admission window
-	// (guarded by the window's mutex).
-	wprev, wnext *Entry
 }
 
 // The bits of Entry.flags.
@@ -184,57 +207,123 @@ type ZstdForm struct {
 	ETag []byte
 }
 
-// at returns the stored value sp locates.
-func (e *Entry) at(sp Span) []byte { return e.Hdr[sp.Start:sp.End:sp.End] }
+// at returns the stored value span id locates.
+func (e *Entry) at(id SpanID) []byte {
+	sp := e.Span(id)
+	return e.Hdr[sp.Start:sp.End:sp.End]
+}
+
+// Span returns where span id is in Hdr (zero: the value is empty, or the
+// entry has no header buffer, as markers).
+func (e *Entry) Span(id SpanID) Span {
+	h := e.Hdr
+	if len(h) < SpanTableSize {
+		return Span{}
+	}
+	r := h[len(h)-SpanTableSize+int(id)*8:][:8]
+	return Span{Start: binary.LittleEndian.Uint32(r), End: binary.LittleEndian.Uint32(r[4:])}
+}
+
+// SetSpan records where span id is; only before the entry is sealed.
+func (e *Entry) SetSpan(id SpanID, sp Span) {
+	e.ensureTable()
+	r := e.Hdr[len(e.Hdr)-SpanTableSize+int(id)*8:][:8]
+	binary.LittleEndian.PutUint32(r, sp.Start)
+	binary.LittleEndian.PutUint32(r[4:], sp.End)
+}
+
+// HdrData returns the header buffer without its table of spans: the bytes
+// the spans locate, as a snapshot or a peer sends them.
+func (e *Entry) HdrData() []byte {
+	if len(e.Hdr) < SpanTableSize {
+		return nil
+	}
+	return e.Hdr[: len(e.Hdr)-SpanTableSize : len(e.Hdr)-SpanTableSize]
+}
+
+// InitHdr starts the header buffer with buf (the spans may then locate
+// bytes in it), with room for room more bytes before the entry is sealed.
+func (e *Entry) InitHdr(buf []byte, room int) {
+	h := make([]byte, 0, len(buf)+room+SpanTableSize)
+	h = append(h, buf...)
+	e.Hdr = append(h, zeroSpans[:]...)
+}
+
+var zeroSpans [SpanTableSize]byte
+
+// ensureTable gives an entry without a header buffer its table of spans.
+func (e *Entry) ensureTable() {
+	if len(e.Hdr) < SpanTableSize {
+		e.InitHdr(e.Hdr, 0)
+	}
+}
 
 // NumFields returns the number of stored fields.
 func (e *Entry) NumFields() int {
-	return int(e.FieldsSpan.End-e.FieldsSpan.Start) / fieldSpanSize
+	sp := e.Span(SpanFields)
+	return int(sp.End-sp.Start) / fieldSpanSize
 }
 
 // Field returns the name and value of stored field i.
 func (e *Entry) Field(i int) (key, value []byte) {
-	r := e.Hdr[int(e.FieldsSpan.Start)+i*fieldSpanSize:][:fieldSpanSize]
+	r := e.Hdr[int(e.Span(SpanFields).Start)+i*fieldSpanSize:][:fieldSpanSize]
 	k0 := binary.LittleEndian.Uint32(r)
 	k1 := binary.LittleEndian.Uint32(r[4:])
 	v1 := binary.LittleEndian.Uint32(r[8:])
 	return e.Hdr[k0:k1:k1], e.Hdr[k1:v1:v1]
 }
 
-// AppendHdr adds b to the entry's header buffer and returns where it is;
-// only before the entry is sealed.
+// AppendHdr adds b to the entry's header buffer (before its table of
+// spans) and returns where it is; only before the entry is sealed.
 func (e *Entry) AppendHdr(b []byte) Span {
+	tab := e.openHdr()
 	start := len(e.Hdr)
 	e.Hdr = append(e.Hdr, b...)
-	return Span{Start: uint32(start), End: uint32(len(e.Hdr))}
+	end := len(e.Hdr)
+	e.Hdr = append(e.Hdr, tab[:]...)
+	return Span{Start: uint32(start), End: uint32(end)}
+}
+
+// openHdr takes the table of spans off the end of Hdr, for appending to
+// the bytes before it; the caller appends the table back.
+func (e *Entry) openHdr() [SpanTableSize]byte {
+	e.ensureTable()
+	var tab [SpanTableSize]byte
+	d := len(e.Hdr) - SpanTableSize
+	copy(tab[:], e.Hdr[d:])
+	e.Hdr = e.Hdr[:d]
+	return tab
 }
 
 // AppendFields adds the table of stored fields to the header buffer
-// (FieldsSpan); only before the entry is sealed.
+// (SpanFields); only before the entry is sealed.
 func (e *Entry) AppendFields(fields []FieldSpan) {
+	tab := e.openHdr()
 	start := len(e.Hdr)
 	for _, f := range fields {
 		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.K0)
 		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.K1)
 		e.Hdr = binary.LittleEndian.AppendUint32(e.Hdr, f.V1)
 	}
-	e.FieldsSpan = Span{Start: uint32(start), End: uint32(len(e.Hdr))}
+	end := len(e.Hdr)
+	e.Hdr = append(e.Hdr, tab[:]...)
+	e.SetSpan(SpanFields, Span{Start: uint32(start), End: uint32(end)})
 }
 
 // Vary returns the Vary value sent to clients (empty: none).
-func (e *Entry) Vary() []byte { return e.at(e.VarySpan) }
+func (e *Entry) Vary() []byte { return e.at(SpanVary) }
 
 // ETagOther returns the ETag served for the one of identity and gzip that
 // is not ETagEnc (empty: none).
-func (e *Entry) ETagOther() []byte { return e.at(e.ETagOtherSpan) }
+func (e *Entry) ETagOther() []byte { return e.at(SpanETagOther) }
 
 // ContentType, Date, ETag, LastModified and SurrogateControl return the
 // stored values (empty when absent; Date is always there).
-func (e *Entry) ContentType() []byte      { return e.at(e.CTSpan) }
-func (e *Entry) Date() []byte             { return e.at(e.DateSpan) }
-func (e *Entry) ETag() []byte             { return e.at(e.ETagSpan) }
-func (e *Entry) LastModified() []byte     { return e.at(e.LMSpan) }
-func (e *Entry) SurrogateControl() []byte { return e.at(e.SCSpan) }
+func (e *Entry) ContentType() []byte      { return e.at(SpanCT) }
+func (e *Entry) Date() []byte             { return e.at(SpanDate) }
+func (e *Entry) ETag() []byte             { return e.at(SpanETag) }
+func (e *Entry) LastModified() []byte     { return e.at(SpanLM) }
+func (e *Entry) SurrogateControl() []byte { return e.at(SpanSC) }
 
 // LastMod returns Last-Modified as a time (zero when there is none).
 func (e *Entry) LastMod() time.Time {
@@ -254,6 +343,59 @@ func (e *Entry) ModifiedAt() time.Time {
 	t, _ := cachepolicy.ParseHTTPDate(e.Date())
 	return t
 }
+
+// Tags returns the entry's Surrogate-Key tags, in the origin's order.
+func (e *Entry) Tags() iter.Seq[string] { return strings.FieldsSeq(e.tags) }
+
+// TagList returns the entry's tags separated by spaces, as a
+// Surrogate-Key header would send them.
+func (e *Entry) TagList() string { return e.tags }
+
+// HasTag reports whether t is one of the entry's tags.
+func (e *Entry) HasTag(t string) bool {
+	for u := range e.Tags() {
+		if u == t {
+			return true
+		}
+	}
+	return false
+}
+
+// TagsCost is what the entry's tags cost before it is sealed: their
+// string, and the tag index's share (tagIndexCost).
+func (e *Entry) TagsCost() int64 { return int64(len(e.tags)) + e.tagIndexCost() }
+
+// tagIndexCost is what the entry's tags cost the index: a slot of its map
+// for each (or its share of a big tag's set).
+func (e *Entry) tagIndexCost() int64 { return int64(48 * e.numTags()) }
+
+// moveTags copies the entry's tags into b, a slot's free room, and returns
+// them there (the entry's own string for none).
+func (e *Entry) moveTags(b []byte) string {
+	if len(e.tags) == 0 {
+		return e.tags
+	}
+	n := copy(b[:len(e.tags)], e.tags)
+	return unsafe.String(&b[0], n)
+}
+
+// numTags returns the number of the entry's tags.
+func (e *Entry) numTags() int {
+	n := 0
+	for range e.Tags() {
+		n++
+	}
+	return n
+}
+
+// SetTags records the entry's tags (none may hold a space, as none of
+// cachepolicy.ParseSurrogateKeys's do); only before the entry is
+// published.
+func (e *Entry) SetTags(tags []string) { e.tags = strings.Join(tags, " ") }
+
+// SetTagList records the entry's tags, separated by single spaces
+// (TagList's form); only before the entry is published.
+func (e *Entry) SetTagList(tags string) { e.tags = tags }
 
 // URL returns the URL key of the entry's key.
 func (e *Entry) URL() []byte { return cachekey.URL(e.Key) }
@@ -439,6 +581,10 @@ func (e *Entry) Release() {
 	if poisonFreed {
 		poison(e.Hdr)
 		poison(e.Body)
+		poison(e.Key)
+		if len(e.tags) > 0 {
+			poison(unsafe.Slice(unsafe.StringData(e.tags), len(e.tags)))
+		}
 		if e.Zstd != nil {
 			poison(e.Zstd.Body)
 		}
@@ -448,4 +594,4 @@ func (e *Entry) Release() {
 
 // Sealed reports whether the entry's bytes live in a slot of the store's
 // pool: only sealed objects are stored.
-func (e *Entry) Sealed() bool { return e.ref.pool != nil }
+func (e *Entry) Sealed() bool { return e.ref.sealed() }

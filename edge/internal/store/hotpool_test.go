@@ -73,7 +73,7 @@ func slabCopy(t testing.TB, sp *slab.Pool, n int) *Copy {
 		t.Fatalf("no slot for %d bytes", n)
 	}
 	c := &Copy{b: b}
-	c.ref.set(slot, sp)
+	c.ref.set(slot)
 	return c
 }
 

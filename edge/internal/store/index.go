@@ -1,7 +1,7 @@
 package store
 
 import (
-	"slices"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,13 +30,18 @@ type purgeRecord struct {
 // promise 7). URLs need no index: the store finds a URL's entry by its key, and a
 // Vary marker lists its variants.
 //
-// Memory: one map slot per tag (the key string is the entry's own, not a
-// copy), one pointer per further (entry, tag) pair.
+// Memory: one map slot per tag, keyed by the tag's hash (tagHash), so that
+// the index keeps no string: the entries' tags live in their slots, which
+// are reused once they leave. One pointer per further (entry, tag) pair.
+// Two tags with one hash share a set; lookups keep only the entries that
+// really have the tag (their tags are readable: an entry leaves the index
+// before it gives back the store's reference).
 type index struct {
-	gen atomic.Uint64 // generation: bumped by every purge
+	gen  atomic.Uint64 // generation: bumped by every purge
+	seed maphash.Seed
 
 	mu    sync.Mutex // guards everything below
-	tags  map[string]tagSet
+	tags  map[uint64]tagSet
 	hosts map[string]int // host → entries, for host-less URL purges
 	log   [purgeLogSize]purgeRecord
 	logN  uint64 // records ever written
@@ -59,7 +64,8 @@ const tagListMax = 32
 
 func newIndex() *index {
 	return &index{
-		tags:  make(map[string]tagSet),
+		seed:  maphash.MakeSeed(),
+		tags:  make(map[uint64]tagSet),
 		hosts: make(map[string]int),
 	}
 }
@@ -111,21 +117,31 @@ func (x *index) addLocked(e *Entry) {
 	} else {
 		x.hosts[string(host)] = 1
 	}
-	for _, t := range e.Tags {
-		x.addTagLocked(t, e)
+	for t := range e.Tags() {
+		x.addTagLocked(x.tagHash(t), e)
 	}
 	if u := e.URL(); cachekey.HasExtras(u) {
 		// Keyed by a rule (a pool, a device class): a URL purge finds it
 		// through its real URL.
-		x.addTagLocked(urlTag(cachekey.RealURL(u)), e)
+		x.addTagLocked(x.urlHash(cachekey.RealURL(u)), e)
 	}
 }
 
-// urlTag is the index's hidden tag of the entries whose keys add rule
-// parts to URL (a tag cannot start with a NUL byte).
-func urlTag(url []byte) string { return "\x00u" + string(url) }
+// tagHash is where tag t is in the index.
+func (x *index) tagHash(t string) uint64 { return maphash.String(x.seed, t) }
 
-func (x *index) addTagLocked(t string, e *Entry) {
+// urlHash is where the entries whose keys add rule parts to url are in the
+// index: a hidden tag, which no tag can be (a tag cannot start with a NUL
+// byte).
+func (x *index) urlHash(url []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(x.seed)
+	h.WriteString("\x00u")
+	h.Write(url)
+	return h.Sum64()
+}
+
+func (x *index) addTagLocked(t uint64, e *Entry) {
 	ts, ok := x.tags[t]
 	if !ok {
 		x.tags[t] = tagSet{one: e}
@@ -167,15 +183,15 @@ func (x *index) removeLocked(e *Entry) {
 			x.hosts[string(host)] = n - 1
 		}
 	}
-	for _, t := range e.Tags {
-		x.removeTagLocked(t, e)
+	for t := range e.Tags() {
+		x.removeTagLocked(x.tagHash(t), e)
 	}
 	if u := e.URL(); cachekey.HasExtras(u) {
-		x.removeTagLocked(urlTag(cachekey.RealURL(u)), e)
+		x.removeTagLocked(x.urlHash(cachekey.RealURL(u)), e)
 	}
 }
 
-func (x *index) removeTagLocked(t string, e *Entry) {
+func (x *index) removeTagLocked(t uint64, e *Entry) {
 	ts, ok := x.tags[t]
 	if !ok {
 		return
@@ -266,7 +282,7 @@ func (x *index) purgedSinceLocked(startGen uint64, e *Entry) (affected, soft boo
 			break
 		}
 		if r.all || (r.url != "" && (r.url == string(u) || r.url == string(target))) ||
-			(r.tag != "" && slices.Contains(e.Tags, r.tag)) {
+			(r.tag != "" && e.HasTag(r.tag)) {
 			affected = true
 			soft = soft && r.soft
 		}
@@ -354,8 +370,27 @@ func (x *index) record(p Purge) (hosts []string) {
 func (x *index) tagged(dst []*Entry, t string) []*Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ts, ok := x.tags[t]; ok {
-		ts.each(func(e *Entry) { dst = append(dst, e) })
+	if ts, ok := x.tags[x.tagHash(t)]; ok {
+		ts.each(func(e *Entry) {
+			if e.HasTag(t) {
+				dst = append(dst, e)
+			}
+		})
+	}
+	return dst
+}
+
+// taggedURL appends to dst the entries whose keys add rule parts (a pool,
+// a device class) to url.
+func (x *index) taggedURL(dst []*Entry, url []byte) []*Entry {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if ts, ok := x.tags[x.urlHash(url)]; ok {
+		ts.each(func(e *Entry) {
+			if u := e.URL(); cachekey.HasExtras(u) && string(cachekey.RealURL(u)) == string(url) {
+				dst = append(dst, e)
+			}
+		})
 	}
 	return dst
 }

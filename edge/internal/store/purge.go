@@ -34,13 +34,13 @@ func (s *Store) Purge(p Purge, now time.Time) int {
 			for _, h := range hosts {
 				hu := cachekey.AppendURL(nil, []byte(h), u)
 				affected = s.urlEntries(affected, hu)
-				affected = s.idx.tagged(affected, urlTag(hu))
+				affected = s.idx.taggedURL(affected, hu)
 			}
 			continue
 		}
 		affected = s.urlEntries(affected, u)
 		// Entries keyed by rules (a pool, a device class) under this URL.
-		affected = s.idx.tagged(affected, urlTag(u))
+		affected = s.idx.taggedURL(affected, u)
 	}
 	if p.All {
 		affected = s.allEntries(affected)

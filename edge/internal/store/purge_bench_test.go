@@ -1,7 +1,9 @@
 package store
 
 import (
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ func taggedEntries(st *Store, n, sections int) []*Entry {
 			stored: time.Since(clockBase),
 			TTL:    time.Hour,
 			Cost:   1024,
-			Tags:   []string{"article:" + strconv.Itoa(i), "section:" + strconv.Itoa(i%sections), "front"},
+			tags:   "article:" + strconv.Itoa(i) + " section:" + strconv.Itoa(i%sections) + " front",
 		}
 	}
 	return es
@@ -85,7 +87,7 @@ func TestTagIndexBytesPerPair(t *testing.T) {
 	es := taggedEntries(st, n, 50)
 	pairs := 0
 	for _, e := range es {
-		pairs += len(e.Tags)
+		pairs += e.numTags()
 	}
 	if raceEnabled {
 		t.Skip("the race detector's shadow memory distorts heap figures")
@@ -110,4 +112,55 @@ func heapAlloc() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestTagHashCollisions: the index keys tags by their hash, so two tags
+// with one hash share a set; a purge of one must find only the entries
+// that have it, and removing an entry of one leaves the other's.
+func TestTagHashCollisions(t *testing.T) {
+	x := newIndex()
+	a := &Entry{Key: []byte("news.example/a"), tags: "story:a front"}
+	b := &Entry{Key: []byte("news.example/b"), tags: "story:b"}
+	x.addLocked(a)
+	x.addLocked(b)
+	// Make "story:b" collide with "story:a": b joins a's set too.
+	x.addTagLocked(x.tagHash("story:a"), b)
+	if got := x.tagged(nil, "story:a"); len(got) != 1 || got[0] != a {
+		t.Fatalf("story:a finds %d entries, want a alone", len(got))
+	}
+	if got := x.tagged(nil, "story:b"); len(got) != 1 || got[0] != b {
+		t.Fatalf("story:b finds %d entries, want b alone", len(got))
+	}
+	x.removeLocked(a)
+	if got := x.tagged(nil, "story:a"); len(got) != 0 {
+		t.Fatalf("story:a finds %d entries after a left", len(got))
+	}
+	if got := x.tagged(nil, "front"); len(got) != 0 {
+		t.Fatalf("front finds %d entries after a left", len(got))
+	}
+	if got := x.tagged(nil, "story:b"); len(got) != 1 || got[0] != b {
+		t.Fatalf("story:b finds %d entries after a left, want b", len(got))
+	}
+}
+
+// TestTaggedURLChecksTheURL: entries keyed by rule parts are found by
+// their real URL's hash, and only when their real URL is the one purged
+// (a colliding URL's entries are left alone).
+func TestTaggedURLChecksTheURL(t *testing.T) {
+	x := newIndex()
+	pooled := func(url, pool string) *Entry {
+		return &Entry{Key: cachekey.AppendExtra([]byte(url), "pool", []byte(pool))}
+	}
+	a, a2, b := pooled("news.example/a", "blue"), pooled("news.example/a", "green"), pooled("news.example/b", "blue")
+	for _, e := range []*Entry{a, a2, b} {
+		x.addLocked(e)
+	}
+	x.addTagLocked(x.urlHash([]byte("news.example/a")), b) // a collision
+	got := x.taggedURL(nil, []byte("news.example/a"))
+	if len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, a2) {
+		t.Fatalf("news.example/a finds %d entries, want its two pools", len(got))
+	}
+	if got := x.tagged(nil, "\x00unews.example/a"); len(got) != 0 {
+		t.Fatalf("a tag finds the URL's entries: %d", len(got))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
@@ -86,7 +87,7 @@ func (s *Store) WriteSnapshot(w io.Writer, meta []byte, now time.Time) (Snapshot
 		}
 		scratch = appendRecord(scratch[:0], e, unixEpoch)
 		bw.Write(scratch)
-		bw.Write(e.Hdr)
+		bw.Write(e.HdrData())
 		bw.Write(e.Body)
 		if e.Zstd != nil {
 			bw.Write(e.Zstd.Body)
@@ -141,8 +142,12 @@ func appendRecord(b []byte, e *Entry, base time.Time) []byte {
 		b = binary.AppendUvarint(b, uint64(sp.End))
 	}
 	b = appendStrings(b, e.VaryNames)
-	b = appendStrings(b, e.Tags)
-	b = binary.AppendUvarint(b, uint64(len(e.Hdr)))
+	b = binary.AppendUvarint(b, uint64(e.numTags()))
+	for t := range e.Tags() {
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.HdrData())))
 	b = binary.AppendUvarint(b, uint64(len(e.Body)))
 	if e.Zstd != nil {
 		b = binary.AppendUvarint(b, uint64(len(e.Zstd.Body)))
@@ -154,17 +159,13 @@ func appendRecord(b []byte, e *Entry, base time.Time) []byte {
 	return b
 }
 
-// spanPtrs returns pointers to the entry's spans into Hdr, in the file's
-// order.
-func (e *Entry) spanPtrs() [8]*Span {
-	return [8]*Span{&e.CTSpan, &e.DateSpan, &e.ETagSpan, &e.LMSpan, &e.SCSpan, &e.FieldsSpan, &e.VarySpan, &e.ETagOtherSpan}
-}
-
-// spans returns the entry's spans into Hdr, in the file's order.
-func (e *Entry) spans() [8]Span {
-	var out [8]Span
-	for i, p := range e.spanPtrs() {
-		out[i] = *p
+// spans returns the entry's spans into Hdr, in the file's order (SpanID's:
+// the file holds the header bytes without the table of spans, and the
+// spans apart).
+func (e *Entry) spans() [numSpans]Span {
+	var out [numSpans]Span
+	for i := range out {
+		out[i] = e.Span(SpanID(i))
 	}
 	return out
 }
@@ -356,7 +357,7 @@ func (s *Store) readSnapshot(r io.Reader, now time.Time, l *Loaded) error {
 
 // recordLayout is what a record says of the bytes that follow it.
 type recordLayout struct {
-	spans      [8]Span
+	spans      [numSpans]Span
 	hl, bl, zl uint64 // header, body and zstd body lengths
 	zetag      []byte
 }
@@ -369,7 +370,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 		return nil, err
 	}
 	n := l.hl + l.bl + l.zl
-	slot, b, ok := s.pool.Alloc(int(n))
+	slot, b, ok := s.pool.Alloc(int(n) + SpanTableSize + len(e.Key) + len(e.tags))
 	if !ok {
 		// No room: read past its bytes (they still count in the checksum).
 		if _, err := io.CopyN(io.Discard, sr, int64(n)); err != nil {
@@ -377,9 +378,18 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 		}
 		return nil, nil
 	}
-	e.ref.set(slot, s.pool)
-	b = b[:n]
-	if err := sr.full(b); err != nil {
+	e.ref.set(slot)
+	// The header bytes, then the table of spans (written by layOut), then
+	// the bodies, then the key (as Seal lays them out).
+	k := int(n) + SpanTableSize
+	e.Key = b[k : k+copy(b[k:k+len(e.Key)], e.Key) : k+len(e.Key)]
+	e.tags = e.moveTags(b[k+len(e.Key):])
+	b = b[:n+uint64(SpanTableSize)]
+	if err := sr.full(b[:l.hl]); err != nil {
+		e.Release()
+		return nil, err
+	}
+	if err := sr.full(b[l.hl+uint64(SpanTableSize):]); err != nil {
 		e.Release()
 		return nil, err
 	}
@@ -387,7 +397,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 		e.Release()
 		return nil, err
 	}
-	e.Cost = int64(s.pool.ClassSize(int(n))) + heapCost(loadedHeapCost(e))
+	e.Cost = int64(slot.Size()) + heapCost(loadedHeapCost(e))
 	return e, nil
 }
 
@@ -396,7 +406,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 // its bytes.
 func AppendObject(b []byte, e *Entry, now time.Time) []byte {
 	b = appendRecord(b, e, now)
-	b = append(b, e.Hdr...)
+	b = append(b, e.HdrData()...)
 	b = append(b, e.Body...)
 	if e.Zstd != nil {
 		b = append(b, e.Zstd.Body...)
@@ -422,26 +432,32 @@ func (s *Store) DecodeObject(b []byte, now time.Time) (*Entry, error) {
 	if uint64(sr.n)+n != uint64(len(b)) {
 		return nil, fmt.Errorf("%w: an object record of %d bytes says %d", ErrSnapshot, len(b), uint64(sr.n)+n)
 	}
-	if err := e.layOut(bytes.Clone(b[sr.n:]), l); err != nil {
+	buf := make([]byte, n+uint64(SpanTableSize))
+	copy(buf, b[sr.n:sr.n+int64(l.hl)])
+	copy(buf[l.hl+uint64(SpanTableSize):], b[sr.n+int64(l.hl):])
+	if err := e.layOut(buf, l); err != nil {
 		return nil, err
 	}
-	e.Cost = int64(n) + loadedHeapCost(e) // as a fetched entry before Seal
+	e.Cost = int64(len(buf)+len(e.Key)+len(e.tags)) + loadedHeapCost(e) // as a fetched entry before Seal
 	return e, nil
 }
 
-// layOut points e's buffers into b, which holds its header buffer, body
-// and zstd body, and checks its field table against them.
+// layOut points e's buffers into b, which holds its header bytes, room
+// for the table of spans (which it writes), its body and its zstd body,
+// and checks its field table against them.
 func (e *Entry) layOut(b []byte, l recordLayout) error {
-	hl, bl, n := l.hl, l.bl, l.hl+l.bl+l.zl
+	hl := l.hl + uint64(SpanTableSize)
+	bl, n := l.bl, hl+l.bl+l.zl
 	e.Hdr, e.Body = b[:hl:hl], b[hl:hl+bl:hl+bl]
 	if l.zl > 0 || len(l.zetag) > 0 {
 		e.Zstd = &ZstdForm{Body: b[hl+bl : n : n], ETag: l.zetag}
 	}
-	for i, p := range e.spanPtrs() {
-		*p = l.spans[i]
+	for i, sp := range l.spans {
+		e.SetSpan(SpanID(i), sp)
 	}
+	hl = l.hl
 	for i := range e.NumFields() {
-		r := e.Hdr[int(e.FieldsSpan.Start)+i*fieldSpanSize:][:fieldSpanSize]
+		r := e.Hdr[int(e.Span(SpanFields).Start)+i*fieldSpanSize:][:fieldSpanSize]
 		k0, k1, v1 := binary.LittleEndian.Uint32(r), binary.LittleEndian.Uint32(r[4:]), binary.LittleEndian.Uint32(r[8:])
 		if k0 > k1 || k1 > v1 || uint64(v1) > hl {
 			return fmt.Errorf("%w: field %d outside the header bytes (corrupted)", ErrSnapshot, i)
@@ -496,7 +512,7 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 	if e.LastModTime, err = sr.varint(); err != nil {
 		return nil, l, err
 	}
-	var spans [8]Span
+	var spans [numSpans]Span
 	for i := range spans {
 		a, err := sr.uvarint("span", maxSnapshotHdr)
 		if err != nil {
@@ -511,9 +527,16 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 	if e.VaryNames, err = sr.strings("Vary name"); err != nil {
 		return nil, l, err
 	}
-	if e.Tags, err = sr.strings("tag"); err != nil {
+	tags, err := sr.strings("tag")
+	if err != nil {
 		return nil, l, err
 	}
+	for _, t := range tags {
+		if t == "" || strings.ContainsAny(t, " \t,") {
+			return nil, l, fmt.Errorf("%w: tag %q at byte %d (corrupted)", ErrSnapshot, t, sr.n)
+		}
+	}
+	e.SetTags(tags)
 	hl, err := sr.uvarint("header length", maxSnapshotHdr)
 	if err != nil {
 		return nil, l, err
@@ -535,8 +558,8 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 			return nil, l, fmt.Errorf("%w: span %d (%d-%d) outside the %d header bytes (corrupted)", ErrSnapshot, i, sp.Start, sp.End, hl)
 		}
 	}
-	if (spans[5].End-spans[5].Start)%fieldSpanSize != 0 {
-		return nil, l, fmt.Errorf("%w: a field table of %d bytes (corrupted)", ErrSnapshot, spans[5].End-spans[5].Start)
+	if (spans[SpanFields].End-spans[SpanFields].Start)%fieldSpanSize != 0 {
+		return nil, l, fmt.Errorf("%w: a field table of %d bytes (corrupted)", ErrSnapshot, spans[SpanFields].End-spans[SpanFields].Start)
 	}
 	n := hl + bl + zl
 	if n > slab.MaxSize {
@@ -547,13 +570,12 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 }
 
 // loadedHeapCost is what a loaded entry keeps on the Go heap, counted as
-// the edge counts a fetched one: the entry and its bookkeeping, its key,
-// its tags, the zstd ETag.
+// the edge counts a fetched one once sealed: the entry and its
+// bookkeeping, its tags' share of the index, the zstd ETag (its key and
+// tags are in its slot).
 func loadedHeapCost(e *Entry) int64 {
-	c := EntryOverhead + int64(len(e.Key))
-	for _, t := range e.Tags {
-		c += int64(len(t)) + 64
-	}
+	c := EntryOverhead // the key is in the slot
+	c += e.tagIndexCost()
 	if e.Zstd != nil {
 		c += int64(len(e.Zstd.ETag)) + 48
 	}

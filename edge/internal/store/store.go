@@ -38,12 +38,13 @@ import (
 // clock jump must not drop an object the edge still considers usable.
 const wallMargin = time.Minute
 
-// EntryOverhead is the memory of an entry beyond its byte slices: the
-// Entry itself plus ristretto's and the store's per-item bookkeeping
-// (measured by the edge's TestMemoryPerObject), so that the byte budget
-// holds for many small objects too. Whoever builds an entry adds it to
-// Cost.
-const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 320
+// EntryOverhead is the memory of an entry beyond its byte slices and tags
+// (Entry.TagsCost): the Entry itself plus ristretto's and the store's
+// per-item bookkeeping (about 150 bytes of ristretto's maps, the slab's
+// share, the window's node; measured by the edge's TestMemoryPerObject),
+// so that the byte budget holds for many small objects too. Whoever
+// builds an entry adds it to Cost.
+const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 192
 
 // heapCost is what n bytes kept on the Go heap cost the process: twice
 // n, since at the default GOGC of 100 the heap grows to twice what it
@@ -180,8 +181,15 @@ func (s *Store) Get(key []byte) *Entry {
 }
 
 // Peek returns the entry stored under key without acquiring it: for
-// reading what lives on the heap (the key, kind, freshness, Vary names,
-// tags), never Hdr or the bodies.
+// reading what lives on the heap (kind, freshness, Vary names, tags),
+// never Hdr, the bodies or the key (Entry.Key).
+//
+// It compares the key of what ristretto holds without a reference: an
+// entry evicted meanwhile may have its slot, and so its key, reused by
+// another object. The read is safe (slots stay mapped until the pool
+// closes) and its result is then any; such an entry has left the store,
+// so Get's Acquire refuses it, and Peek's callers already allow for an
+// entry that leaves the store just after they found it.
 func (s *Store) Peek(key []byte) *Entry {
 	e, ok := s.c.Get(key)
 	if ok && e != nil && bytes.Equal(e.Key, key) {
@@ -190,15 +198,15 @@ func (s *Store) Peek(key []byte) *Entry {
 	return s.win.get(key)
 }
 
-// Seal moves e's header buffer and bodies into one slot of the store's
-// pool, outside the Go heap, and counts the slot's size in e.Cost instead
-// of theirs; what stays on the heap (e.Cost without them) counts as
+// Seal moves e's header buffer, bodies, key and tags into one slot of the
+// store's pool, outside the Go heap, and counts the slot's size in e.Cost
+// instead of theirs; what stays on the heap (e.Cost without them) counts as
 // heapCost. The caller, e's builder, then holds e's first reference and
 // releases it when done with e. It reports false when the pool is full
 // (slow clients still hold bodies that left the cache): e keeps its heap
 // copies, may be served, and is not stored.
 func (s *Store) Seal(e *Entry) bool {
-	n := len(e.Hdr) + len(e.Body)
+	n := len(e.Hdr) + len(e.Body) + len(e.Key) + len(e.tags)
 	if e.Zstd != nil {
 		n += len(e.Zstd.Body)
 	}
@@ -216,8 +224,12 @@ func (s *Store) Seal(e *Entry) bool {
 		b = append(b, e.Zstd.Body...)
 		e.Zstd.Body = b[z:len(b):len(b)]
 	}
+	k := len(b)
+	b = append(b, e.Key...)
+	e.Key = b[k:len(b):len(b)]
+	e.tags = e.moveTags(b[len(b):cap(b)])
 	e.Cost = int64(s.pool.ClassSize(n)) + heapCost(e.Cost-int64(n))
-	e.ref.set(slot, s.pool)
+	e.ref.set(slot)
 	return true
 }
 

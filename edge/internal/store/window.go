@@ -8,31 +8,39 @@ import "sync"
 // would evict, so a breaking story would miss again and again; in the
 // window it is a hit from its second request on, and by the time it
 // leaves the window its accesses have been counted and it is admitted.
-// The list is intrusive (Entry.wprev/wnext): adding allocates only the map
-// slot.
+// The list's links are in a node of the window's own (wnode), not in the
+// Entry: every object would pay for them, while only those in the window
+// use them.
 type window struct {
 	mu     sync.Mutex // guards everything below
 	budget int64
 	used   int64
-	m      map[string]*Entry
-	front  *Entry // most recently used
-	back   *Entry // least recently used
+	m      map[string]*wnode
+	front  *wnode // most recently used
+	back   *wnode // least recently used
+}
+
+// wnode is an entry's place in the window's list.
+type wnode struct {
+	e          *Entry
+	prev, next *wnode
 }
 
 func newWindow(budget int64) *window {
-	return &window{budget: budget, m: make(map[string]*Entry)}
+	return &window{budget: budget, m: make(map[string]*wnode)}
 }
 
 // get returns the window's entry for key and marks it recently used.
 func (w *window) get(key []byte) *Entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e := w.m[string(key)]
-	if e != nil {
-		w.unlink(e)
-		w.pushFront(e)
+	n := w.m[string(key)]
+	if n == nil {
+		return nil
 	}
-	return e
+	w.unlink(n)
+	w.pushFront(n)
+	return n.e
 }
 
 // add puts e in the window, returning the entry it replaced (if any) and
@@ -40,20 +48,24 @@ func (w *window) get(key []byte) *Entry {
 func (w *window) add(e *Entry) (old *Entry, victims []*Entry) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if o := w.m[string(e.Key)]; o != nil {
-		w.unlink(o)
-		w.used -= o.Cost
-		old = o
+	n := w.m[string(e.Key)]
+	if n != nil {
+		w.unlink(n)
+		w.used -= n.e.Cost
+		old = n.e
+		n.e = e
+	} else {
+		n = &wnode{e: e}
+		w.m[string(e.Key)] = n
 	}
-	w.m[string(e.Key)] = e
-	w.pushFront(e)
+	w.pushFront(n)
 	w.used += e.Cost
-	for w.used > w.budget && w.back != nil && w.back != e {
+	for w.used > w.budget && w.back != nil && w.back != n {
 		v := w.back
 		w.unlink(v)
-		delete(w.m, string(v.Key))
-		w.used -= v.Cost
-		victims = append(victims, v)
+		delete(w.m, string(v.e.Key))
+		w.used -= v.e.Cost
+		victims = append(victims, v.e)
 	}
 	return old, victims
 }
@@ -62,13 +74,14 @@ func (w *window) add(e *Entry) (old *Entry, victims []*Entry) {
 func (w *window) remove(key []byte) *Entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e := w.m[string(key)]
-	if e != nil {
-		w.unlink(e)
-		delete(w.m, string(key))
-		w.used -= e.Cost
+	n := w.m[string(key)]
+	if n == nil {
+		return nil
 	}
-	return e
+	w.unlink(n)
+	delete(w.m, string(key))
+	w.used -= n.e.Cost
+	return n.e
 }
 
 // removeEntry takes e (only e) out of the window; it reports whether e was
@@ -76,10 +89,11 @@ func (w *window) remove(key []byte) *Entry {
 func (w *window) removeEntry(e *Entry) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.m[string(e.Key)] != e {
+	n := w.m[string(e.Key)]
+	if n == nil || n.e != e {
 		return false
 	}
-	w.unlink(e)
+	w.unlink(n)
 	delete(w.m, string(e.Key))
 	w.used -= e.Cost
 	return true
@@ -90,8 +104,8 @@ func (w *window) entries() []*Entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]*Entry, 0, len(w.m))
-	for _, e := range w.m {
-		out = append(out, e)
+	for _, n := range w.m {
+		out = append(out, n.e)
 	}
 	return out
 }
@@ -101,35 +115,35 @@ func (w *window) drain() []*Entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []*Entry
-	for _, e := range w.m {
-		out = append(out, e)
+	for _, n := range w.m {
+		out = append(out, n.e)
 	}
 	clear(w.m)
 	w.front, w.back, w.used = nil, nil, 0
 	return out
 }
 
-func (w *window) pushFront(e *Entry) {
-	e.wprev, e.wnext = nil, w.front
+func (w *window) pushFront(n *wnode) {
+	n.prev, n.next = nil, w.front
 	if w.front != nil {
-		w.front.wprev = e
+		w.front.prev = n
 	}
-	w.front = e
+	w.front = n
 	if w.back == nil {
-		w.back = e
+		w.back = n
 	}
 }
 
-func (w *window) unlink(e *Entry) {
-	if e.wprev != nil {
-		e.wprev.wnext = e.wnext
-	} else if w.front == e {
-		w.front = e.wnext
+func (w *window) unlink(n *wnode) {
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else if w.front == n {
+		w.front = n.next
 	}
-	if e.wnext != nil {
-		e.wnext.wprev = e.wprev
-	} else if w.back == e {
-		w.back = e.wprev
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else if w.back == n {
+		w.back = n.prev
 	}
-	e.wprev, e.wnext = nil, nil
+	n.prev, n.next = nil, nil
 }
