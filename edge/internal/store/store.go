@@ -40,11 +40,15 @@ const wallMargin = time.Minute
 
 // EntryOverhead is the memory of an entry beyond its byte slices and tags
 // (Entry.TagsCost): the Entry itself plus ristretto's and the store's
-// per-item bookkeeping (about 150 bytes of ristretto's maps, the slab's
+// per-item bookkeeping (about 170 bytes: ristretto's maps, the slab's
 // share, the window's node; measured by the edge's TestMemoryPerObject),
-// so that the byte budget holds for many small objects too. Whoever
+// so that the byte budget holds for many small objects too, plus an
+// allowance of 150 bytes (300 once counted twice) for what the budget
+// does not count otherwise: the free slots of partly used runs, which stay
+// resident (up to a fifth of the live slots after a flood of small
+// objects gives way to bigger ones; cmd/lakka's TestFloodRSS). Whoever
 // builds an entry adds it to Cost.
-const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 192
+const EntryOverhead = int64(unsafe.Sizeof(Entry{})) + 170 + 150
 
 // heapCost is what n bytes kept on the Go heap cost the process: twice
 // n, since at the default GOGC of 100 the heap grows to twice what it
