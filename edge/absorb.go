@@ -241,8 +241,8 @@ func (a *absorber) seal(e *store.Entry, borrowed bool) bool {
 	a.m.notStored.WithLabelValues("memory").Inc()
 	if borrowed {
 		e.Body = bytes.Clone(e.Body)
-		if e.Zstd != nil {
-			e.Zstd.Body = bytes.Clone(e.Zstd.Body)
+		if e.Zstd() != nil {
+			e.Zstd().Body = bytes.Clone(e.Zstd().Body)
 		}
 	}
 	return false

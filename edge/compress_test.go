@@ -715,10 +715,10 @@ func TestBodiesExactSize(t *testing.T) {
 
 // zstdBody returns the zstd form of e's body, or nil.
 func zstdBody(e *store.Entry) []byte {
-	if e.Zstd == nil {
+	if e.Zstd() == nil {
 		return nil
 	}
-	return e.Zstd.Body
+	return e.Zstd().Body
 }
 
 // appendTestKey returns the URL key of path on the test edge.

@@ -103,7 +103,7 @@ func chooseEncoding(e *store.Entry, ae cachepolicy.AcceptEncoding) cachepolicy.E
 	if e.Enc != cachepolicy.Gzip {
 		return cachepolicy.Identity
 	}
-	enc, _ := ae.Choose(true, e.Zstd != nil)
+	enc, _ := ae.Choose(true, e.Zstd() != nil)
 	return enc
 }
 
@@ -175,7 +175,7 @@ func (r *request) serveEntry(e *store.Entry) bool {
 		r.setBody(e, e.Body)
 		return true
 	case cachepolicy.Zstd:
-		r.setBody(e, e.Zstd.Body)
+		r.setBody(e, e.Zstd().Body)
 		return true
 	}
 	// owner holds body's bytes: the entry, or its decoded copy.

@@ -61,8 +61,8 @@ func (a *absorber) newEntry(url []byte, resp *fasthttp.Response, m meta, body []
 // bodies.
 func restCost(e *store.Entry) int64 {
 	c := int64(len(e.Key) + len(e.Hdr) + len(e.Body))
-	if e.Zstd != nil {
-		c += int64(len(e.Zstd.Body)+len(e.Zstd.ETag)) + 48
+	if e.Zstd() != nil {
+		c += int64(len(e.Zstd().Body)+len(e.Zstd().ETag)) + 48 + 32 // the ZstdForm and the entry's extra part
 	}
 	return c
 }
@@ -224,7 +224,7 @@ func (a *absorber) addZstd(e *store.Entry, plain []byte) {
 	z := coding.Zstd(a.zstd, plain)
 	a.m.compressions[cachepolicy.Zstd].Inc()
 	if len(z) <= len(e.Body)-len(e.Body)/32 {
-		e.Zstd = &store.ZstdForm{Body: z}
+		e.SetZstd(&store.ZstdForm{Body: z})
 		a.m.compressedOut[cachepolicy.Zstd].Add(float64(len(z)))
 	}
 }
@@ -241,8 +241,8 @@ func setETags(e *store.Entry) {
 		other = cachepolicy.Gzip
 	}
 	e.SetSpan(store.SpanETagOther, e.AppendHdr(suffixETag(e.ETag(), other)))
-	if e.Zstd != nil {
-		e.Zstd.ETag = suffixETag(e.ETag(), cachepolicy.Zstd)
+	if e.Zstd() != nil {
+		e.Zstd().ETag = suffixETag(e.ETag(), cachepolicy.Zstd)
 	}
 }
 
@@ -345,8 +345,8 @@ func (a *absorber) refreshed(stale *store.Entry, fr *backend.Fetched, pol *polic
 	e.Key = bytes.Clone(stale.Key) // stale's is in stale's slot
 	e.Body, e.Enc, e.IdentityLen, e.ETagEnc = stale.Body, stale.Enc, stale.IdentityLen, stale.ETagEnc
 	e.NoTransform = stale.NoTransform
-	if stale.Zstd != nil {
-		e.Zstd = &store.ZstdForm{Body: stale.Zstd.Body}
+	if stale.Zstd() != nil {
+		e.SetZstd(&store.ZstdForm{Body: stale.Zstd().Body})
 	}
 	setETags(e)
 	e.SetSpan(store.SpanVary, e.AppendHdr(stale.Vary()))

@@ -95,9 +95,6 @@ type Entry struct {
 	// IdentityLen is the length of the decoded body (len(Body) when Enc is
 	// Identity).
 	IdentityLen int64
-	// Zstd is the zstd form of a gzip-stored body, made once at store time
-	// when compression.zstd is on; nil otherwise, or when it did not pay.
-	Zstd *ZstdForm
 	// LastModTime is Last-Modified in Unix seconds (0: none, or not a date;
 	// an origin's 1 January 1970 counts as none too, which costs its
 	// conditional requests a full answer), for If-Range and
@@ -113,11 +110,6 @@ type Entry struct {
 	// copied by the later ones while they come (HeaderPool); nil
 	// otherwise. Set and cleared only under the header pool's lock.
 	headers atomic.Pointer[Item[*HeaderSet]]
-	// HeaderBackoff spaces out the header sets offered to the pool: its
-	// level counts the times the pool dropped this entry's set for room,
-	// so objects that keep losing theirs (more hot objects than the pool
-	// holds) back off instead of allocating a set on every hit.
-	HeaderBackoff Backoff
 
 	// Freshness, measured on the monotonic clock from when the entry was
 	// stored: stored is that time as an offset from clockBase (StoredAt,
@@ -144,18 +136,19 @@ type Entry struct {
 	// purgedAt is 0, or the age (ns) at which a soft purge made the entry
 	// stale.
 	purgedAt atomic.Int64
-	// retryAt (UnixNano) holds off the next background refresh after a
-	// failure.
-	retryAt atomic.Int64
-	// ref is the slot holding Hdr, Body and the zstd body once the entry
-	// is sealed (Store.Seal), and who may read them: the builder, the
+	// ref is the slot holding Hdr, Body, the zstd body, Key and tags once
+	// the entry is sealed (Store.Seal), and who may read them: the builder, the
 	// store while the entry is in it, requests serving it, bodies being
 	// written to clients, background jobs.
 	ref slotRef
-	// variants counts the variants admitted under a KindVary marker, and
-	// variantList holds them (copy on write), for URL purges.
-	variants    atomic.Int32
-	variantList atomic.Pointer[[]*Entry]
+	// HeaderBackoff spaces out the header sets offered to the pool: its
+	// level counts the times the pool dropped this entry's set for room,
+	// so objects that keep losing theirs (more hot objects than the pool
+	// holds) back off instead of allocating a set on every hit.
+	HeaderBackoff Backoff
+	// extra holds what few entries need (entryExtra), so that the others
+	// do not pay for it.
+	extra atomic.Pointer[entryExtra]
 	// flags holds the entry's changing yes/no states (flagDead and the
 	// others), in one word: every byte of the entry is paid once per
 	// stored object.
@@ -173,6 +166,63 @@ type Entry struct {
 	// no-transform: the edge must not decode it (RFC 9110 §7.7), so clients
 	// without gzip are passed to the origin.
 	NoTransform bool
+}
+
+// entryExtra is the part of an entry that few entries need: it is made
+// for a zstd form or a Vary marker before the entry is published, or for
+// a failed refresh's hold-off after (Entry.more).
+type entryExtra struct {
+	// zstd is the zstd form of a gzip-stored body, made once at store
+	// time when compression.zstd is on; nil otherwise, or when it did not
+	// pay. Set before the entry is published.
+	zstd *ZstdForm
+	// retryAt (UnixNano) holds off the next background refresh after a
+	// failure.
+	retryAt atomic.Int64
+	// variants counts the variants admitted under a KindVary marker, and
+	// variantList holds them (copy on write), for URL purges.
+	variants    atomic.Int32
+	variantList atomic.Pointer[[]*Entry]
+}
+
+// more returns the entry's extra part, made if it has none.
+func (e *Entry) more() *entryExtra {
+	for {
+		if x := e.extra.Load(); x != nil {
+			return x
+		}
+		if x := new(entryExtra); e.extra.CompareAndSwap(nil, x) {
+			return x
+		}
+	}
+}
+
+// variantList returns the variants recorded under a Vary marker (nil for
+// none, or another entry).
+func (e *Entry) variantList() []*Entry {
+	if x := e.extra.Load(); x != nil {
+		if vs := x.variantList.Load(); vs != nil {
+			return *vs
+		}
+	}
+	return nil
+}
+
+// Zstd returns the zstd form of a gzip-stored body (made once at store
+// time when compression.zstd is on), or nil: none, or it did not pay.
+func (e *Entry) Zstd() *ZstdForm {
+	if x := e.extra.Load(); x != nil {
+		return x.zstd
+	}
+	return nil
+}
+
+// SetZstd records the zstd form; only before the entry is published.
+func (e *Entry) SetZstd(z *ZstdForm) {
+	if z == nil && e.extra.Load() == nil {
+		return
+	}
+	e.more().zstd = z
 }
 
 // The bits of Entry.flags.
@@ -406,10 +456,10 @@ func (e *Entry) ETagFor(enc cachepolicy.Encoding) []byte {
 	case len(e.ETag()) == 0 || enc == e.ETagEnc:
 		return e.ETag()
 	case enc == cachepolicy.Zstd:
-		if e.Zstd == nil {
+		if e.Zstd() == nil {
 			return nil
 		}
-		return e.Zstd.ETag
+		return e.Zstd().ETag
 	}
 	return e.ETagOther()
 }
@@ -526,7 +576,7 @@ func (e *Entry) Headers() *Item[*HeaderSet] { return e.headers.Load() }
 // now: none queued or running, and no failure asking to wait. The caller
 // that is told yes calls EndRefresh when done.
 func (e *Entry) BeginRefresh(now time.Time) bool {
-	if e.retryAt.Load() > now.UnixNano() {
+	if x := e.extra.Load(); x != nil && x.retryAt.Load() > now.UnixNano() {
 		return false
 	}
 	return e.set(flagRefreshing)
@@ -536,7 +586,7 @@ func (e *Entry) BeginRefresh(now time.Time) bool {
 // off the next until then (the refresh failed).
 func (e *Entry) EndRefresh(retry time.Time) {
 	if !retry.IsZero() {
-		e.retryAt.Store(retry.UnixNano())
+		e.more().retryAt.Store(retry.UnixNano())
 	}
 	e.flags.And(^flagRefreshing)
 }
@@ -545,7 +595,7 @@ func (e *Entry) EndRefresh(retry time.Time) {
 // for the same variant key; the list is bounded by limit.
 func (m *Entry) addVariant(v *Entry, limit int) {
 	for {
-		old := m.variantList.Load()
+		old := m.more().variantList.Load()
 		var next []*Entry
 		if old != nil {
 			for _, o := range *old {
@@ -558,7 +608,7 @@ func (m *Entry) addVariant(v *Entry, limit int) {
 			next = next[len(next)-limit+1:]
 		}
 		next = append(next, v)
-		if m.variantList.CompareAndSwap(old, &next) {
+		if m.more().variantList.CompareAndSwap(old, &next) {
 			return
 		}
 	}
@@ -585,8 +635,8 @@ func (e *Entry) Release() {
 		if len(e.tags) > 0 {
 			poison(unsafe.Slice(unsafe.StringData(e.tags), len(e.tags)))
 		}
-		if e.Zstd != nil {
-			poison(e.Zstd.Body)
+		if e.Zstd() != nil {
+			poison(e.Zstd().Body)
 		}
 	}
 	e.ref.free()

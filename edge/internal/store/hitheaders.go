@@ -60,9 +60,18 @@ type HitHeader struct {
 // Backoff spaces out attempts that keep coming to nothing: one is due
 // after 1<<level misses (level at most MaxBackoff). Safe for concurrent
 // use; of racing callers at most one is told an attempt is due.
+//
+// The level and the misses share one word (the level in its top bits):
+// every stored object has one, and 4 bytes kept the Entry in a smaller
+// size class.
 type Backoff struct {
-	misses, level atomic.Uint32
+	w atomic.Uint32
 }
+
+const (
+	backoffShift  = 28
+	backoffMisses = 1<<backoffShift - 1
+)
 
 // MaxBackoff bounds Backoff's level: an attempt is due at least every
 // 1<<MaxBackoff misses.
@@ -70,19 +79,35 @@ const MaxBackoff = 10
 
 // Due counts a miss and reports whether an attempt is due now.
 func (b *Backoff) Due() bool {
-	n := b.misses.Add(1)
-	return n >= 1<<min(b.level.Load(), MaxBackoff) && b.misses.CompareAndSwap(n, 0)
+	// The misses cannot reach 2^28 and carry into the level: one in at
+	// most 1<<MaxBackoff resets them, and losing that race means another
+	// caller won it.
+	w := b.w.Add(1)
+	level := min(w>>backoffShift, MaxBackoff)
+	return w&backoffMisses >= 1<<level && b.w.CompareAndSwap(w, w&^backoffMisses)
+}
+
+// Level returns the current level.
+func (b *Backoff) Level() uint32 { return b.w.Load() >> backoffShift }
+
+// setLevel sets the level, keeping the misses counted.
+func (b *Backoff) setLevel(f func(level uint32) uint32) {
+	for {
+		w := b.w.Load()
+		next := w&backoffMisses | f(w>>backoffShift)<<backoffShift
+		if w == next || b.w.CompareAndSwap(w, next) {
+			return
+		}
+	}
 }
 
 // Raise doubles the misses before the next attempt.
 func (b *Backoff) Raise() {
-	if b.level.Load() < MaxBackoff {
-		b.level.Add(1)
-	}
+	b.setLevel(func(l uint32) uint32 { return min(l+1, MaxBackoff) })
 }
 
 // Reset makes every miss an attempt again.
-func (b *Backoff) Reset() { b.level.Store(0) }
+func (b *Backoff) Reset() { b.setLevel(func(uint32) uint32 { return 0 }) }
 
 // GiveUp waits the longest before the next attempt.
-func (b *Backoff) GiveUp() { b.level.Store(MaxBackoff) }
+func (b *Backoff) GiveUp() { b.setLevel(func(uint32) uint32 { return MaxBackoff }) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -306,5 +307,65 @@ func TestHotPoolGrow(t *testing.T) {
 	}
 	if err := p.check(all); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackoff: attempts are due after 1, 2, 4 ... misses as the level
+// rises, at most 1<<MaxBackoff; Reset and GiveUp set the level and keep
+// counting; of racing callers one is told.
+func TestBackoff(t *testing.T) {
+	var b Backoff
+	due := func(misses int) int { // the miss on which an attempt was due
+		for i := 1; i <= misses; i++ {
+			if b.Due() {
+				return i
+			}
+		}
+		return 0
+	}
+	if n := due(5); n != 1 {
+		t.Fatalf("level 0: due after %d misses", n)
+	}
+	b.Raise()
+	b.Raise()
+	if b.Level() != 2 {
+		t.Fatalf("level %d after two raises", b.Level())
+	}
+	if n := due(10); n != 4 {
+		t.Fatalf("level 2: due after %d misses", n)
+	}
+	for range 20 {
+		b.Raise()
+	}
+	if b.Level() != MaxBackoff {
+		t.Fatalf("level %d after many raises", b.Level())
+	}
+	if n := due(5000); n != 1<<MaxBackoff {
+		t.Fatalf("level %d: due after %d misses", MaxBackoff, n)
+	}
+	b.Reset()
+	if n := due(3); n != 1 {
+		t.Fatalf("after Reset: due after %d misses", n)
+	}
+	b.GiveUp()
+	if n := due(5000); n != 1<<MaxBackoff {
+		t.Fatalf("after GiveUp: due after %d misses", n)
+	}
+	// Racing: 8 goroutines, 4096 misses in all at level 10: at most 4 due
+	// (a caller that loses the race to reset leaves the count running).
+	var wg sync.WaitGroup
+	var got atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			for range 512 {
+				if b.Due() {
+					got.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() < 1 || got.Load() > 4 {
+		t.Fatalf("%d attempts due in 4096 racing misses at level %d, want 1 to 4", got.Load(), MaxBackoff)
 	}
 }

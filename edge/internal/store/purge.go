@@ -76,8 +76,8 @@ func (s *Store) urlEntries(dst []*Entry, url []byte) []*Entry {
 	}
 	dst = append(dst, e)
 	if e.Kind == KindVary {
-		if vs := e.variantList.Load(); vs != nil {
-			dst = append(dst, *vs...)
+		if vs := e.variantList(); vs != nil {
+			dst = append(dst, vs...)
 		}
 	}
 	return dst

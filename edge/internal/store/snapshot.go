@@ -89,8 +89,8 @@ func (s *Store) WriteSnapshot(w io.Writer, meta []byte, now time.Time) (Snapshot
 		bw.Write(scratch)
 		bw.Write(e.HdrData())
 		bw.Write(e.Body)
-		if e.Zstd != nil {
-			bw.Write(e.Zstd.Body)
+		if e.Zstd() != nil {
+			bw.Write(e.Zstd().Body)
 		}
 		st.Objects++
 		st.Bytes += int64(len(e.Hdr) + len(e.Body))
@@ -149,9 +149,9 @@ func appendRecord(b []byte, e *Entry, base time.Time) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.HdrData())))
 	b = binary.AppendUvarint(b, uint64(len(e.Body)))
-	if e.Zstd != nil {
-		b = binary.AppendUvarint(b, uint64(len(e.Zstd.Body)))
-		b = appendBytes(b, e.Zstd.ETag)
+	if e.Zstd() != nil {
+		b = binary.AppendUvarint(b, uint64(len(e.Zstd().Body)))
+		b = appendBytes(b, e.Zstd().ETag)
 	} else {
 		b = binary.AppendUvarint(b, 0)
 		b = appendBytes(b, nil)
@@ -408,8 +408,8 @@ func AppendObject(b []byte, e *Entry, now time.Time) []byte {
 	b = appendRecord(b, e, now)
 	b = append(b, e.HdrData()...)
 	b = append(b, e.Body...)
-	if e.Zstd != nil {
-		b = append(b, e.Zstd.Body...)
+	if e.Zstd() != nil {
+		b = append(b, e.Zstd().Body...)
 	}
 	return b
 }
@@ -450,7 +450,7 @@ func (e *Entry) layOut(b []byte, l recordLayout) error {
 	bl, n := l.bl, hl+l.bl+l.zl
 	e.Hdr, e.Body = b[:hl:hl], b[hl:hl+bl:hl+bl]
 	if l.zl > 0 || len(l.zetag) > 0 {
-		e.Zstd = &ZstdForm{Body: b[hl+bl : n : n], ETag: l.zetag}
+		e.SetZstd(&ZstdForm{Body: b[hl+bl : n : n], ETag: l.zetag})
 	}
 	for i, sp := range l.spans {
 		e.SetSpan(SpanID(i), sp)
@@ -576,8 +576,8 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 func loadedHeapCost(e *Entry) int64 {
 	c := EntryOverhead // the key is in the slot
 	c += e.tagIndexCost()
-	if e.Zstd != nil {
-		c += int64(len(e.Zstd.ETag)) + 48
+	if e.Zstd() != nil {
+		c += int64(len(e.Zstd().ETag)) + 48 + 32 // the ZstdForm and the entry's extra part
 	}
 	return c
 }

@@ -57,7 +57,7 @@ func snapEntry(st *Store, i int, stored time.Time) *Entry {
 		e.Key = append(e.Key, "\x00accept-language=fi"...)
 	}
 	if i%5 == 0 {
-		e.Zstd = &ZstdForm{Body: []byte("zstd" + strconv.Itoa(i)), ETag: []byte(`"z"`)}
+		e.SetZstd(&ZstdForm{Body: []byte("zstd" + strconv.Itoa(i)), ETag: []byte(`"z"`)})
 	}
 	e.Cost = EntryOverhead + int64(len(e.Key)+len(e.Hdr)+len(e.Body))
 	return e
@@ -128,7 +128,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			!bytes.Equal(g.ETagOther(), w.ETagOther()) {
 			t.Fatalf("%s came back different", w.Key)
 		}
-		if (g.Zstd == nil) != (w.Zstd == nil) || g.Zstd != nil && (!bytes.Equal(g.Zstd.Body, w.Zstd.Body) || !bytes.Equal(g.Zstd.ETag, w.Zstd.ETag)) {
+		if (g.Zstd() == nil) != (w.Zstd() == nil) || g.Zstd() != nil && (!bytes.Equal(g.Zstd().Body, w.Zstd().Body) || !bytes.Equal(g.Zstd().ETag, w.Zstd().ETag)) {
 			t.Fatalf("%s: zstd form came back different", w.Key)
 		}
 		for i := range w.NumFields() {

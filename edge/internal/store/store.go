@@ -211,8 +211,8 @@ func (s *Store) Peek(key []byte) *Entry {
 // copies, may be served, and is not stored.
 func (s *Store) Seal(e *Entry) bool {
 	n := len(e.Hdr) + len(e.Body) + len(e.Key) + len(e.tags)
-	if e.Zstd != nil {
-		n += len(e.Zstd.Body)
+	if e.Zstd() != nil {
+		n += len(e.Zstd().Body)
 	}
 	slot, b, ok := s.pool.Alloc(n)
 	if !ok {
@@ -223,10 +223,10 @@ func (s *Store) Seal(e *Entry) bool {
 	h := len(b)
 	b = append(b, e.Body...)
 	e.Hdr, e.Body = b[:h:h], b[h:len(b):len(b)]
-	if e.Zstd != nil {
+	if e.Zstd() != nil {
 		z := len(b)
-		b = append(b, e.Zstd.Body...)
-		e.Zstd.Body = b[z:len(b):len(b)]
+		b = append(b, e.Zstd().Body...)
+		e.Zstd().Body = b[z:len(b):len(b)]
 	}
 	k := len(b)
 	b = append(b, e.Key...)
@@ -245,8 +245,8 @@ func (s *Store) AdmitVariant(url, key []byte) bool {
 	if marker == nil || marker.Kind != KindVary || s.Peek(key) != nil {
 		return true
 	}
-	if int(marker.variants.Add(1)) > s.maxVariants {
-		marker.variants.Add(-1)
+	if int(marker.more().variants.Add(1)) > s.maxVariants {
+		marker.more().variants.Add(-1)
 		return false
 	}
 	return true
@@ -321,7 +321,7 @@ func (s *Store) varyMarker(e *Entry) *Entry {
 		TTL:       e.TTL + e.Grace + e.Keep,
 	}
 	m.Cost = heapCost(int64(len(m.Key)) + EntryOverhead)
-	m.variants.Store(1) // e
+	m.more().variants.Store(1) // e
 	s.putMarker(m)
 	return m
 }
