@@ -48,13 +48,13 @@ func (r *request) lookup() (f found, fkey []byte, stale *store.Entry) {
 	fkey = r.key
 	// Entries from the store are acquired: their stored bytes stay valid
 	// while the request holds them.
-	e := s.store.Peek(r.key)
+	e := s.store.Get(r.key)
 	if e != nil && e.Kind == store.KindVary {
-		r.vkey = cachekey.AppendVariant(r.vkey[:0], r.key, e.VaryNames, &r.ctx.Request.Header)
+		marker := e
+		r.vkey = cachekey.AppendVariant(r.vkey[:0], r.key, marker.VaryNames, &r.ctx.Request.Header)
 		fkey = r.vkey
 		e = s.store.Get(fkey)
-	} else if e != nil && !e.Acquire() {
-		e = nil
+		marker.Release() // nothing to give back: markers live on the heap
 	}
 	r.hold(e)
 	if e != nil && e.Kind == store.KindHitForMiss {

@@ -11,6 +11,10 @@ import "math/bits"
 const (
 	minClass     = 64
 	maxClassSize = 224 << 10
+	// MaxClassSize is the largest slot of a size class: those stay mapped
+	// until the pool closes, even when freed; larger ones are mappings of
+	// their own, unmapped when freed (unless kept for reuse).
+	MaxClassSize = maxClassSize
 	perDoubling  = 8
 	nClasses     = 95 // classOf(maxClassSize) + 1
 	largeClass   = 255

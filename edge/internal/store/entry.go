@@ -302,9 +302,15 @@ func (e *Entry) InitHdr(buf []byte, room int) {
 var zeroSpans [SpanTableSize]byte
 
 // ensureTable gives an entry without a header buffer its table of spans.
+// A header buffer is started by InitHdr (or a snapshot's layOut), never by
+// appending to Hdr: the last SpanTableSize bytes of a non-empty one are
+// the table.
 func (e *Entry) ensureTable() {
-	if len(e.Hdr) < SpanTableSize {
-		e.InitHdr(e.Hdr, 0)
+	switch {
+	case len(e.Hdr) == 0:
+		e.InitHdr(nil, 0)
+	case len(e.Hdr) < SpanTableSize:
+		panic("store: a header buffer without its table of spans (start it with InitHdr)")
 	}
 }
 
@@ -394,7 +400,8 @@ func (e *Entry) ModifiedAt() time.Time {
 	return t
 }
 
-// Tags returns the entry's Surrogate-Key tags, in the origin's order.
+// Tags returns the entry's Surrogate-Key tags (as parsed: sorted, without
+// repeats).
 func (e *Entry) Tags() iter.Seq[string] { return strings.FieldsSeq(e.tags) }
 
 // TagList returns the entry's tags separated by spaces, as a
@@ -599,7 +606,14 @@ func (m *Entry) addVariant(v *Entry, limit int) {
 		var next []*Entry
 		if old != nil {
 			for _, o := range *old {
-				if string(o.Key) != string(v.Key) && !o.has(flagDead) {
+				// Its key is read under a reference (it is in its slot);
+				// one that left the store is dropped.
+				if o.has(flagDead|flagExited) || !o.Acquire() {
+					continue
+				}
+				same := string(o.Key) == string(v.Key)
+				o.Release()
+				if !same {
 					next = append(next, o)
 				}
 			}

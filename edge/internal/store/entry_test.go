@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/lakka-cache/lakka/config"
+	"github.com/lakka-cache/lakka/edge/internal/cachekey"
 )
 
 // TestStoredAt: the stored time round-trips, on the monotonic clock and on
@@ -37,5 +40,52 @@ func TestStoredAt(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if n := unsafe.Sizeof(Entry{}); n > 256 {
 		t.Fatalf("an Entry takes %d bytes: it left the 256-byte size class (the next is 288)", n)
+	}
+}
+
+// TestLargeVariantReplacedEvictedPurged: a variant too large for a size
+// class gets a mapping of its own, unmapped when freed. Replacing it, and
+// purging its URL after it was evicted, must not read its key from freed
+// memory (that faulted the process): its key stays on the heap, and the
+// variant list and the reaper read keys under a reference.
+func TestLargeVariantReplacedEvictedPurged(t *testing.T) {
+	st, err := New(config.Budget{Store: 63 << 20, Window: 1 << 20}, 16, testMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	url := cachekey.AppendURL(nil, []byte("h.example"), []byte("/v"))
+	key := cachekey.AppendVariantValues(nil, url, [][]byte{[]byte("fi")})
+	body := make([]byte, 8<<20)
+	put := func() *Entry {
+		e := &Entry{Key: append([]byte(nil), key...), ID: st.NextID(), stored: time.Since(clockBase), TTL: time.Hour,
+			VaryNames: []string{"accept-language"}, Body: body, Cost: int64(len(body))}
+		e.SetTags([]string{"a", "b"})
+		if !putSealed(t, st, e) {
+			t.Fatal("not stored")
+		}
+		st.Wait()
+		return e
+	}
+	put()
+	second := put() // replaces the first, whose mapping is unmapped
+	marker := st.Peek(url)
+	if marker == nil || marker.Kind != KindVary {
+		t.Fatal("no Vary marker")
+	}
+	if vs := marker.variantList(); len(vs) != 1 || vs[0] != second {
+		t.Fatalf("the marker lists %d variants, want the second alone", len(vs))
+	}
+	// Evicted, as ristretto or the window would: it leaves, not dead.
+	if !st.win.removeEntry(second) {
+		st.c.Del(key)
+	} else {
+		st.onExit(second)
+	}
+	st.Wait()
+	st.Purge(Purge{URLs: [][]byte{url}}, time.Now())
+	time.Sleep(100 * time.Millisecond) // the reaper
+	if e := st.Get(key); e != nil {
+		t.Fatal("the evicted variant is still found")
 	}
 }

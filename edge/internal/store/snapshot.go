@@ -9,7 +9,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/lakka-cache/lakka/cachepolicy"
@@ -93,7 +92,7 @@ func (s *Store) WriteSnapshot(w io.Writer, meta []byte, now time.Time) (Snapshot
 			bw.Write(e.Zstd().Body)
 		}
 		st.Objects++
-		st.Bytes += int64(len(e.Hdr) + len(e.Body))
+		st.Bytes += int64(len(e.HdrData()) + len(e.Body))
 		e.Release()
 	}
 	if err := bw.WriteByte(recordEnd); err != nil {
@@ -328,7 +327,7 @@ func (s *Store) readSnapshot(r io.Reader, now time.Time, l *Loaded) error {
 		default:
 			l.entries = append(l.entries, e)
 			l.Stats.Objects++
-			l.Stats.Bytes += int64(len(e.Hdr) + len(e.Body))
+			l.Stats.Bytes += int64(len(e.HdrData()) + len(e.Body))
 		}
 	}
 	var tail [8]byte
@@ -370,7 +369,14 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 		return nil, err
 	}
 	n := l.hl + l.bl + l.zl
-	slot, b, ok := s.pool.Alloc(int(n) + SpanTableSize + len(e.Key) + len(e.tags))
+	// The key and tags join the rest in a slot of a size class only, as
+	// Seal lays them out.
+	moved := int(n)+SpanTableSize+len(e.Key)+len(e.tags) <= slab.MaxClassSize
+	size := int(n) + SpanTableSize
+	if moved {
+		size += len(e.Key) + len(e.tags)
+	}
+	slot, b, ok := s.pool.Alloc(size)
 	if !ok {
 		// No room: read past its bytes (they still count in the checksum).
 		if _, err := io.CopyN(io.Discard, sr, int64(n)); err != nil {
@@ -381,9 +387,11 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 	e.ref.set(slot)
 	// The header bytes, then the table of spans (written by layOut), then
 	// the bodies, then the key (as Seal lays them out).
-	k := int(n) + SpanTableSize
-	e.Key = b[k : k+copy(b[k:k+len(e.Key)], e.Key) : k+len(e.Key)]
-	e.tags = e.moveTags(b[k+len(e.Key):])
+	if moved {
+		k := int(n) + SpanTableSize
+		e.Key = b[k : k+copy(b[k:k+len(e.Key)], e.Key) : k+len(e.Key)]
+		e.tags = e.moveTags(b[k+len(e.Key):])
+	}
 	b = b[:n+uint64(SpanTableSize)]
 	if err := sr.full(b[:l.hl]); err != nil {
 		e.Release()
@@ -397,7 +405,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 		e.Release()
 		return nil, err
 	}
-	e.Cost = int64(slot.Size()) + heapCost(loadedHeapCost(e))
+	e.Cost = int64(slot.Size()) + heapCost(loadedHeapCost(e, moved))
 	return e, nil
 }
 
@@ -438,7 +446,7 @@ func (s *Store) DecodeObject(b []byte, now time.Time) (*Entry, error) {
 	if err := e.layOut(buf, l); err != nil {
 		return nil, err
 	}
-	e.Cost = int64(len(buf)+len(e.Key)+len(e.tags)) + loadedHeapCost(e) // as a fetched entry before Seal
+	e.Cost = int64(len(buf)) + loadedHeapCost(e, false) // as a fetched entry before Seal
 	return e, nil
 }
 
@@ -532,7 +540,8 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 		return nil, l, err
 	}
 	for _, t := range tags {
-		if t == "" || strings.ContainsAny(t, " \t,") {
+		// A tag as the edge parses one, or Tags would split it.
+		if p, skipped := cachepolicy.ParseSurrogateKeys(nil, []byte(t)); skipped > 0 || len(p) != 1 || p[0] != t {
 			return nil, l, fmt.Errorf("%w: tag %q at byte %d (corrupted)", ErrSnapshot, t, sr.n)
 		}
 	}
@@ -571,10 +580,13 @@ func (s *Store) readRecord(sr *snapshotReader, base time.Time) (*Entry, recordLa
 
 // loadedHeapCost is what a loaded entry keeps on the Go heap, counted as
 // the edge counts a fetched one once sealed: the entry and its
-// bookkeeping, its tags' share of the index, the zstd ETag (its key and
-// tags are in its slot).
-func loadedHeapCost(e *Entry) int64 {
-	c := EntryOverhead // the key is in the slot
+// bookkeeping, its tags' share of the index, the zstd ETag, and its key
+// and tags unless they moved into its slot (keyMoved).
+func loadedHeapCost(e *Entry, keyMoved bool) int64 {
+	c := EntryOverhead
+	if !keyMoved { // a large object's key and tags stay on the heap
+		c += int64(len(e.Key) + len(e.tags))
+	}
 	c += e.tagIndexCost()
 	if e.Zstd() != nil {
 		c += int64(len(e.Zstd().ETag)) + 48 + 32 // the ZstdForm and the entry's extra part

@@ -35,16 +35,18 @@ func snapEntry(st *Store, i int, stored time.Time) *Entry {
 	}
 	e.SetStoredAt(stored)
 	var spans []FieldSpan
+	var buf []byte
 	add := func(k, v string) {
-		sp := FieldSpan{K0: uint32(len(e.Hdr))}
-		e.Hdr = append(e.Hdr, k...)
-		sp.K1 = uint32(len(e.Hdr))
-		e.Hdr = append(e.Hdr, v...)
-		sp.V1 = uint32(len(e.Hdr))
+		sp := FieldSpan{K0: uint32(len(buf))}
+		buf = append(buf, k...)
+		sp.K1 = uint32(len(buf))
+		buf = append(buf, v...)
+		sp.V1 = uint32(len(buf))
 		spans = append(spans, sp)
 	}
 	add("Cache-Control", "max-age=60")
 	add("X-Article", strconv.Itoa(i))
+	e.InitHdr(buf, 0)
 	e.SetSpan(SpanCT, e.AppendHdr([]byte("text/html")))
 	e.SetSpan(SpanDate, e.AppendHdr([]byte("Mon, 07 Dec 2026 12:00:00 GMT")))
 	e.SetSpan(SpanETag, e.AppendHdr([]byte(`"v`+strconv.Itoa(i)+`"`)))

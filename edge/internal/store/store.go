@@ -176,30 +176,45 @@ func SlabLimit(b config.Budget) int64 { return b.Store + b.Window + b.Identity +
 // identifies items by two 64-bit hashes only. The ristretto lookup comes
 // first (it also counts the access for admission); the window is searched
 // only when ristretto has nothing.
+//
+// The key is compared under the reference: a sealed entry's key lives in
+// its slot, which another object may have once the entry's last
+// reference went (and a large slot is unmapped).
 func (s *Store) Get(key []byte) *Entry {
-	e := s.Peek(key)
-	if e == nil || !e.Acquire() {
+	if e := s.fromCache(key); e != nil {
+		return e
+	}
+	if e := s.win.get(key); e != nil && e.Acquire() {
+		return e
+	}
+	return nil
+}
+
+// fromCache returns ristretto's entry for key, acquired, if its key is
+// key (compared under the reference).
+func (s *Store) fromCache(key []byte) *Entry {
+	e, ok := s.c.Get(key)
+	if !ok || e == nil || !e.Acquire() {
+		return nil
+	}
+	if !bytes.Equal(e.Key, key) {
+		e.Release()
 		return nil
 	}
 	return e
 }
 
-// Peek returns the entry stored under key without acquiring it: for
-// reading what lives on the heap (kind, freshness, Vary names, tags),
-// never Hdr, the bodies or the key (Entry.Key).
-//
-// It compares the key of what ristretto holds without a reference: an
-// entry evicted meanwhile may have its slot, and so its key, reused by
-// another object. The read is safe (slots stay mapped until the pool
-// closes) and its result is then any; such an entry has left the store,
-// so Get's Acquire refuses it, and Peek's callers already allow for an
-// entry that leaves the store just after they found it.
+// Peek returns the entry stored under key without keeping a reference
+// (Get's, given back): for reading what lives on the heap (kind,
+// freshness, Vary names, a marker's variants), never Hdr, the bodies, the
+// key or the tags, which live in the entry's slot. The entry may leave
+// the store just after; Peek's callers allow for that.
 func (s *Store) Peek(key []byte) *Entry {
-	e, ok := s.c.Get(key)
-	if ok && e != nil && bytes.Equal(e.Key, key) {
-		return e
+	e := s.Get(key)
+	if e != nil {
+		e.Release()
 	}
-	return s.win.get(key)
+	return e
 }
 
 // Seal moves e's header buffer, bodies, key and tags into one slot of the
@@ -210,9 +225,16 @@ func (s *Store) Peek(key []byte) *Entry {
 // (slow clients still hold bodies that left the cache): e keeps its heap
 // copies, may be served, and is not stored.
 func (s *Store) Seal(e *Entry) bool {
-	n := len(e.Hdr) + len(e.Body) + len(e.Key) + len(e.tags)
+	n := len(e.Hdr) + len(e.Body)
 	if e.Zstd() != nil {
 		n += len(e.Zstd().Body)
+	}
+	// The key and tags join them in a slot of a size class, which stays
+	// mapped; a large slot is unmapped when freed, and its object is
+	// large enough for them to stay on the heap.
+	moved := n+len(e.Key)+len(e.tags) <= slab.MaxClassSize
+	if moved {
+		n += len(e.Key) + len(e.tags)
 	}
 	slot, b, ok := s.pool.Alloc(n)
 	if !ok {
@@ -228,10 +250,12 @@ func (s *Store) Seal(e *Entry) bool {
 		b = append(b, e.Zstd().Body...)
 		e.Zstd().Body = b[z:len(b):len(b)]
 	}
-	k := len(b)
-	b = append(b, e.Key...)
-	e.Key = b[k:len(b):len(b)]
-	e.tags = e.moveTags(b[len(b):cap(b)])
+	if moved {
+		k := len(b)
+		b = append(b, e.Key...)
+		e.Key = b[k:len(b):len(b)]
+		e.tags = e.moveTags(b[len(b):cap(b)])
+	}
 	e.Cost = int64(s.pool.ClassSize(n)) + heapCost(e.Cost-int64(n))
 	e.ref.set(slot)
 	return true
@@ -356,7 +380,8 @@ func (s *Store) putMarker(e *Entry) {
 func (s *Store) insert(e *Entry) {
 	s.objects.Add(1)
 	s.bytes.Add(e.Cost)
-	if cur, ok := s.c.Get(e.Key); ok && cur != nil && bytes.Equal(cur.Key, e.Key) {
+	if cur := s.fromCache(e.Key); cur != nil {
+		cur.Release()
 		// In ristretto already: replace in place.
 		s.offer(e)
 		if old := s.win.remove(e.Key); old != nil {
@@ -389,6 +414,12 @@ func (s *Store) offer(e *Entry) {
 // remove deletes e if it is still the entry stored under its key.
 func (s *Store) remove(e *Entry) {
 	e.set(flagDead)
+	// Its key is read under a reference: without one left, it has left
+	// the store already (and its slot may hold another object's bytes).
+	if !e.Acquire() {
+		return
+	}
+	defer e.Release()
 	if s.win.removeEntry(e) {
 		s.onExit(e)
 		return
