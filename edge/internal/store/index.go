@@ -33,9 +33,11 @@ type purgeRecord struct {
 // Memory: one map slot per tag, keyed by the tag's hash (tagHash), so that
 // the index keeps no string: the entries' tags live in their slots, which
 // are reused once they leave. One pointer per further (entry, tag) pair.
-// Two tags with one hash share a set; lookups keep only the entries that
-// really have the tag (their tags are readable: an entry leaves the index
-// before it gives back the store's reference).
+// Two tags with one hash share a set: adding an entry whose tag the set's
+// first entry lacks marks the set mixed, and lookups in a mixed set keep
+// only the entries that really have the tag (their tags are readable: an
+// entry leaves the index before it gives back the store's reference).
+// Other sets are taken whole, without reading every entry's tags.
 type index struct {
 	gen  atomic.Uint64 // generation: bumped by every purge
 	seed maphash.Seed
@@ -55,9 +57,11 @@ type tagSet struct {
 }
 
 // tagMore holds the entries beyond the first: a short list, then a set.
+// mixed says entries of another tag with the same hash joined the set.
 type tagMore struct {
-	list []*Entry
-	set  map[*Entry]struct{}
+	list  []*Entry
+	set   map[*Entry]struct{}
+	mixed bool
 }
 
 const tagListMax = 32
@@ -118,13 +122,31 @@ func (x *index) addLocked(e *Entry) {
 		x.hosts[string(host)] = 1
 	}
 	for t := range e.Tags() {
-		x.addTagLocked(x.tagHash(t), e)
+		x.addTagLocked(tagKey{h: x.tagHash(t), tag: t}, e)
 	}
 	if u := e.URL(); cachekey.HasExtras(u) {
 		// Keyed by a rule (a pool, a device class): a URL purge finds it
 		// through its real URL.
-		x.addTagLocked(x.urlHash(cachekey.RealURL(u)), e)
+		ru := cachekey.RealURL(u)
+		x.addTagLocked(tagKey{h: x.urlHash(ru), url: ru}, e)
 	}
+}
+
+// tagKey is a tag as the index keys it (h), with what it stands for: a
+// Surrogate-Key tag, or the real URL of entries keyed by rule parts.
+type tagKey struct {
+	h   uint64
+	tag string
+	url []byte // non-nil: the URL's hidden tag
+}
+
+// of reports whether e has the tag k stands for.
+func (k tagKey) of(e *Entry) bool {
+	if k.url != nil {
+		u := e.URL()
+		return cachekey.HasExtras(u) && string(cachekey.RealURL(u)) == string(k.url)
+	}
+	return e.HasTag(k.tag)
 }
 
 // tagHash is where tag t is in the index.
@@ -141,11 +163,19 @@ func (x *index) urlHash(url []byte) uint64 {
 	return h.Sum64()
 }
 
-func (x *index) addTagLocked(t uint64, e *Entry) {
+func (x *index) addTagLocked(k tagKey, e *Entry) {
+	t := k.h
 	ts, ok := x.tags[t]
 	if !ok {
 		x.tags[t] = tagSet{one: e}
 		return
+	}
+	if ts.one != nil && !k.of(ts.one) {
+		// Another tag with the same hash: from now on, lookups check.
+		if ts.more == nil {
+			ts.more = &tagMore{}
+		}
+		ts.more.mixed = true
 	}
 	switch {
 	case ts.one == nil:
@@ -248,7 +278,9 @@ func (m *tagMore) pop() *Entry {
 	return e
 }
 
-func (m *tagMore) empty() bool { return len(m.list) == 0 && len(m.set) == 0 }
+// empty reports whether m holds nothing worth keeping: no entries, and
+// not mixed (a mixed set stays so while it lasts).
+func (m *tagMore) empty() bool { return !m.mixed && len(m.list) == 0 && len(m.set) == 0 }
 
 // each calls f for every entry of the set.
 func (ts tagSet) each(f func(*Entry)) {
@@ -370,14 +402,7 @@ func (x *index) record(p Purge) (hosts []string) {
 func (x *index) tagged(dst []*Entry, t string) []*Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ts, ok := x.tags[x.tagHash(t)]; ok {
-		ts.each(func(e *Entry) {
-			if e.HasTag(t) {
-				dst = append(dst, e)
-			}
-		})
-	}
-	return dst
+	return x.lookupLocked(dst, tagKey{h: x.tagHash(t), tag: t})
 }
 
 // taggedURL appends to dst the entries whose keys add rule parts (a pool,
@@ -385,13 +410,22 @@ func (x *index) tagged(dst []*Entry, t string) []*Entry {
 func (x *index) taggedURL(dst []*Entry, url []byte) []*Entry {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ts, ok := x.tags[x.urlHash(url)]; ok {
-		ts.each(func(e *Entry) {
-			if u := e.URL(); cachekey.HasExtras(u) && string(cachekey.RealURL(u)) == string(url) {
-				dst = append(dst, e)
-			}
-		})
+	return x.lookupLocked(dst, tagKey{h: x.urlHash(url), url: url})
+}
+
+// lookupLocked appends the entries of k to dst: its set, checked entry by
+// entry only when it is mixed.
+func (x *index) lookupLocked(dst []*Entry, k tagKey) []*Entry {
+	ts, ok := x.tags[k.h]
+	if !ok {
+		return dst
 	}
+	mixed := ts.more != nil && ts.more.mixed
+	ts.each(func(e *Entry) {
+		if !mixed || k.of(e) {
+			dst = append(dst, e)
+		}
+	})
 	return dst
 }
 

@@ -124,7 +124,7 @@ func TestTagHashCollisions(t *testing.T) {
 	x.addLocked(a)
 	x.addLocked(b)
 	// Make "story:b" collide with "story:a": b joins a's set too.
-	x.addTagLocked(x.tagHash("story:a"), b)
+	x.addTagLocked(tagKey{h: x.tagHash("story:a"), tag: "story:b"}, b)
 	if got := x.tagged(nil, "story:a"); len(got) != 1 || got[0] != a {
 		t.Fatalf("story:a finds %d entries, want a alone", len(got))
 	}
@@ -155,7 +155,7 @@ func TestTaggedURLChecksTheURL(t *testing.T) {
 	for _, e := range []*Entry{a, a2, b} {
 		x.addLocked(e)
 	}
-	x.addTagLocked(x.urlHash([]byte("news.example/a")), b) // a collision
+	x.addTagLocked(tagKey{h: x.urlHash([]byte("news.example/a")), url: []byte("news.example/b")}, b) // a collision
 	got := x.taggedURL(nil, []byte("news.example/a"))
 	if len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, a2) {
 		t.Fatalf("news.example/a finds %d entries, want its two pools", len(got))
