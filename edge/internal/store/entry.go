@@ -10,6 +10,7 @@ import (
 
 	"github.com/lakka-cache/lakka/cachepolicy"
 	"github.com/lakka-cache/lakka/edge/internal/cachekey"
+	"github.com/lakka-cache/lakka/edge/internal/slab"
 )
 
 // Kind says what a stored value is.
@@ -426,14 +427,21 @@ func (e *Entry) TagsCost() int64 { return int64(len(e.tags)) + e.tagIndexCost() 
 // for each (or its share of a big tag's set).
 func (e *Entry) tagIndexCost() int64 { return int64(48 * e.numTags()) }
 
-// moveTags copies the entry's tags into b, a slot's free room, and returns
-// them there (the entry's own string for none).
-func (e *Entry) moveTags(b []byte) string {
-	if len(e.tags) == 0 {
-		return e.tags
+// keyMoves reports whether the key and tags join the entry's other n
+// bytes in its slot: only in a slot of a size class, which stays mapped
+// when freed; a larger slot is unmapped, and an object that large keeps
+// them on the heap.
+func (e *Entry) keyMoves(n int) bool { return n+len(e.Key)+len(e.tags) <= slab.MaxClassSize }
+
+// moveKey copies the key and then the tags into b, the slot's room for
+// them (len(Key)+len(tags) bytes), and points the entry at them there.
+func (e *Entry) moveKey(b []byte) {
+	k := copy(b, e.Key)
+	e.Key = b[:k:k]
+	if len(e.tags) > 0 {
+		t := copy(b[k:], e.tags)
+		e.tags = unsafe.String(&b[k], t)
 	}
-	n := copy(b[:len(e.tags)], e.tags)
-	return unsafe.String(&b[0], n)
 }
 
 // numTags returns the number of the entry's tags.

@@ -87,8 +87,8 @@ func (b *Backoff) Due() bool {
 	return w&backoffMisses >= 1<<level && b.w.CompareAndSwap(w, w&^backoffMisses)
 }
 
-// Level returns the current level.
-func (b *Backoff) Level() uint32 { return b.w.Load() >> backoffShift }
+// level returns the current level.
+func (b *Backoff) level() uint32 { return b.w.Load() >> backoffShift }
 
 // setLevel sets the level, keeping the misses counted.
 func (b *Backoff) setLevel(f func(level uint32) uint32) {

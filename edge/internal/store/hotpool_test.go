@@ -328,8 +328,8 @@ func TestBackoff(t *testing.T) {
 	}
 	b.Raise()
 	b.Raise()
-	if b.Level() != 2 {
-		t.Fatalf("level %d after two raises", b.Level())
+	if b.level() != 2 {
+		t.Fatalf("level %d after two raises", b.level())
 	}
 	if n := due(10); n != 4 {
 		t.Fatalf("level 2: due after %d misses", n)
@@ -337,8 +337,8 @@ func TestBackoff(t *testing.T) {
 	for range 20 {
 		b.Raise()
 	}
-	if b.Level() != MaxBackoff {
-		t.Fatalf("level %d after many raises", b.Level())
+	if b.level() != MaxBackoff {
+		t.Fatalf("level %d after many raises", b.level())
 	}
 	if n := due(5000); n != 1<<MaxBackoff {
 		t.Fatalf("level %d: due after %d misses", MaxBackoff, n)

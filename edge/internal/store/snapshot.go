@@ -371,7 +371,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 	n := l.hl + l.bl + l.zl
 	// The key and tags join the rest in a slot of a size class only, as
 	// Seal lays them out.
-	moved := int(n)+SpanTableSize+len(e.Key)+len(e.tags) <= slab.MaxClassSize
+	moved := e.keyMoves(int(n) + SpanTableSize)
 	size := int(n) + SpanTableSize
 	if moved {
 		size += len(e.Key) + len(e.tags)
@@ -388,9 +388,7 @@ func (s *Store) readEntry(sr *snapshotReader, base time.Time) (*Entry, error) {
 	// The header bytes, then the table of spans (written by layOut), then
 	// the bodies, then the key (as Seal lays them out).
 	if moved {
-		k := int(n) + SpanTableSize
-		e.Key = b[k : k+copy(b[k:k+len(e.Key)], e.Key) : k+len(e.Key)]
-		e.tags = e.moveTags(b[k+len(e.Key):])
+		e.moveKey(b[int(n)+SpanTableSize : size])
 	}
 	b = b[:n+uint64(SpanTableSize)]
 	if err := sr.full(b[:l.hl]); err != nil {

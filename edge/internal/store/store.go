@@ -229,10 +229,7 @@ func (s *Store) Seal(e *Entry) bool {
 	if e.Zstd() != nil {
 		n += len(e.Zstd().Body)
 	}
-	// The key and tags join them in a slot of a size class, which stays
-	// mapped; a large slot is unmapped when freed, and its object is
-	// large enough for them to stay on the heap.
-	moved := n+len(e.Key)+len(e.tags) <= slab.MaxClassSize
+	moved := e.keyMoves(n)
 	if moved {
 		n += len(e.Key) + len(e.tags)
 	}
@@ -251,10 +248,7 @@ func (s *Store) Seal(e *Entry) bool {
 		e.Zstd().Body = b[z:len(b):len(b)]
 	}
 	if moved {
-		k := len(b)
-		b = append(b, e.Key...)
-		e.Key = b[k:len(b):len(b)]
-		e.tags = e.moveTags(b[len(b):cap(b)])
+		e.moveKey(b[len(b):n])
 	}
 	e.Cost = int64(s.pool.ClassSize(n)) + heapCost(e.Cost-int64(n))
 	e.ref.set(slot)
